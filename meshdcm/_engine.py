@@ -1,0 +1,581 @@
+"""The node's engine: one thread that owns every ZeroMQ socket of a node.
+
+Sockets (docs/architecture.md draws them):
+
+    events   XPUB  bound     every message this node publishes; XPUB shows who subscribed
+    inbox    SUB   connects  to every peer's events endpoint, subscribed to this node's broadcast topics
+    work     PULL  bound     work items for this node's worker group
+    groups   PUSH  connects  one per worker group that wants what this node publishes, to each member's work
+    control  ROUTER bound    HELLO / WELCOME / PING / PONG / BYE from peers
+    outbox   DEALER connects one per peer control endpoint (ZRE style)
+    commands PULL  inproc    publish requests and discovery news from other threads
+
+Other threads never touch these sockets: they send commands over thread-local inproc PUSH sockets
+(:class:`Mailbox`).  Received messages are parsed and filtered here, and matching (handler, message) pairs go
+to the node's worker threads, so a slow handler never blocks reception; when too many are pending the engine
+stops reading (ZeroMQ's queues then push back) instead of growing without bound.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+import zmq
+
+from .discovery import Advert
+from .errors import MalformedMessage, VersionError
+from .manifest import Manifest
+from .message import FLAG_WORK, PROTOCOL_VERSION, Message, stamp, topic_matches
+from .peers import PeerTable
+
+if TYPE_CHECKING:
+    from .node import Node
+
+log = logging.getLogger("meshdcm.node")
+
+READY_MARKER = b"\xffready."  # sorts after every topic, so ZeroMQ sends it last when a SUB connects
+_BATCH = 512
+_GROUP_BACKLOG = 10_000
+
+
+class Mailbox:
+    """Thread-local inproc PUSH sockets into the engine (sockets are never shared between threads)."""
+
+    def __init__(self, context: zmq.Context, endpoint: str):
+        self._context = context
+        self._endpoint = endpoint
+        self._local = threading.local()
+        self._sockets: list[zmq.Socket] = []
+        self._lock = threading.Lock()
+
+    def send(self, frame: bytes) -> None:
+        sock = getattr(self._local, "sock", None)
+        if sock is None:
+            sock = self._context.socket(zmq.PUSH)
+            sock.setsockopt(zmq.SNDHWM, 0)
+            sock.connect(self._endpoint)
+            self._local.sock = sock
+            with self._lock:
+                self._sockets.append(sock)
+        sock.send(frame)
+
+    def close(self) -> None:
+        with self._lock:
+            for s in self._sockets:
+                s.close(linger=0)
+            self._sockets.clear()
+
+
+class Engine(threading.Thread):
+    def __init__(self, node: "Node"):
+        super().__init__(name=f"meshdcm-engine-{node.name}", daemon=True)
+        self.node = node
+        self.ctx = node._context
+        self.cmd_endpoint = f"inproc://meshdcm-cmd-{node.id}"
+        self.ready = threading.Event()
+        self.failure: BaseException | None = None
+        self.peers = PeerTable(node.config.timing)
+        self.seq = 0
+        self.endpoints: dict[str, str] = {}
+        self._dealers: dict[str, zmq.Socket] = {}  # control endpoint -> DEALER
+        # control endpoints to HELLO until a peer answers there -> [last try, give up at (None: never)]
+        self._seeds: dict[str, list] = {}
+        self._group_push: dict[str, zmq.Socket] = {}
+        self._group_members: dict[str, set[str]] = {}  # group -> work endpoints connected
+        self._group_backlog: dict[str, deque] = {}
+        self._sub_connected: set[str] = set()
+        self._sub_retire: dict[str, float] = {}  # events endpoint -> when to disconnect the SUB from it
+        self._ready_ids: set[str] = set()
+        self._route_cache: dict[tuple[str, bool], list] = {}
+        self._group_route_cache: dict[str, list[str]] = {}
+        self._subscribed: set[str] = set()
+        self._version_warned: set[bytes] = set()
+        self._running = True
+
+    # --- setup ------------------------------------------------------------------------------------
+    def _bind(self, sock: zmq.Socket, port: int | None) -> str:
+        address = self.node.config.address
+        if port:
+            sock.bind(f"tcp://{address}:{port}")
+            return f"tcp://{address}:{port}"
+        chosen = sock.bind_to_random_port(f"tcp://{address}", min_port=20000, max_port=60999, max_tries=200)
+        return f"tcp://{address}:{chosen}"
+
+    def _setup(self) -> None:
+        ctx, cfg = self.ctx, self.node.config
+        self.cmd = ctx.socket(zmq.PULL)
+        self.cmd.setsockopt(zmq.RCVHWM, 0)
+        self.cmd.bind(self.cmd_endpoint)
+        self.events = ctx.socket(zmq.XPUB)
+        self.events.setsockopt(zmq.XPUB_VERBOSE, 1)
+        self.events.setsockopt(zmq.SNDHWM, cfg.high_water_mark)
+        self.events.setsockopt(zmq.LINGER, int(cfg.linger * 1000))
+        self.control = ctx.socket(zmq.ROUTER)
+        self.control.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        base = cfg.port
+        self.endpoints["control"] = self._bind(self.control, base)
+        self.endpoints["events"] = self._bind(self.events, base + 1 if base else None)
+        self.inbox = ctx.socket(zmq.SUB)
+        self.inbox.setsockopt(zmq.RCVHWM, cfg.high_water_mark)
+        self.inbox.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
+        self.work = None
+        if self.node._has_shared_handlers():
+            self.work = ctx.socket(zmq.PULL)
+            self.work.setsockopt(zmq.RCVHWM, cfg.high_water_mark)
+            self.endpoints["work"] = self._bind(self.work, base + 2 if base else None)
+        else:
+            self.endpoints["work"] = ""
+        self._resubscribe()
+        self.poller_all = zmq.Poller()
+        self.poller_ctl = zmq.Poller()
+        for p in (self.poller_all, self.poller_ctl):
+            p.register(self.cmd, zmq.POLLIN)
+            p.register(self.control, zmq.POLLIN)
+            p.register(self.events, zmq.POLLIN)
+        self.poller_all.register(self.inbox, zmq.POLLIN)
+        if self.work is not None:
+            self.poller_all.register(self.work, zmq.POLLIN)
+        for endpoint in cfg.peers:
+            self._seed(endpoint, for_seconds=None)
+
+    def _resubscribe(self) -> None:
+        wanted = {h.topic for h in self.node._handlers if not h.shared}
+        for topic in self._subscribed - wanted:
+            self.inbox.setsockopt(zmq.UNSUBSCRIBE, topic.encode())
+        for topic in wanted - self._subscribed:
+            self.inbox.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        self._subscribed = wanted
+        marker = READY_MARKER + self.node.id.encode()
+        self.inbox.setsockopt(zmq.UNSUBSCRIBE, marker)
+        self.inbox.setsockopt(zmq.SUBSCRIBE, marker)
+        self._route_cache.clear()
+
+    # --- main loop --------------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._setup()
+        except BaseException as exc:
+            self.failure = exc
+            self.ready.set()
+            return
+        self.ready.set()
+        try:
+            self._loop()
+        except BaseException as exc:  # the engine must never die silently
+            log.exception("the node engine stopped on an unexpected error: %s", exc)
+            self.failure = exc
+        finally:
+            self._teardown()
+
+    def _loop(self) -> None:
+        node = self.node
+        tick = 0.1
+        next_tick = time.monotonic()
+        dealer_sockets: dict[zmq.Socket, str] = {}
+        while self._running:
+            poller = self.poller_ctl if node._pending() >= node.config.max_pending else self.poller_all
+            for sock in self._dealers.values():
+                if sock not in dealer_sockets:
+                    dealer_sockets[sock] = ""
+                    self.poller_all.register(sock, zmq.POLLIN)
+                    self.poller_ctl.register(sock, zmq.POLLIN)
+            timeout = max(0.0, next_tick - time.monotonic())
+            events = dict(poller.poll(timeout * 1000))
+            if self.cmd in events:
+                self._drain_frames(self.cmd, self._on_command)
+            if self.inbox in events:
+                self._drain_frames(self.inbox, self._deliver_event)
+            if self.work is not None and self.work in events:
+                self._drain_frames(self.work, self._deliver_work)
+            if self.control in events:
+                self._drain(self.control, self._on_control)
+            if self.events in events:
+                self._drain_subscriptions()
+            for sock in list(dealer_sockets):
+                if sock.closed:
+                    dealer_sockets.pop(sock)
+                    continue
+                if sock in events:
+                    self._drain(sock, self._on_reply)
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + tick
+                self._on_tick(now)
+                for sock in [s for s in dealer_sockets if s.closed]:
+                    dealer_sockets.pop(sock)
+                    for p in (self.poller_all, self.poller_ctl):
+                        try:
+                            p.unregister(sock)
+                        except KeyError:
+                            pass
+
+    def _drain_frames(self, sock: zmq.Socket, handle) -> None:
+        recv = sock.recv
+        for _ in range(_BATCH):
+            try:
+                frame = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            handle(frame)
+        # more may be waiting: the next poll returns at once
+        self.node._flush_dispatch()
+
+    def _drain(self, sock: zmq.Socket, handle) -> None:
+        for _ in range(_BATCH):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            handle(frames)
+            if not self._running:
+                return
+
+    # --- commands from other threads -------------------------------------------------------------
+    def _on_command(self, frame: bytes) -> None:
+        if frame[0] != 0:  # a message to publish (topics never start with a zero byte)
+            self._send(frame)
+            return
+        kind, _, payload = frame[1:].partition(b" ")
+        if kind == b"found":
+            self._on_advert(Advert(**json.loads(payload)))
+        elif kind == b"lost":
+            self._drop(payload.decode(), "it left mDNS", forget=True)
+        elif kind == b"manifest":
+            self._resubscribe()
+            self._broadcast_hello()
+        elif kind == b"stop":
+            self._running = False
+
+    def _send(self, frame: bytes) -> None:
+        self.seq = seq = (self.seq + 1) & 0xFFFFFFFFFFFFFFFF
+        self.events.send(stamp(frame, seq), copy=True)
+        if self._group_push:
+            topic = frame[:frame.index(b" ")]
+            groups = self._groups_for(topic.decode())
+            if groups:
+                work = stamp(frame, seq, FLAG_WORK)
+                for group in groups:
+                    self._push(group, work)
+
+    def _push(self, group: str, frame) -> None:
+        backlog = self._group_backlog.setdefault(group, deque())
+        sock = self._group_push[group]
+        if backlog:
+            backlog.append(frame)
+            self._flush_backlog(group)
+            return
+        try:
+            sock.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            if len(backlog) >= _GROUP_BACKLOG:
+                self.node._report_backlog(group, len(backlog))
+                backlog.popleft()
+            backlog.append(frame)
+
+    def _flush_backlog(self, group: str) -> None:
+        backlog = self._group_backlog.get(group)
+        sock = self._group_push.get(group)
+        while backlog and sock is not None:
+            try:
+                sock.send(backlog[0], zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            backlog.popleft()
+
+    def _groups_for(self, topic: str) -> list[str]:
+        groups = self._group_route_cache.get(topic)
+        if groups is None:
+            groups = []
+            for peer in self.peers:
+                g = peer.manifest.group
+                if g and g in self._group_push and g not in groups and peer.manifest.wants(topic, shared=True):
+                    groups.append(g)
+            self._group_route_cache[topic] = groups
+        return groups
+
+    # --- receiving --------------------------------------------------------------------------------
+    def _deliver_event(self, frame: bytes) -> None:
+        self._deliver(frame, False)
+
+    def _deliver_work(self, frame: bytes) -> None:
+        self._deliver(frame, True)
+
+    def _deliver(self, frame: bytes, work: bool) -> None:
+        node = self.node
+        try:
+            msg = Message.from_bytes(frame)
+        except VersionError as exc:
+            at = frame.find(b" ") + 1
+            sender = bytes(frame[at + 40:at + 56])
+            if sender not in self._version_warned:
+                self._version_warned.add(sender)
+                log.error("refused a message from node %s: %s", sender.hex()[:12], exc)
+            node._count("refused")
+            return
+        except MalformedMessage as exc:
+            log.warning("dropped a malformed message: %s", exc)
+            node._count("malformed")
+            return
+        handlers = self._route_cache.get((msg.topic, work))
+        if handlers is None:
+            handlers = [h for h in node._handlers if h.shared == work and topic_matches(h.topic, msg.topic)]
+            self._route_cache[(msg.topic, work)] = handlers
+        for handler in handlers:
+            flt = handler.filter
+            if not flt.is_all:
+                try:
+                    if not flt.evaluate(msg.view.get):
+                        continue
+                except MalformedMessage as exc:
+                    node._fail(handler, msg, exc, action="the publisher sent a DICOM body that cannot be read; "
+                                                      "fix the publishing node and publish again")
+                    break
+            node._dispatch(handler, msg)
+
+    def _drain_subscriptions(self) -> None:
+        for _ in range(_BATCH):
+            try:
+                sub = self.events.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if sub[1:1 + len(READY_MARKER)] == READY_MARKER:
+                node_id = sub[1 + len(READY_MARKER):].decode("ascii", "replace")
+                subscribed = sub[0] == 1
+                if subscribed:
+                    self._ready_ids.add(node_id)
+                else:
+                    self._ready_ids.discard(node_id)
+                peer = self.peers.get(node_id)
+                if peer is not None:
+                    peer.subscribed = subscribed
+                    self._changed()
+
+    # --- control protocol -------------------------------------------------------------------------
+    def _hello_payload(self) -> bytes:
+        known = [p.manifest.control for p in self.peers if p.manifest.control]
+        return json.dumps({"manifest": self.node.manifest().to_dict(), "peers": known}).encode()
+
+    def _dealer(self, endpoint: str) -> zmq.Socket:
+        sock = self._dealers.get(endpoint)
+        if sock is None:
+            sock = self.ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.IMMEDIATE, 1)
+            sock.setsockopt(zmq.SNDHWM, 100)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+            sock.connect(endpoint)
+            self._dealers[endpoint] = sock
+        return sock
+
+    def _seed(self, endpoint: str, *, for_seconds: float | None) -> None:
+        current = self._seeds.get(endpoint)
+        until = None if for_seconds is None else time.monotonic() + for_seconds
+        if current is None:
+            self._seeds[endpoint] = [0.0, until]
+        elif current[1] is not None:
+            current[1] = until
+
+    def _say(self, endpoint: str, frames: list[bytes]) -> bool:
+        try:
+            self._dealer(endpoint).send_multipart(frames, zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            return False
+
+    def _on_advert(self, advert: Advert) -> None:
+        if advert.node_id == self.node.id:
+            return
+        if advert.mesh != self.node.config.mesh:
+            log.debug("ignoring node %s of mesh %r", advert.node_id[:12], advert.mesh)
+            return
+        peer = self.peers.get(advert.node_id)
+        if peer is not None and self.node.manifest_digest_of(peer) == advert.digest:
+            return
+        self._seed(advert.control, for_seconds=self.node.config.rediscover_for)
+        self._say(advert.control, [b"HELLO", self._hello_payload()])
+
+    def _broadcast_hello(self) -> None:
+        if self.node._stopped.is_set():
+            return
+        payload = self._hello_payload()
+        for peer in self.peers:
+            self._say(peer.manifest.control, [b"HELLO", payload])
+
+    def _accept(self, payload: bytes, via: str) -> Manifest | None:
+        try:
+            data = json.loads(payload)
+            manifest = Manifest.from_dict(data["manifest"])
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring an unreadable %s: %s", via, exc)
+            return None
+        if manifest.node_id == self.node.id:
+            return None
+        if manifest.mesh != self.node.config.mesh:
+            log.warning("ignoring node %s (%s): it belongs to mesh %r, not %r", manifest.name,
+                        manifest.node_id[:12], manifest.mesh, self.node.config.mesh)
+            return None
+        major = manifest.protocol.split(".")[0]
+        if major != str(PROTOCOL_VERSION[0]):
+            log.error("ignoring node %s (%s): it speaks protocol %s, this node %d.x; upgrade the older one",
+                      manifest.name, manifest.node_id[:12], manifest.protocol, PROTOCOL_VERSION[0])
+            return None
+        # a node restarted on the same endpoints replaces its former self
+        for other in self.peers:
+            if other.id != manifest.node_id and manifest.control and other.manifest.control == manifest.control:
+                self._drop(other.id, "a new node took over its endpoints", close_dealer=False)
+        peer, is_new = self.peers.add(manifest)
+        if manifest.node_id in self._ready_ids:
+            peer.subscribed = True
+        self._connect(manifest)
+        seed = self._seeds.get(manifest.control)
+        if seed is not None and seed[1] is not None:
+            self._seeds.pop(manifest.control)
+        if is_new:
+            log.info("peer joined: %s (%s, kind %s, group %s) at %s", manifest.name, manifest.node_id[:12],
+                     manifest.kind, manifest.group or "-", manifest.control)
+        for endpoint in data.get("peers", ()):
+            if isinstance(endpoint, str) and endpoint.startswith("tcp://") and endpoint != self.endpoints["control"] \
+                    and self.peers.by_control(endpoint) is None and endpoint not in self._seeds:
+                self._seed(endpoint, for_seconds=self.node.config.rediscover_for)
+        self._group_route_cache.clear()
+        self._changed()
+        return manifest
+
+    def _connect(self, m: Manifest) -> None:
+        self._sub_retire.pop(m.events, None)
+        if m.events and m.events not in self._sub_connected:
+            self.inbox.connect(m.events)
+            self._sub_connected.add(m.events)
+        if m.group and m.work and any(h.shared for h in m.handlers):
+            sock = self._group_push.get(m.group)
+            if sock is None:
+                sock = self.ctx.socket(zmq.PUSH)
+                sock.setsockopt(zmq.IMMEDIATE, 1)  # only to members whose connection is up
+                sock.setsockopt(zmq.SNDHWM, self.node.config.high_water_mark)
+                sock.setsockopt(zmq.LINGER, int(self.node.config.linger * 1000))
+                self._group_push[m.group] = sock
+                self._group_members[m.group] = set()
+            if m.work not in self._group_members[m.group]:
+                sock.connect(m.work)
+                self._group_members[m.group].add(m.work)
+                self._flush_backlog(m.group)
+
+    def _drop(self, node_id: str, why: str, close_dealer: bool = True, forget: bool = False) -> None:
+        peer = self.peers.remove(node_id)
+        if peer is None:
+            return
+        m = peer.manifest
+        if forget:  # it left on purpose: stop asking for it (static peers are asked for forever)
+            seed = self._seeds.get(m.control)
+            if seed is not None and seed[1] is not None:
+                del self._seeds[m.control]
+        log.info("peer left: %s (%s): %s", m.name, node_id[:12], why)
+        if m.events in self._sub_connected:
+            # keep reading what it already sent; disconnect later unless someone is back on that endpoint
+            self._sub_retire[m.events] = time.monotonic() + self.node.config.linger
+        if m.group in self._group_members and m.work in self._group_members[m.group]:
+            if m.work not in {p.manifest.work for p in self.peers}:
+                try:
+                    self._group_push[m.group].disconnect(m.work)
+                except zmq.ZMQError:
+                    pass
+                self._group_members[m.group].discard(m.work)
+        if close_dealer:
+            sock = self._dealers.pop(m.control, None)
+            if sock is not None:
+                sock.close(linger=0)
+        self._group_route_cache.clear()
+        self._changed()
+
+    def _on_control(self, frames: list[bytes]) -> None:
+        if len(frames) < 2:
+            return
+        identity, kind = frames[0], frames[1]
+        payload = frames[2] if len(frames) > 2 else b""
+        if kind == b"HELLO":
+            if self.node._stopped.is_set():
+                return  # leaving: do not make new friends
+            manifest = self._accept(payload, "HELLO")
+            if manifest is not None:
+                self.control.send_multipart([identity, b"WELCOME", self._hello_payload()])
+                self._dealer(manifest.control)
+        elif kind == b"PING":
+            node_id = payload.decode("ascii", "replace")
+            self.peers.heard(node_id)
+            self.control.send_multipart([identity, b"PONG", self.node.id.encode()])
+            if node_id not in self.peers:
+                # a peer that knows us but that we dropped (e.g. after a partition): ask again
+                self.control.send_multipart([identity, b"WHO", b""])
+        elif kind == b"BYE":
+            self._drop(payload.decode("ascii", "replace"), "it said goodbye", forget=True)
+        else:
+            self.node._control_message(kind, payload, identity)
+
+    def _on_reply(self, frames: list[bytes]) -> None:
+        kind = frames[0]
+        payload = frames[1] if len(frames) > 1 else b""
+        if kind == b"WELCOME":
+            self._accept(payload, "WELCOME")
+        elif kind == b"PONG":
+            self.peers.heard(payload.decode("ascii", "replace"))
+        elif kind == b"WHO":
+            self._broadcast_hello()
+
+    def _on_tick(self, now: float) -> None:
+        to_ping, expired = self.peers.sweep(now)
+        for peer in expired:
+            log.warning("peer %s (%s) stopped answering for %.1f s and was dropped", peer.manifest.name,
+                        peer.id[:12], self.peers.timing.expire_after)
+            self._drop(peer.id, "no answer")
+            self._seed(peer.manifest.control, for_seconds=self.node.config.rediscover_for)  # it may come back
+        ping = self.node.id.encode()
+        for peer in to_ping:
+            self._say(peer.manifest.control, [b"PING", ping])
+        for endpoint, seed in list(self._seeds.items()) if not self.node._stopped.is_set() else ():
+            if seed[1] is not None and now > seed[1]:
+                del self._seeds[endpoint]
+                if self.peers.by_control(endpoint) is None:
+                    sock = self._dealers.pop(endpoint, None)
+                    if sock is not None:
+                        sock.close(linger=0)
+                continue
+            if self.peers.by_control(endpoint) is not None:
+                continue
+            if now - seed[0] >= self.node.config.seed_retry:
+                seed[0] = now
+                self._say(endpoint, [b"HELLO", self._hello_payload()])
+        for group in list(self._group_backlog):
+            self._flush_backlog(group)
+        for endpoint, when in list(self._sub_retire.items()):
+            if now >= when:
+                del self._sub_retire[endpoint]
+                if endpoint not in {p.manifest.events for p in self.peers}:
+                    try:
+                        self.inbox.disconnect(endpoint)
+                    except zmq.ZMQError:
+                        pass
+                    self._sub_connected.discard(endpoint)
+
+    def _changed(self) -> None:
+        self.node._peers_changed(self.peers.snapshot())
+
+    def _teardown(self) -> None:
+        bye = self.node.id.encode()
+        for peer in list(self.peers):
+            self._say(peer.manifest.control, [b"BYE", bye])
+        for sock in list(self._dealers.values()):
+            sock.close(linger=200)
+        for group, backlog in self._group_backlog.items():
+            if backlog:
+                log.error("%d work items for group %r were never delivered: no member was reachable", len(backlog),
+                          group)
+        for sock in self._group_push.values():
+            sock.close()
+        for sock in (self.inbox, self.control, self.cmd) + ((self.work,) if self.work is not None else ()):
+            sock.close(linger=0)
+        self.events.close()

@@ -1,0 +1,1 @@
+"""The ``meshdcm`` command (entry point :func:`meshdcm.cli.main.main`)."""

@@ -1,0 +1,53 @@
+"""Options every mesh command shares, and how they become a NodeConfig."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..config import NodeConfig, load_config
+from ..errors import ConfigError
+
+PRECEDENCE = ("settings come from, lowest to highest: built-in defaults, the TOML file (--config or $MESHDCM_CONFIG), "
+              "MESHDCM_* environment variables, then these options")
+
+
+def add_mesh_options(p: argparse.ArgumentParser, *, node: bool = False) -> None:
+    g = p.add_argument_group("mesh", PRECEDENCE)
+    g.add_argument("--config", metavar="FILE.toml", help="configuration file")
+    g.add_argument("--mesh", help="mesh name; nodes of other meshes are ignored (default: default)")
+    g.add_argument("--interface", help="network interface or IPv4 address to use (default: 127.0.0.1)")
+    g.add_argument("--peer", action="append", dest="peers", metavar="tcp://HOST:PORT",
+                   help="a static peer's control endpoint (repeatable), for networks that block multicast")
+    g.add_argument("--no-discovery", action="store_true", help="do not use mDNS; only --peer")
+    g.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default INFO)")
+    if node:
+        g.add_argument("--name", help="node name (default: the node kind)")
+        g.add_argument("--group", help="worker group: nodes with the same group share work")
+        g.add_argument("--port", type=int, help="base port: control PORT, events PORT+1, work PORT+2 (default: ephemeral)")
+        g.add_argument("--workers", type=int, help="handler threads (default 4)")
+
+
+def config_from(args: argparse.Namespace, kind: str, **overrides) -> NodeConfig:
+    values = {
+        "mesh": args.mesh, "interface": args.interface, "peers": tuple(args.peers) if args.peers else None,
+        "discovery": False if args.no_discovery else None, "log_level": args.log_level,
+        "name": getattr(args, "name", None), "group": getattr(args, "group", None),
+        "port": getattr(args, "port", None), "workers": getattr(args, "workers", None),
+    }
+    values.update(overrides)
+    return load_config(kind=kind, file=args.config, args=values)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"meshdcm: {message}", file=sys.stderr)
+    return code
+
+
+__all__ = ["ConfigError", "add_mesh_options", "config_from", "fail", "setup_logging"]

@@ -1,0 +1,75 @@
+"""``meshdcm``: run nodes and look at the mesh.  ``meshdcm COMMAND --help`` documents each command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .._version import __version__
+from . import mesh
+from .common import add_mesh_options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="meshdcm", description="A brokerless mesh of DICOM-aware analysis nodes.")
+    p.add_argument("--version", action="version", version=f"meshdcm {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    c = sub.add_parser("node", help="run one node", description="Run a node until SIGINT/SIGTERM.")
+    c.add_argument("kind", metavar="KIND|path/to/node.py",
+                   help="a node kind (meshdcm up lists them) or a Python file with create(config) -> meshdcm.Node")
+    add_mesh_options(c, node=True)
+    c.set_defaults(func=mesh.cmd_node)
+
+    c = sub.add_parser("peers", help="list the nodes in the mesh")
+    c.add_argument("--wait", type=float, default=1.5, help="seconds to listen for nodes (default 1.5)")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.add_argument("--all", action="store_true", help="also list short-lived tools (tail, publish)")
+    add_mesh_options(c)
+    c.set_defaults(func=mesh.cmd_peers)
+
+    c = sub.add_parser("publish", help="publish DICOM headers as messages",
+                       description="Publish one message per DICOM file (pixel data is never sent), or one built from "
+                                   "--set values when no file is given.")
+    c.add_argument("topic", help="e.g. stored.series")
+    c.add_argument("files", nargs="*", metavar="FILE.dcm|DIR")
+    c.add_argument("--set", action="append", default=[], metavar="Keyword=Value",
+                   help="set an element (repeatable; multiple values separated by a backslash)")
+    c.add_argument("--uri", action="append", metavar="URI", help="a data URI to carry in the envelope (repeatable)")
+    c.add_argument("--wait", type=float, default=2.0, help="longest wait for subscribers to connect (default 2 s)")
+    c.add_argument("-v", "--verbose", action="store_true")
+    add_mesh_options(c)
+    c.set_defaults(func=mesh.cmd_publish)
+
+    c = sub.add_parser("tail", help="print messages as they pass")
+    c.add_argument("--topic", default="", help="topic prefix, e.g. stored or error (default: all)")
+    c.add_argument("--where", default="", metavar="FILTER", help="a DICOM filter, e.g. 'Modality == \"MR\"'")
+    c.add_argument("--count", type=int, default=0, help="exit after N messages")
+    c.add_argument("--timeout", type=float, default=0, help="exit after S seconds (status 1 if --count not reached)")
+    c.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_mesh_options(c)
+    c.set_defaults(func=mesh.cmd_tail)
+
+    c = sub.add_parser("filter-check", help="dry run: which files a filter matches",
+                       description="Evaluate a filter on DICOM files exactly as a node would on the mesh.")
+    c.add_argument("filter", help="e.g. 'Modality == \"MR\" and SeriesDescription ~ \"(?i)perf\"'")
+    c.add_argument("files", nargs="*", metavar="FILE.dcm|DIR")
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--matches-only", action="store_true", help="list only the files that match")
+    c.set_defaults(func=mesh.cmd_filter_check)
+
+    c = sub.add_parser("up", help="run every node kind on this machine (the main job)")
+    c.add_argument("kinds", nargs="*", help="node kinds to start (default: all)")
+    c.add_argument("--config", metavar="FILE.toml")
+    c.add_argument("--mesh")
+    c.set_defaults(func=mesh.cmd_up)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return mesh.guarded(args.func)(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

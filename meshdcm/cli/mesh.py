@@ -1,0 +1,314 @@
+"""Mesh commands: node, peers, publish, tail, filter-check, up."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from .. import codec
+from ..errors import ConfigError, FilterSyntaxError, MeshError
+from ..filters import parse
+from ..message import Message
+from ..node import Node
+from .common import config_from, fail, setup_logging
+
+log = logging.getLogger("meshdcm.cli")
+
+#: What ``tail`` shows of a body: technical attributes only, never patient-identifying ones.
+TAIL_KEYS = ("Modality", "SeriesNumber", "SeriesDescription", "NumberOfSeriesRelatedInstances", "StudyInstanceUID",
+             "SeriesInstanceUID")
+
+
+# --- node -----------------------------------------------------------------------------------------------
+
+def load_node_module(spec: str):
+    """``KIND`` (a module of the ``nodes`` package) or a path to a Python file defining ``create(config)``."""
+    if spec.endswith(".py") or os.sep in spec:
+        path = Path(spec)
+        if not path.is_file():
+            raise ConfigError(f"node file {spec} does not exist")
+        module_spec = importlib.util.spec_from_file_location(f"meshdcm_node_{path.stem}", path)
+        if module_spec is None or module_spec.loader is None:
+            raise ConfigError(f"cannot load node file {spec}")
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        kind = path.stem
+    else:
+        try:
+            module = importlib.import_module(f"nodes.{spec}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"nodes.{spec}":
+                raise
+            raise ConfigError(f"no node kind {spec!r}; the kinds are: {', '.join(node_kinds())}") from None
+        kind = spec
+    if not callable(getattr(module, "create", None)):
+        raise ConfigError(f"node {spec} has no create(config) function returning a meshdcm.Node")
+    return kind, module
+
+
+def node_kinds() -> list[str]:
+    import nodes
+
+    return sorted(p.stem for p in Path(nodes.__file__).parent.glob("*.py") if not p.stem.startswith("_"))
+
+
+def cmd_node(args) -> int:
+    kind, module = load_node_module(args.kind)
+    config = config_from(args, kind)
+    setup_logging(config.log_level)
+    node = module.create(config)
+    if not isinstance(node, Node):
+        return fail(f"create(config) of node {args.kind} did not return a meshdcm.Node")
+    node.run()
+    return 0
+
+
+# --- peers -----------------------------------------------------------------------------------------------
+
+def cmd_peers(args) -> int:
+    config = config_from(args, "peers", name=f"peers-{os.getpid()}", workers=1)
+    setup_logging(args.log_level or "WARNING")
+    with Node(config=config, role="tool") as node:
+        node.settle(minimum=min(0.5, args.wait), maximum=args.wait)
+        peers = [p for p in node.peers if p["role"] != "tool" or args.all]
+    peers.sort(key=lambda p: (p["kind"], p["name"]))
+    if args.json:
+        print(json.dumps(peers, indent=2))
+        return 0
+    if not peers:
+        print(f"no nodes found in mesh {config.mesh!r} on {config.address} within {args.wait} s")
+        return 1
+    print(f"{'NAME':20} {'KIND':12} {'HOST':16} {'GROUP':12} {'STATE':8} {'AGE':>7}  TOPICS AND FILTERS")
+    for p in peers:
+        wants = "; ".join(f"{h['topic'] or '*'}{' [shared]' if h['shared'] else ''}"
+                          f"{' where ' + h['where'] if h['where'] else ''}" for h in p["handlers"]) or "-"
+        print(f"{p['name'][:20]:20} {p['kind'][:12]:12} {p['host'][:16]:16} {(p['group'] or '-')[:12]:12} "
+              f"{p['state']:8} {p['age']:6.1f}s  {wants}")
+    return 0
+
+
+# --- publish ----------------------------------------------------------------------------------------------
+
+def _dicom_files(paths: list[str]):
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            yield from sorted(f for f in path.rglob("*") if f.is_file())
+        elif path.is_file():
+            yield path
+        else:
+            raise ConfigError(f"{p} does not exist")
+
+
+def _apply_sets(ds: Dataset, sets: list[str]) -> None:
+    for item in sets:
+        keyword, sep, value = item.partition("=")
+        keyword = keyword.strip()
+        tag = tag_for_keyword(keyword)
+        if not sep or tag is None:
+            raise ConfigError(f"--set takes Keyword=Value with a DICOM keyword, got {item!r}")
+        vr = dictionary_VR(tag)
+        if vr in ("US", "SS", "UL", "SL", "UV", "SV"):
+            parts = [int(v) for v in value.split("\\")]
+            ds.add_new(tag, vr, parts[0] if len(parts) == 1 else parts)
+        elif vr in ("FL", "FD"):
+            parts = [float(v) for v in value.split("\\")]
+            ds.add_new(tag, vr, parts[0] if len(parts) == 1 else parts)
+        elif vr == "SQ":
+            raise ConfigError(f"--set cannot set the sequence {keyword}")
+        else:
+            ds.add_new(tag, vr, value.split("\\") if "\\" in value else value)
+
+
+def cmd_publish(args) -> int:
+    config = config_from(args, "publish", name=f"publish-{os.getpid()}", workers=1)
+    setup_logging(args.log_level or "WARNING")
+    datasets: list[tuple[str, Dataset]] = []
+    skipped = 0
+    for path in _dicom_files(args.files):
+        try:
+            ds = dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, EOFError) as exc:
+            print(f"skipped {path}: not readable as DICOM ({exc})", file=sys.stderr)
+            skipped += 1
+            continue
+        _apply_sets(ds, args.set)
+        datasets.append((str(path), ds))
+    if not args.files:
+        ds = Dataset()
+        _apply_sets(ds, args.set)
+        datasets.append(("--set", ds))
+    if not datasets:
+        return fail("nothing to publish: no readable DICOM file among the arguments")
+    with Node(config=config, role="tool") as node:
+        node.settle(minimum=min(0.5, args.wait), maximum=args.wait)
+        if not node.wait_for_subscribers(args.topic, timeout=args.wait):
+            print("warning: some subscribers were not ready in time", file=sys.stderr)
+        for _source, ds in datasets:
+            msg = node.publish(args.topic, ds, uris=args.uri or None)
+            if args.verbose:
+                print(f"published {args.topic} {msg.id}")
+    print(f"published {len(datasets)} message{'s' if len(datasets) != 1 else ''} on {args.topic}"
+          + (f" ({skipped} files skipped)" if skipped else ""))
+    return 0
+
+
+# --- tail ----------------------------------------------------------------------------------------------------
+
+def describe_line(msg: Message, sender_name: str) -> str:
+    t = datetime.fromtimestamp(msg.timestamp_ns / 1e9).strftime("%H:%M:%S.%f")[:-3]
+    head = f"{t} {msg.topic:22} {sender_name:16}"
+    if msg.topic.startswith("error."):
+        err = msg.meta.get("error", {})
+        uids = msg.uids
+        where = ", ".join(f"{k} {v}" for k, v in uids.items()) or "no study"
+        return (f"{head} ERROR in {err.get('node', '?')}/{err.get('handler', '?')} on {err.get('topic', '?')} "
+                f"({where}): {err.get('reason', '?')} -> {err.get('action', '')}")
+    parts = []
+    for key in TAIL_KEYS:
+        value = msg.get(key)
+        if value is not None:
+            parts.append(f"{key}={value if not isinstance(value, tuple) else chr(92).join(map(str, value))}")
+    if msg.uris:
+        parts.append(f"uris={len(msg.uris)}")
+    if msg.correlation_id:
+        parts.append(f"re={msg.correlation_id.hex()[:12]}")
+    return f"{head} {' '.join(parts)}"
+
+
+def cmd_tail(args) -> int:
+    config = config_from(args, "tail", name=f"tail-{os.getpid()}", workers=1)
+    setup_logging(args.log_level or "WARNING")
+    try:
+        where = parse(args.where)
+    except FilterSyntaxError as exc:
+        return fail(str(exc))
+    done = threading.Event()
+    count = [0]
+    lock = threading.Lock()
+    node = Node(config=config, role="tool")
+    names: dict[str, str] = {}
+
+    def sender_name(sender: bytes) -> str:
+        key = sender.hex()
+        if key not in names:
+            for p in node.peers:
+                names[p["id"]] = p["name"]
+        return names.get(key, key[:12])
+
+    @node.on(args.topic or "", where=where)
+    def show(msg: Message) -> None:
+        with lock:
+            if done.is_set():
+                return
+            if args.json:
+                line = json.dumps({**msg.describe(), "sender_name": sender_name(msg.sender),
+                                   "attributes": {k: msg.get(k) for k in TAIL_KEYS if msg.get(k) is not None}},
+                                  default=str)
+            else:
+                line = describe_line(msg, sender_name(msg.sender))
+            print(line, flush=True)
+            count[0] += 1
+            if args.count and count[0] >= args.count:
+                done.set()
+
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    with node:
+        print(f"# tail of mesh {config.mesh!r} on {config.address}, topic {args.topic or '*'}"
+              f"{', where ' + str(where) if not where.is_all else ''}", file=sys.stderr, flush=True)
+        done.wait(args.timeout if args.timeout else None)
+    if args.count and count[0] < args.count:
+        return fail(f"only {count[0]} of {args.count} messages arrived within {args.timeout} s", 1)
+    return 0
+
+
+# --- filter-check ---------------------------------------------------------------------------------------------
+
+def cmd_filter_check(args) -> int:
+    try:
+        flt = parse(args.filter)
+    except FilterSyntaxError as exc:
+        return fail(str(exc))
+    matched = total = 0
+    results = []
+    for path in _dicom_files(args.files or ["."]):
+        try:
+            ds = dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, EOFError):
+            continue
+        total += 1
+        ok = flt.matches(codec.encode(ds))  # the bytes a node would receive: the same meaning as on the mesh
+        matched += ok
+        results.append({"file": str(path), "match": ok})
+        if not args.json and (ok or not args.matches_only):
+            print(f"{'match' if ok else 'no   '}  {path}")
+    if args.json:
+        print(json.dumps({"filter": str(flt), "matched": matched, "files": total, "results": results}, indent=2))
+    else:
+        print(f"{matched} of {total} DICOM files match: {flt if not flt.is_all else '(everything)'}")
+    return 0 if matched else 1
+
+
+# --- up ----------------------------------------------------------------------------------------------------------
+
+def cmd_up(args) -> int:
+    """Start every node kind on this machine, on loopback, until Ctrl-C."""
+    kinds = args.kinds or node_kinds()
+    base = [sys.executable, "-m", "meshdcm.cli.main", "node"]
+    extra = []
+    if args.config:
+        extra += ["--config", args.config]
+    if args.mesh:
+        extra += ["--mesh", args.mesh]
+    procs: list[tuple[str, subprocess.Popen]] = []
+    for kind in kinds:
+        # an argument list (no shell); the kinds are names of modules in the nodes package
+        procs.append((kind, subprocess.Popen(base + [kind] + extra)))  # noqa: S603
+    print(f"meshdcm up: {len(procs)} node(s) running on 127.0.0.1 in mesh {args.mesh or 'default'}: "
+          + ", ".join(f"{k} (pid {p.pid})" for k, p in procs))
+    print("watch the mesh:  meshdcm peers   |   meshdcm tail   |   errors: meshdcm tail --topic error")
+    print("stop with Ctrl-C", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        for kind, p in procs:
+            if p.poll() is not None:
+                print(f"node {kind} exited with status {p.returncode}; stopping the others", file=sys.stderr)
+                stop.set()
+    for _kind, p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for _kind, p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+    print("meshdcm up: stopped")
+    return 0
+
+
+def guarded(func):
+    def run(args) -> int:
+        try:
+            return func(args)
+        except (ConfigError, MeshError) as exc:
+            return fail(str(exc))
+    return run

@@ -1,0 +1,500 @@
+"""The :class:`Node` facade: everything a node author needs.
+
+::
+
+    from meshdcm import Node
+
+    node = Node("perfusion", group="perfusion")
+
+    @node.on("stored.series", where='Modality == "MR" and SeriesDescription ~ "(?i)perf|dsc"')
+    def analyse(message):
+        ...                                   # runs on a worker thread, never on the receive loop
+        node.publish("stored.series", result_dataset, reply_to=message)
+
+    node.run()                                # until SIGINT/SIGTERM
+
+Handlers may be plain functions (run on ``workers`` threads) or ``async def`` coroutines (run on the
+node's event loop thread).  A handler that raises never stops the node: the node logs the failure with the
+message's UIDs and publishes an ``error.<node>`` event that says what failed and what to do next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import zmq
+from pydicom.dataset import Dataset
+
+from . import filters as _filters
+from ._engine import Engine, Mailbox
+from ._version import __version__
+from .config import NodeConfig, load_config
+from .discovery import Advert, Discovery
+from .errors import ConfigError, HandlerError, MeshError
+from .manifest import HandlerSpec, Manifest
+from .message import Message, _check_topic
+
+__all__ = ["Handler", "Node"]
+
+log = logging.getLogger("meshdcm.node")
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A function bound to a topic prefix and a filter.  ``shared`` handlers take work items of the node's
+    group (each handled by one member); the others receive every matching event."""
+
+    topic: str
+    func: Callable[[Message], Any]
+    where: str | _filters.Filter = ""
+    shared: bool | None = None  # None: shared when the node has a group
+
+    @property
+    def filter(self) -> _filters.Filter:
+        return self.where if isinstance(self.where, _filters.Filter) else _filters.parse(self.where)
+
+    @property
+    def name(self) -> str:
+        return getattr(self.func, "__qualname__", repr(self.func))
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """A handler as the engine uses it: filter compiled, sharing decided."""
+
+    topic: str
+    func: Callable[[Message], Any]
+    filter: _filters.Filter
+    shared: bool
+    is_async: bool
+    name: str
+
+
+class Node:
+    """A member of the mesh.  See the module docstring; ``config`` may come from :func:`load_config`."""
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        config: NodeConfig | None = None,
+        handlers: Iterable[Handler] = (),
+        kind: str | None = None,
+        role: str = "node",
+        capabilities: Iterable[str] = (),
+        **settings: Any,
+    ):
+        cfg = config or load_config(kind=kind or name or "node", environ={})
+        if name is not None:
+            settings["name"] = name
+        if kind is not None:
+            settings["kind"] = kind
+        if settings:
+            unknown = set(settings) - set(NodeConfig.__dataclass_fields__)
+            if unknown:
+                raise ConfigError(f"unknown node setting(s): {', '.join(sorted(unknown))}")
+            cfg = cfg.with_(**settings)
+        self.config = cfg
+        self.id = uuid.uuid4().hex
+        self.role = role
+        self.capabilities = tuple(capabilities)
+        self._handlers: list[_Bound] = []
+        for h in handlers:
+            self.add_handler(h)
+        self._context = zmq.Context()
+        self._engine: Engine | None = None
+        self._mailbox: Mailbox | None = None
+        self._discovery: Discovery | None = None
+        self._work: queue.SimpleQueue = queue.SimpleQueue()
+        self._batch: list = []
+        self._threads: list[threading.Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._submitted = 0
+        self._done = itertools.count()
+        self._done_value = 0
+        self._done_lock = threading.Lock()
+        self._counters: dict[str, int] = {}
+        self._peers_snapshot: list[dict] = []
+        self._peers_cond = threading.Condition()
+        self._stopped = threading.Event()
+        self._started = False
+        self._started_at = 0.0
+        self._manifest_cache: Manifest | None = None
+
+    # --- handlers -----------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def error_topic(self) -> str:
+        return "error." + "".join(c if c.isalnum() or c in "-_" else "-" for c in self.name)
+
+    def on(self, topic: str, where: str | _filters.Filter = "", *, shared: bool | None = None):
+        """Decorator: call the function for every message under ``topic`` that ``where`` matches."""
+        def register(func):
+            self.add_handler(Handler(topic, func, where, shared))
+            return func
+        return register
+
+    def add_handler(self, handler: Handler) -> None:
+        if handler.topic:
+            _check_topic(handler.topic)
+        shared = bool(self.config.group) if handler.shared is None else handler.shared
+        if shared and not self.config.group:
+            raise ConfigError(f"handler {handler.name} is shared but node {self.name} has no group")
+        if shared and self._started and self._engine is not None and not self._engine.endpoints.get("work"):
+            raise ConfigError("add shared handlers before start(): the work socket is made at start")
+        bound = _Bound(handler.topic, handler.func, handler.filter, shared,
+                       inspect.iscoroutinefunction(handler.func), handler.name)
+        self._handlers.append(bound)
+        self._manifest_cache = None
+        if self._started and self._mailbox is not None:
+            self._mailbox.send(b"\x00manifest")
+            self._update_advert()
+
+    def _has_shared_handlers(self) -> bool:
+        return any(h.shared for h in self._handlers)
+
+    # --- identity -----------------------------------------------------------------------------------
+    def manifest(self) -> Manifest:
+        if self._manifest_cache is None:
+            ep = self._engine.endpoints if self._engine else {}
+            self._manifest_cache = Manifest(
+                node_id=self.id, name=self.name, mesh=self.config.mesh, kind=self.config.kind, role=self.role,
+                group=self.config.group, host=socket.gethostname(), pid=os.getpid(), software=__version__,
+                control=ep.get("control", ""), events=ep.get("events", ""), work=ep.get("work", ""),
+                handlers=tuple(HandlerSpec(h.topic, str(h.filter), h.shared) for h in self._handlers),
+                capabilities=self.capabilities, started=self._started_at,
+            )
+        return self._manifest_cache
+
+    def manifest_digest_of(self, peer) -> str:
+        return peer.manifest.digest
+
+    def _advert(self) -> Advert:
+        m = self.manifest()
+        return Advert(self.id, self.name, self.config.mesh, m.protocol, m.control, m.events, m.work, m.digest)
+
+    def _update_advert(self) -> None:
+        if self._discovery is not None:
+            self._discovery.update(self._advert(), int(self.manifest().control.rsplit(":", 1)[1]))
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        return dict(self._engine.endpoints) if self._engine else {}
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> "Node":
+        if self._started:
+            return self
+        self._started_at = time.time()
+        self._engine = Engine(self)
+        self._engine.start()
+        self._engine.ready.wait()
+        if self._engine.failure is not None:
+            exc = self._engine.failure
+            self._context.destroy(linger=0)
+            raise MeshError(f"node {self.name} could not open its sockets on {self.config.address}: {exc}") from exc
+        self._mailbox = Mailbox(self._context, self._engine.cmd_endpoint)
+        self._started = True
+        self._manifest_cache = None
+        for i in range(self.config.workers):
+            t = threading.Thread(target=self._worker, name=f"meshdcm-{self.name}-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        if any(h.is_async for h in self._handlers):
+            self._start_loop()
+        if self.config.discovery:
+            self._discovery = Discovery(self.config.address, self._on_found, self._on_lost)
+            self._discovery.start(self._advert(), int(self.manifest().control.rsplit(":", 1)[1]))
+        log.info("node %s (%s, kind %s, group %s) started on %s: control %s, events %s%s", self.name, self.id[:12],
+                 self.config.kind, self.config.group or "-", self.config.address, self._engine.endpoints["control"],
+                 self._engine.endpoints["events"],
+                 f", work {self._engine.endpoints['work']}" if self._engine.endpoints["work"] else "")
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Leave the mesh: say goodbye, let running handlers finish (up to ``timeout``), close sockets."""
+        if not self._started or self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self._discovery is not None:
+            self._discovery.stop()
+        deadline = time.monotonic() + timeout
+        while self._pending() > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self._pending() > 0:
+            log.warning("node %s stops with %d messages still being handled", self.name, self._pending())
+        assert self._mailbox is not None and self._engine is not None
+        self._mailbox.send(b"\x00stop")
+        self._engine.join(timeout=max(1.0, deadline - time.monotonic()))
+        for _ in self._threads:
+            self._work.put(None)
+        for t in self._threads:
+            t.join(timeout=1.0)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._mailbox.close()
+        self._context.term()  # every socket is closed by now; term() waits for their linger (queued messages)
+        log.info("node %s stopped", self.name)
+
+    def __enter__(self) -> "Node":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def run(self) -> None:
+        """Start (if needed) and serve until SIGINT or SIGTERM, then stop gracefully."""
+        self.start()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: self._stopped_requested.set())
+        while not self._stopped_requested.wait(0.5):
+            if self._engine is not None and not self._engine.is_alive():
+                break
+        self.stop()
+
+    @property
+    def _stopped_requested(self) -> threading.Event:
+        ev = getattr(self, "_stop_request", None)
+        if ev is None:
+            ev = self._stop_request = threading.Event()
+        return ev
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to return (safe from any thread or a signal handler)."""
+        self._stopped_requested.set()
+
+    # --- publishing ---------------------------------------------------------------------------------
+    def publish(
+        self,
+        topic: str,
+        body: Dataset | bytes | None = None,
+        *,
+        reply_to: Message | None = None,
+        correlation_id: bytes | None = None,
+        uris: Iterable[str] | None = None,
+        meta: dict | None = None,
+        index: bytes | None = None,
+    ) -> Message:
+        """Publish a message; returns it (its ``seq`` is assigned when it leaves the node).
+
+        ``body`` is a pydicom Dataset (encoded here, once) or body bytes forwarded unchanged; ``index`` is
+        the body's element index when the caller has it already (else it is made here).
+        ``reply_to`` sets the correlation id to that message's id (a ``found.study`` names its ``find.studies``).
+        """
+        if not self._started or self._mailbox is None:
+            raise MeshError(f"node {self.name} is not started: call start() or use it as a context manager")
+        if reply_to is not None:
+            correlation_id = reply_to.message_id
+        msg = Message(topic, body, correlation_id=correlation_id, uris=uris, meta=meta, sender=self.id_bytes,
+                      index=index)
+        self._mailbox.send(msg.to_bytes())
+        return msg
+
+    def publish_message(self, message: Message) -> None:
+        """Forward an existing message's topic, body and meta as this node's own (bytes unchanged)."""
+        if self._mailbox is None:
+            raise MeshError(f"node {self.name} is not started")
+        msg = Message(message.topic, message.body, correlation_id=message.correlation_id, meta=message.meta,
+                      sender=self.id_bytes, index=message.index)
+        self._mailbox.send(msg.to_bytes())
+
+    @property
+    def id_bytes(self) -> bytes:
+        return bytes.fromhex(self.id)
+
+    # --- the mesh as seen from here -------------------------------------------------------------------
+    @property
+    def peers(self) -> list[dict]:
+        """A snapshot of the peer table (see :meth:`meshdcm.peers.Peer.describe`)."""
+        with self._peers_cond:
+            return list(self._peers_snapshot)
+
+    def wait_for(self, predicate: Callable[[list[dict]], bool], timeout: float) -> bool:
+        """Wait until ``predicate(peers)`` is true; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._peers_cond:
+            while not predicate(self._peers_snapshot):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._peers_cond.wait(min(left, 0.1))
+            return True
+
+    def wait_for_peers(self, count: int = 1, timeout: float = 5.0, *, role: str | None = "node") -> bool:
+        return self.wait_for(lambda ps: sum(1 for p in ps if role is None or p["role"] == role) >= count, timeout)
+
+    def wait_for_subscribers(self, topic: str, timeout: float = 5.0) -> bool:
+        """Wait until every known peer that wants ``topic`` can receive it from this node: broadcast
+        subscribers have their subscriptions in place, and each worker group has a member connected."""
+        from .message import topic_matches
+
+        def ready(peers):
+            for p in peers:
+                wants = [h for h in p["handlers"] if topic_matches(h["topic"], topic)]
+                if any(not h["shared"] for h in wants) and not p["subscribed"]:
+                    return False
+            return True
+        return self.wait_for(ready, timeout)
+
+    def settle(self, quiet: float = 0.3, minimum: float = 0.5, maximum: float = 3.0) -> None:
+        """Wait for discovery to go quiet: at least ``minimum`` s, until no peer joined for ``quiet`` s."""
+        start = time.monotonic()
+        last_change = start
+        seen = len(self.peers)
+        while True:
+            now = time.monotonic()
+            if now - start >= maximum or (now - start >= minimum and now - last_change >= quiet):
+                return
+            self.wait_for(lambda ps, n=seen: len(ps) != n, min(0.05, maximum))
+            if len(self.peers) != seen:
+                seen = len(self.peers)
+                last_change = time.monotonic()
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """How many messages were handled, failed, refused (wrong version) or malformed."""
+        out = dict(self._counters)
+        out["pending"] = self._pending()
+        return out
+
+    # --- called by the engine (engine thread) -------------------------------------------------------
+    def _peers_changed(self, snapshot: list[dict]) -> None:
+        with self._peers_cond:
+            self._peers_snapshot = snapshot
+            self._peers_cond.notify_all()
+
+    def _on_found(self, advert: Advert) -> None:
+        if self._mailbox is not None and not self._stopped.is_set():
+            import json
+            from dataclasses import asdict
+
+            self._mailbox.send(b"\x00found " + json.dumps(asdict(advert)).encode())
+
+    def _on_lost(self, node_id: str) -> None:
+        if self._mailbox is not None and not self._stopped.is_set():
+            self._mailbox.send(b"\x00lost " + node_id.encode())
+
+    def _control_message(self, kind: bytes, payload: bytes, identity: bytes) -> None:
+        log.debug("unknown control message %r ignored", kind[:32])
+
+    def _count(self, what: str, n: int = 1) -> None:
+        with self._done_lock:
+            self._counters[what] = self._counters.get(what, 0) + n
+
+    def _pending(self) -> int:
+        return self._submitted - self._done_value
+
+    def _dispatch(self, handler: _Bound, msg: Message) -> None:
+        """Engine thread: queue a matching message for its handler (sent on at the end of the batch)."""
+        self._submitted += 1
+        if handler.is_async:
+            assert self._loop is not None
+            fut = asyncio.run_coroutine_threadsafe(handler.func(msg), self._loop)
+            fut.add_done_callback(lambda f, h=handler, m=msg: self._finished_async(f, h, m))
+        else:
+            self._batch.append((handler, msg))
+
+    def _flush_dispatch(self) -> None:
+        """Engine thread: hand the batch to the workers in up to ``workers`` chunks (one queue operation
+        each, not one per message: that is what keeps reception fast)."""
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        chunks = min(len(batch), self.config.workers)
+        if chunks == 1:
+            self._work.put(batch)
+        else:
+            for i in range(chunks):
+                self._work.put(batch[i::chunks])
+
+    def _finished(self, count: int = 1) -> None:
+        with self._done_lock:
+            self._done_value += count
+
+    def _finished_async(self, fut, handler: _Bound, msg: Message) -> None:
+        exc = fut.exception()
+        if exc is not None:
+            self._fail(handler, msg, exc)
+        else:
+            self._count("handled")
+        self._finished()
+
+    def _worker(self) -> None:
+        get = self._work.get
+        while True:
+            batch = get()
+            if batch is None:
+                return
+            handled = 0
+            for handler, msg in batch:
+                try:
+                    handler.func(msg)
+                    handled += 1
+                except Exception as exc:
+                    self._fail(handler, msg, exc)
+                finally:
+                    self._finished()
+            self._count("handled", handled)
+
+    def _start_loop(self) -> None:
+        ready = threading.Event()
+
+        def serve():
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            ready.set()
+            self._loop.run_forever()
+            self._loop.close()
+        t = threading.Thread(target=serve, name=f"meshdcm-{self.name}-asyncio", daemon=True)
+        t.start()
+        ready.wait()
+
+    def _fail(self, handler: _Bound, msg: Message, exc: BaseException, action: str | None = None) -> None:
+        """Log a handler failure (UIDs only, traceback at DEBUG) and publish ``error.<node>``."""
+        self._count("failed")
+        uids = msg.uids
+        if action is None:
+            action = exc.action if isinstance(exc, HandlerError) and exc.action else (
+                "the message was not processed; fix the cause shown and publish it again "
+                f"(meshdcm publish {msg.topic} ...)")
+        reason = exc.reason if isinstance(exc, HandlerError) else f"{type(exc).__name__}: {exc}"
+        log.error("handler %s failed on %s %s (study %s, series %s): %s", handler.name, msg.topic, msg.id[:12],
+                  uids.get("study", "-"), uids.get("series", "-"), reason)
+        log.debug("traceback of the failure above", exc_info=exc)
+        if msg.topic.startswith("error.") or self._stopped.is_set():
+            return  # never answer an error event with another one
+        body = Dataset()
+        for key, keyword in (("study", "StudyInstanceUID"), ("series", "SeriesInstanceUID"),
+                             ("instance", "SOPInstanceUID")):
+            if key in uids:
+                setattr(body, keyword, uids[key])
+        error = {
+            "node": self.name, "node_id": self.id, "kind": self.config.kind, "handler": handler.name,
+            "topic": msg.topic, "message_id": msg.id, "sender": msg.sender.hex(), "reason": reason,
+            "exception": type(exc).__name__, "attempt": 1, "action": action,
+        }
+        try:
+            self.publish(self.error_topic, body, reply_to=msg, meta={"error": error})
+        except MeshError:
+            pass
+
+    def _report_backlog(self, group: str, size: int) -> None:
+        log.error("worker group %r has %d undelivered work items and none of its members takes more: the oldest "
+                  "is being dropped; start more members of the group or check why they are stuck", group, size)
