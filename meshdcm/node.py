@@ -119,6 +119,8 @@ class Node:
         self._discovery: Discovery | None = None
         self._work: queue.SimpleQueue = queue.SimpleQueue()
         self._batch: list = []
+        self._tasks: list[Callable[[threading.Event], Any]] = []
+        self._task_threads: list[threading.Thread] = []
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._submitted = 0
@@ -148,6 +150,28 @@ class Node:
             self.add_handler(Handler(topic, func, where, shared))
             return func
         return register
+
+    def task(self, func: Callable[[threading.Event], Any]):
+        """Decorator: run ``func(stopping)`` on its own thread from start() on; ``stopping`` is set at stop().
+
+        For periodic work (timers, polling a folder): loop ``while not stopping.wait(interval): ...``.
+        An exception is logged and published as an error event, like a handler's."""
+        self._tasks.append(func)
+        if self._started:
+            self._start_task(func)
+        return func
+
+    def _start_task(self, func) -> None:
+        def run():
+            try:
+                func(self._stopped)
+            except Exception as exc:
+                self._count("failed")
+                log.error("task %s of node %s failed: %s", getattr(func, "__qualname__", func), self.name, exc)
+                log.debug("traceback of the failure above", exc_info=exc)
+        t = threading.Thread(target=run, name=f"meshdcm-{self.name}-task", daemon=True)
+        t.start()
+        self._task_threads.append(t)
 
     def add_handler(self, handler: Handler) -> None:
         if handler.topic:
@@ -217,6 +241,8 @@ class Node:
             self._threads.append(t)
         if any(h.is_async for h in self._handlers):
             self._start_loop()
+        for func in self._tasks:
+            self._start_task(func)
         if self.config.discovery:
             self._discovery = Discovery(self.config.address, self._on_found, self._on_lost)
             self._discovery.start(self._advert(), int(self.manifest().control.rsplit(":", 1)[1]))
@@ -231,6 +257,8 @@ class Node:
         if not self._started or self._stopped.is_set():
             return
         self._stopped.set()
+        for t in self._task_threads:
+            t.join(timeout=timeout)
         if self._discovery is not None:
             self._discovery.stop()
         deadline = time.monotonic() + timeout

@@ -1,0 +1,128 @@
+"""Shared fixtures: real `meshdcm` processes on loopback, each test in a mesh of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NODES = Path(__file__).resolve().parent / "nodes"
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.02, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Proc:
+    """A background process whose output is collected in a file (so pipes never fill up)."""
+
+    def __init__(self, argv: list[str], env: dict, log: Path, netns: str | None = None):
+        self.log = log
+        self._fh = open(log, "wb")
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        self.argv = prefix + argv
+        self.popen = subprocess.Popen(self.argv, env=env, stdout=self._fh, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, timeout: float = 10.0) -> str:
+        return wait_until(lambda: text in self.output and self.output, timeout, what=f"{text!r} in {self.log.name}")
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self._fh.close()
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+class Mesh:
+    """Runs `meshdcm` commands in one test's own mesh (its own name: tests never hear each other)."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.name = f"test-{uuid.uuid4().hex[:10]}"
+        self.procs: list[Proc] = []
+        self.env = dict(os.environ, MESHDCM_MESH=self.name, PYTHONUNBUFFERED="1")
+        self.env.pop("MESHDCM_CONFIG", None)
+        self._n = 0
+
+    def argv(self, *args) -> list[str]:
+        return [sys.executable, "-m", "meshdcm.cli.main", *map(str, args)]
+
+    def start(self, *args, netns: str | None = None) -> Proc:
+        self._n += 1
+        proc = Proc(self.argv(*args), self.env, self.tmp / f"proc{self._n}-{args[0]}.log", netns)
+        self.procs.append(proc)
+        return proc
+
+    def run(self, *args, timeout: float = 60, netns: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        prefix = ["ip", "netns", "exec", netns] if netns else []
+        result = subprocess.run(prefix + self.argv(*args), env=self.env, capture_output=True, text=True,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"meshdcm {' '.join(map(str, args))} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def config(self, kind: str, **options) -> Path:
+        """A TOML file with options for one node kind (``[nodes.KIND]``)."""
+        self._n += 1
+        lines = [f"[nodes.{kind}]"]
+        for key, value in options.items():
+            lines.append(f"{key} = {json.dumps(value)}")  # a JSON string or number is valid TOML
+        path = self.tmp / f"config{self._n}.toml"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def node(self, kind: str, *args, netns: str | None = None, **options) -> Proc:
+        """Start ``tests/nodes/KIND.py`` with ``options`` in its config."""
+        cfg = self.config(kind, **options)
+        proc = self.start("node", NODES / f"{kind}.py", "--config", cfg, *args, netns=netns)
+        return proc
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+
+@pytest.fixture
+def mesh(tmp_path):
+    m = Mesh(tmp_path)
+    yield m
+    m.close()
+
+
+def read_records(path: Path) -> list[list[str]]:
+    if not path.exists():
+        return []
+    return [line.split() for line in path.read_text().splitlines() if line.strip()]
