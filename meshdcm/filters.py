@@ -455,6 +455,8 @@ def _tokenize(text: str) -> list[_Token]:
             ch = text[pos]
             if ch in "\"'":
                 raise FilterSyntaxError(text, pos + 1, f"a closing {ch} for the string that starts here")
+            if ch == "=" or ch == "!":
+                raise FilterSyntaxError(text, pos + 1, "'==' or '!=' to compare", repr(ch))
             raise FilterSyntaxError(text, pos + 1, "a keyword, a tag, an operator, a string or a number", repr(ch))
         kind = m.lastgroup
         assert kind is not None
