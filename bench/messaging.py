@@ -1,7 +1,7 @@
 """Message path: meshdcm against raw pyzmq (the ceiling) and RabbitMQ/pika (what the old system used).
 
 All on loopback, one process per publisher and per subscriber.  For each transport, in one run:
-- throughput: the publisher sends N realistic MR and CT header messages as fast as it can; the subscriber
+- throughput: the publisher sends N realistic MR and CT header messages (meshdcm.synthetic, ~90 elements) as fast as it can; the subscriber
   evaluates a filter (meshdcm: its filter language on the raw bytes; the anchors: the same filter on a
   pydicom-free view, which is what they would need too) and counts; messages/s is measured at the subscriber.
 - latency: the publisher sends at a fixed 2,000 msg/s; p50/p99 of (handled - published) times.
@@ -25,7 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import emit, median, parser, percentile  # noqa: E402
 
-FILTER = 'Modality in ["MR", "CT"] and SeriesDescription ~ "(?i)perf|head|brain" and not ImageType contains "LOCALIZER"'
+# every header below passes it, after all three tests ran: the subscriber counts what it handled
+FILTER = ('Modality in ["MR", "CT"] and SeriesDescription ~ "(?i)perf|dsc|head|t1|t2|diff" '
+          'and not ImageType contains "LOCALIZER"')
 TOPIC = "stored.instance"
 
 
@@ -35,7 +37,9 @@ def bodies() -> list[tuple[bytes, bytes]]:
     from meshdcm.dataview import element_index
     from meshdcm.synthetic import ct_header, mr_header
 
-    encoded = [codec.encode(mr_header(seed=i)) for i in range(8)] + [codec.encode(ct_header(seed=i)) for i in range(8)]
+    series = ["t1", "t2", "flair", "dwi", "dsc"]
+    encoded = [codec.encode(mr_header(seed=i, series=series[i % 5])) for i in range(10)]
+    encoded += [codec.encode(ct_header(seed=i)) for i in range(6)]
     return [(b, element_index(b)) for b in encoded]
 
 
@@ -240,6 +244,18 @@ def run_pair(transport: str, count: int, rate: int, broker_port: int | None = No
     }
 
 
+def _pids_with_env(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
 class RabbitMQ:
     """A throw-away RabbitMQ server on 127.0.0.1 (Debian's rabbitmq-server), started and stopped here."""
 
@@ -248,6 +264,7 @@ class RabbitMQ:
         self.port = free_port()
         self.dist_port = free_port()
         self.epmd_port = free_port()
+        self.nodename = f"meshdcmbench{os.getpid()}@localhost"
         self.proc = None
 
     def __enter__(self):
@@ -256,13 +273,18 @@ class RabbitMQ:
                         "log.console = false\nlog.file = false\n")
         env = dict(os.environ,
                    RABBITMQ_CONFIG_FILE=str(conf.with_suffix("")), RABBITMQ_MNESIA_BASE=self.dir,
-                   RABBITMQ_LOG_BASE=self.dir, RABBITMQ_NODENAME=f"bench{os.getpid()}@localhost",
+                   RABBITMQ_LOG_BASE=self.dir, RABBITMQ_NODENAME=self.nodename,
                    RABBITMQ_NODE_IP_ADDRESS="127.0.0.1", RABBITMQ_NODE_PORT=str(self.port),
                    RABBITMQ_DIST_PORT=str(self.dist_port), ERL_EPMD_ADDRESS="127.0.0.1",
                    ERL_EPMD_PORT=str(self.epmd_port), RABBITMQ_ENABLED_PLUGINS_FILE=str(Path(self.dir, "plugins")),
                    RABBITMQ_SERVER_START_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
                    HOME=self.dir)
         Path(self.dir, "plugins").write_text("[].\n")
+        for path in [Path(self.dir), *Path(self.dir).iterdir()]:
+            try:  # Debian's wrapper runs the server as the rabbitmq user
+                shutil.chown(path, "rabbitmq", "rabbitmq")
+            except (LookupError, PermissionError):
+                pass
         self.proc = subprocess.Popen(["/usr/sbin/rabbitmq-server"], env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 60
@@ -286,8 +308,22 @@ class RabbitMQ:
                 self.proc.wait(timeout=20)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-        subprocess.run(["pkill", "-f", f"epmd -port {self.epmd_port}"], check=False)
-        subprocess.run(["pkill", "-f", f"-epmd_port {self.epmd_port}"], check=False)
+        # the wrapper runs the server (and epmd) as another user, outside our process group and with the
+        # settings in their environment: find every process whose environment names this server
+        deadline = time.monotonic() + 15
+        sig = signal.SIGTERM
+        while time.monotonic() < deadline:
+            left = _pids_with_env(f"RABBITMQ_NODENAME={self.nodename}")
+            if not left:
+                break
+            for pid in left:
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass
+            time.sleep(0.2)
+            if deadline - time.monotonic() < 5:
+                sig = signal.SIGKILL
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

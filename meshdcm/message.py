@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 import struct
 import time
 from typing import Any, Iterable
@@ -68,6 +69,7 @@ def topic_matches(prefix: str, topic: str) -> bool:
     return not prefix or topic == prefix or (topic.startswith(prefix) and topic[len(prefix)] == ".")
 
 
+@lru_cache(maxsize=1024)
 def _check_topic(topic: str) -> bytes:
     raw = topic.encode("utf-8")
     if not raw or len(raw) > MAX_TOPIC or raw[0] == 0xFF or any(c <= 0x20 for c in raw) or ".." in topic \
@@ -110,7 +112,7 @@ class Message:
             self.body = codec.encode(body)
         else:
             self._dataset = None
-            self.body = bytes(body)
+            self.body = body if body.__class__ is bytes else bytes(body)
         self.index = element_index(self.body) if index is None else index
         self.seq = seq
         self.timestamp_ns = time.time_ns() if timestamp_ns is None else timestamp_ns
@@ -118,10 +120,10 @@ class Message:
         self.sender = sender
         self.correlation_id = correlation_id or None
         self.flags = flags
-        meta = dict(meta or {})
         if uris is not None:
+            meta = dict(meta or {})
             meta["uris"] = list(uris)
-        self._meta = meta
+        self._meta = dict(meta) if meta else {}
         self._meta_raw = None
         self._view = None
 

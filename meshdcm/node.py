@@ -477,9 +477,8 @@ class Node:
                     handled += 1
                 except Exception as exc:
                     self._fail(handler, msg, exc)
-                finally:
-                    self._finished()
             self._count("handled", handled)
+            self._finished(len(batch))
 
     def _start_loop(self) -> None:
         ready = threading.Event()
