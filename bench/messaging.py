@@ -60,7 +60,7 @@ def role_meshdcm_sub(args) -> None:
     times: list[int] = []
     lat: list[int] = []
     done = threading.Event()
-    node = Node("bench-sub", port=args.port, discovery=False, peers=(f"tcp://127.0.0.1:{args.peer_port}",), workers=1)
+    node = Node("bench-sub", workers=1, **_discovery(args))
 
     @node.on(TOPIC, where=FILTER)
     def handle(msg):
@@ -81,15 +81,23 @@ def role_meshdcm_pub(args) -> None:
     from meshdcm import Node
 
     data = bodies()
-    node = Node("bench-pub", port=args.port, discovery=False, peers=(f"tcp://127.0.0.1:{args.peer_port}",))
+    node = Node("bench-pub", **_discovery(args))
     node.start()
-    node.wait_for_peers(1, 10)
-    node.wait_for_subscribers(TOPIC, 10)
+    if not args.mesh:  # throughput and latency runs wait for their subscriber; the late-join run does not
+        node.wait_for_peers(1, 10)
+        node.wait_for_subscribers(TOPIC, 10)
     def send(i):
         body, index = data[i % len(data)]
         node.publish(TOPIC, body, index=index)
     _pace(args, send)
     node.stop(timeout=5)
+
+
+def _discovery(args) -> dict:
+    """Static peers for the throughput runs; mDNS in a mesh of its own for the late-join run."""
+    if args.mesh:
+        return {"mesh": args.mesh}
+    return {"port": args.port, "discovery": False, "peers": (f"tcp://127.0.0.1:{args.peer_port}",)}
 
 
 def _pace(args, send) -> None:
@@ -256,6 +264,30 @@ def _pids_with_env(marker: str) -> list[int]:
     return found
 
 
+def late_join(runs: int) -> list[float]:
+    """Seconds from starting a subscriber process to its first delivered message, found by mDNS, while a
+    publisher is already sending 1,000 msg/s (issue 2: a late joiner gets everything published 1 s after its start)."""
+    import uuid
+
+    me = [sys.executable, __file__]
+    delays = []
+    for _ in range(runs):
+        tmp = tempfile.mkdtemp(prefix="meshdcm-bench-")
+        out = os.path.join(tmp, "result.json")
+        mesh = ["--mesh", f"bench-{uuid.uuid4().hex[:8]}", "--out", out, "--timeout", "30"]
+        pub = subprocess.Popen(me + ["--role", "meshdcm-pub", "--count", "30000", "--rate", "1000"] + mesh)
+        time.sleep(1.0)  # the publisher is up and publishing to nobody
+        started = time.time_ns()
+        sub = subprocess.Popen(me + ["--role", "meshdcm-sub", "--count", "20"] + mesh, stdout=subprocess.DEVNULL)
+        sub.wait(timeout=60)
+        pub.kill()
+        pub.wait()
+        result = json.loads(Path(out).read_text())
+        delays.append((result["first"] - started) / 1e9)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return delays
+
+
 class RabbitMQ:
     """A throw-away RabbitMQ server on 127.0.0.1 (Debian's rabbitmq-server), started and stopped here."""
 
@@ -327,6 +359,12 @@ class RabbitMQ:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def argparse_hidden():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--role", choices=sorted(ROLES))
@@ -337,6 +375,7 @@ def main() -> None:
     p.add_argument("--out")
     p.add_argument("--timeout", type=float, default=60)
     p.add_argument("--repeat", type=int, default=None)
+    p.add_argument("--mesh", help=argparse_hidden())
     p.add_argument("--no-rabbit", action="store_true", help="skip RabbitMQ (e.g. where it is not installed)")
     args = p.parse_args()
     if args.role:
@@ -374,6 +413,10 @@ def main() -> None:
         figures[f"{name}_p99_ms_at_2000"] = latency[name]["p99_ms"]
         print(f"{name:9s} {rate:10,.0f} msg/s   p50 {latency[name]['p50_ms']} ms  p99 {latency[name]['p99_ms']} ms "
               f"at 2,000 msg/s", flush=True)
+    joins = late_join(3)
+    figures["late_join_first_message_s"] = round(median(joins), 3)
+    print(f"late joiner: first message {median(joins):.3f} s after its process started (median of {len(joins)}; "
+          "includes Python start-up and imports)", flush=True)
     figures["meshdcm_vs_zmq"] = round(figures["meshdcm_msgs_per_s"] / figures["zmq_msgs_per_s"], 3)
     if use_rabbit:
         figures["meshdcm_vs_rabbitmq"] = round(figures["meshdcm_msgs_per_s"] / figures["rabbitmq_msgs_per_s"], 2)

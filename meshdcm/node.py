@@ -111,8 +111,6 @@ class Node:
         self.role = role
         self.capabilities = tuple(capabilities)
         self._handlers: list[_Bound] = []
-        for h in handlers:
-            self.add_handler(h)
         self._context = zmq.Context()
         self._engine: Engine | None = None
         self._mailbox: Mailbox | None = None
@@ -134,6 +132,8 @@ class Node:
         self._started = False
         self._started_at = 0.0
         self._manifest_cache: Manifest | None = None
+        for h in handlers:
+            self.add_handler(h)
 
     # --- handlers -----------------------------------------------------------------------------------
     @property
@@ -185,6 +185,8 @@ class Node:
                        inspect.iscoroutinefunction(handler.func), handler.name)
         self._handlers.append(bound)
         self._manifest_cache = None
+        if bound.is_async and self._started and self._loop is None:
+            self._start_loop()
         if self._started and self._mailbox is not None:
             self._mailbox.send(b"\x00manifest")
             self._update_advert()

@@ -198,3 +198,13 @@ def test_filter_check_dry_run(mesh, tmp_path):
 def test_help_everywhere(mesh, args):
     result = mesh.run(*args)
     assert result.stdout.strip()
+
+
+def test_a_killed_peer_is_expired_and_dropped(mesh, tmp_path):
+    victim = mesh.node("recorder", "--name", "victim", out=str(tmp_path / "v.txt"), topic="stored")
+    witness = mesh.node("recorder", "--name", "witness", out=str(tmp_path / "w.txt"), topic="stored")
+    witness.wait_for_output("peer joined: victim")
+    victim.kill()
+    witness.wait_for_output("victim", timeout=1)
+    out = witness.wait_for_output("stopped answering", timeout=6)
+    assert "peer left: victim" in out
