@@ -94,9 +94,14 @@ def role_meshdcm_pub(args) -> None:
 
 
 def _discovery(args) -> dict:
-    """Static peers for the throughput runs; mDNS in a mesh of its own for the late-join run."""
+    """Static peers for the throughput runs; mDNS in a mesh of its own for the late-join run; CURVE keys when
+    a keyring is given (bench/security.py): the publisher uses key "pub", the subscriber "sub"."""
     if args.mesh:
         return {"mesh": args.mesh}
+    if args.keyring:
+        me, peer = ("sub", "pub") if args.role.endswith("sub") else ("pub", "sub")
+        return {"port": args.port, "discovery": False, "keyring": args.keyring, "key": me,
+                "peers": (f"{peer}@tcp://127.0.0.1:{args.peer_port}",)}
     return {"port": args.port, "discovery": False, "peers": (f"tcp://127.0.0.1:{args.peer_port}",)}
 
 
@@ -218,7 +223,8 @@ ROLES = {
 
 # --- orchestration ------------------------------------------------------------------------------------------
 
-def run_pair(transport: str, count: int, rate: int, broker_port: int | None = None) -> dict:
+def run_pair(transport: str, count: int, rate: int, broker_port: int | None = None,
+             keyring: str | None = None) -> dict:
     tmp = tempfile.mkdtemp(prefix="meshdcm-bench-")
     out = os.path.join(tmp, "result.json")
     sub_port, pub_port = free_port(), free_port()
@@ -232,6 +238,8 @@ def run_pair(transport: str, count: int, rate: int, broker_port: int | None = No
     else:
         sub_args = pub_args = ["--peer-port", str(broker_port)]
     common = ["--count", str(count), "--rate", str(rate), "--out", out, "--timeout", "60"]
+    if keyring:
+        common += ["--keyring", keyring]
     sub = subprocess.Popen(me + ["--role", f"{transport}-sub"] + sub_args + common, stdout=subprocess.PIPE, text=True)
     assert sub.stdout is not None
     line = sub.stdout.readline()
@@ -376,6 +384,7 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=60)
     p.add_argument("--repeat", type=int, default=None)
     p.add_argument("--mesh", help=argparse_hidden())
+    p.add_argument("--keyring", help=argparse_hidden())
     p.add_argument("--no-rabbit", action="store_true", help="skip RabbitMQ (e.g. where it is not installed)")
     args = p.parse_args()
     if args.role:

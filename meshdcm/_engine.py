@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import zmq
 
 from .discovery import Advert
-from .errors import MalformedMessage, VersionError
+from .errors import ConfigError, MalformedMessage, VersionError
 from .manifest import Manifest
 from .message import FLAG_WORK, PROTOCOL_VERSION, Message, stamp, topic_matches
 from .peers import PeerTable
@@ -41,6 +41,7 @@ log = logging.getLogger("meshdcm.node")
 READY_MARKER = b"\xffready."  # sorts after every topic, so ZeroMQ sends it last when a SUB connects
 _BATCH = 512
 _GROUP_BACKLOG = 10_000
+_CONTROL_MAX = 1024 * 1024  # bytes: manifests are small
 
 
 class Mailbox:
@@ -85,6 +86,10 @@ class Engine(threading.Thread):
         self._dealers: dict[str, zmq.Socket] = {}  # control endpoint -> DEALER
         # control endpoints to HELLO until a peer answers there -> [last try, give up at (None: never)]
         self._seeds: dict[str, list] = {}
+        self._keys_of: dict[str, str] = {}  # control endpoint -> the CURVE public key expected there
+        self._authorized: set[bytes] = set()
+        self._keys_mtime = 0.0
+        self._untrusted_warned: set[str] = set()
         self._group_push: dict[str, zmq.Socket] = {}
         self._group_members: dict[str, set[str]] = {}  # group -> work endpoints connected
         self._group_backlog: dict[str, deque] = {}
@@ -96,8 +101,34 @@ class Engine(threading.Thread):
         self._subscribed: set[str] = set()
         self._version_warned: set[bytes] = set()
         self._running = True
+        self._last_key_check = 0.0
 
     # --- setup ------------------------------------------------------------------------------------
+    def _server(self, sock: zmq.Socket) -> zmq.Socket:
+        """A bound socket: a CURVE server when the mesh has keys (ZAP admits only authorized keys)."""
+        keys = self.node.keys
+        if keys is not None:
+            sock.curve_secretkey = keys.secret
+            sock.curve_publickey = keys.public
+            sock.curve_server = True
+        return sock
+
+    def _client(self, sock: zmq.Socket) -> zmq.Socket:
+        keys = self.node.keys
+        if keys is not None:
+            sock.curve_secretkey = keys.secret
+            sock.curve_publickey = keys.public
+        return sock
+
+    def _connect_to(self, sock: zmq.Socket, endpoint: str, key: str) -> None:
+        """Connect, checking the peer's CURVE key (set per connection) when the mesh has keys."""
+        if self.node.keys is not None:
+            sock.curve_serverkey = key.encode()
+        sock.connect(endpoint)
+
+    def _trusted(self, key: str) -> bool:
+        return self.node.keys is None or key.encode() in self._authorized
+
     def _bind(self, sock: zmq.Socket, port: int | None) -> str:
         address = self.node.config.address
         if port:
@@ -108,25 +139,35 @@ class Engine(threading.Thread):
 
     def _setup(self) -> None:
         ctx, cfg = self.ctx, self.node.config
+        self.auth = None
+        if self.node.keys is not None:
+            from zmq.auth.thread import ThreadAuthenticator
+
+            self.auth = ThreadAuthenticator(ctx, log=logging.getLogger("meshdcm.auth"))
+            self.auth.start()
+            self._reload_keys()
         self.cmd = ctx.socket(zmq.PULL)
         self.cmd.setsockopt(zmq.RCVHWM, 0)
         self.cmd.bind(self.cmd_endpoint)
-        self.events = ctx.socket(zmq.XPUB)
+        self.events = self._server(ctx.socket(zmq.XPUB))
         self.events.setsockopt(zmq.XPUB_VERBOSE, 1)
         self.events.setsockopt(zmq.SNDHWM, cfg.high_water_mark)
         self.events.setsockopt(zmq.LINGER, int(cfg.linger * 1000))
-        self.control = ctx.socket(zmq.ROUTER)
+        self.control = self._server(ctx.socket(zmq.ROUTER))
         self.control.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.control.setsockopt(zmq.MAXMSGSIZE, _CONTROL_MAX)
         base = cfg.port
         self.endpoints["control"] = self._bind(self.control, base)
         self.endpoints["events"] = self._bind(self.events, base + 1 if base else None)
-        self.inbox = ctx.socket(zmq.SUB)
+        self.inbox = self._client(ctx.socket(zmq.SUB))
         self.inbox.setsockopt(zmq.RCVHWM, cfg.high_water_mark)
+        self.inbox.setsockopt(zmq.MAXMSGSIZE, cfg.max_message_size)
         self.inbox.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
         self.work = None
         if self.node._has_shared_handlers():
-            self.work = ctx.socket(zmq.PULL)
+            self.work = self._server(ctx.socket(zmq.PULL))
             self.work.setsockopt(zmq.RCVHWM, cfg.high_water_mark)
+            self.work.setsockopt(zmq.MAXMSGSIZE, cfg.max_message_size)
             self.endpoints["work"] = self._bind(self.work, base + 2 if base else None)
         else:
             self.endpoints["work"] = ""
@@ -140,8 +181,34 @@ class Engine(threading.Thread):
         self.poller_all.register(self.inbox, zmq.POLLIN)
         if self.work is not None:
             self.poller_all.register(self.work, zmq.POLLIN)
-        for endpoint in cfg.peers:
-            self._seed(endpoint, for_seconds=None)
+        for spec in cfg.peers:
+            endpoint, key = self._static_peer(spec)
+            self._seed(endpoint, for_seconds=None, key=key)
+
+    def _static_peer(self, spec: str) -> tuple[str, str]:
+        name, at, endpoint = spec.rpartition("@")
+        if not at:
+            endpoint, name = spec, ""
+        if self.node.keys is None:
+            return endpoint, ""
+        if not name:
+            raise ConfigError(f"in a mesh with a keyring, name the static peer's key: KEYNAME@{endpoint}")
+        import zmq.auth
+
+        cert = self.node.keys.authorized_dir / f"{name}.key"
+        if not cert.exists():
+            raise ConfigError(f"static peer {spec}: no authorized key named {name!r} in the keyring")
+        public, _ = zmq.auth.load_certificate(cert)
+        return endpoint, (public or b"").decode()
+
+    def _reload_keys(self) -> None:
+        """(Re)read authorized keys: ZAP admits them; adverts and manifests with other keys are ignored."""
+        keys = self.node.keys
+        assert keys is not None and self.auth is not None
+        directory = keys.authorized_dir
+        self._keys_mtime = directory.stat().st_mtime
+        self.auth.configure_curve(domain="*", location=str(directory))
+        self._authorized = keys.authorized()
 
     def _resubscribe(self) -> None:
         wanted = {h.topic for h in self.node._handlers if not h.shared}
@@ -221,6 +288,11 @@ class Engine(threading.Thread):
                 frame = recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
+            if sock.rcvmore:  # a meshdcm message is one frame: drop the whole multipart message
+                while sock.rcvmore:
+                    recv()
+                self.node._count("malformed")
+                continue
             handle(frame)
         # more may be waiting: the next poll returns at once
         self.node._flush_dispatch()
@@ -357,22 +429,29 @@ class Engine(threading.Thread):
 
     # --- control protocol -------------------------------------------------------------------------
     def _hello_payload(self) -> bytes:
-        known = [p.manifest.control for p in self.peers if p.manifest.control]
+        known = [{"control": p.manifest.control, "key": p.manifest.key} for p in self.peers if p.manifest.control]
         return json.dumps({"manifest": self.node.manifest().to_dict(), "peers": known}).encode()
 
-    def _dealer(self, endpoint: str) -> zmq.Socket:
+    def _dealer(self, endpoint: str, key: str = "") -> zmq.Socket | None:
         sock = self._dealers.get(endpoint)
         if sock is None:
-            sock = self.ctx.socket(zmq.DEALER)
+            if not key:
+                key = self._keys_of.get(endpoint, "")
+            if self.node.keys is not None and not key:
+                return None  # no way to check who answers there
+            sock = self._client(self.ctx.socket(zmq.DEALER))
             sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.SNDHWM, 100)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
-            sock.connect(endpoint)
+            sock.setsockopt(zmq.MAXMSGSIZE, _CONTROL_MAX)
+            self._connect_to(sock, endpoint, key)
             self._dealers[endpoint] = sock
         return sock
 
-    def _seed(self, endpoint: str, *, for_seconds: float | None) -> None:
+    def _seed(self, endpoint: str, *, for_seconds: float | None, key: str = "") -> None:
+        if key:
+            self._keys_of[endpoint] = key
         current = self._seeds.get(endpoint)
         until = None if for_seconds is None else time.monotonic() + for_seconds
         if current is None:
@@ -381,8 +460,11 @@ class Engine(threading.Thread):
             current[1] = until
 
     def _say(self, endpoint: str, frames: list[bytes]) -> bool:
+        sock = self._dealer(endpoint)
+        if sock is None:
+            return False
         try:
-            self._dealer(endpoint).send_multipart(frames, zmq.NOBLOCK)
+            sock.send_multipart(frames, zmq.NOBLOCK)
             return True
         except zmq.Again:
             return False
@@ -393,10 +475,16 @@ class Engine(threading.Thread):
         if advert.mesh != self.node.config.mesh:
             log.debug("ignoring node %s of mesh %r", advert.node_id[:12], advert.mesh)
             return
+        if not self._trusted(advert.key):
+            if advert.node_id not in self._untrusted_warned:
+                self._untrusted_warned.add(advert.node_id)
+                log.warning("ignoring the mDNS advert of node %s (%s) at %s: its key is not in this mesh's keyring "
+                            "(a node of another site, or a forgery)", advert.name, advert.node_id[:12], advert.control)
+            return
         peer = self.peers.get(advert.node_id)
         if peer is not None and self.node.manifest_digest_of(peer) == advert.digest:
             return
-        self._seed(advert.control, for_seconds=self.node.config.rediscover_for)
+        self._seed(advert.control, for_seconds=self.node.config.rediscover_for, key=advert.key)
         self._say(advert.control, [b"HELLO", self._hello_payload()])
 
     def _broadcast_hello(self) -> None:
@@ -419,6 +507,10 @@ class Engine(threading.Thread):
             log.warning("ignoring node %s (%s): it belongs to mesh %r, not %r", manifest.name,
                         manifest.node_id[:12], manifest.mesh, self.node.config.mesh)
             return None
+        if not self._trusted(manifest.key):
+            log.warning("ignoring node %s (%s): its key is not in this mesh's keyring", manifest.name,
+                        manifest.node_id[:12])
+            return None
         major = manifest.protocol.split(".")[0]
         if major != str(PROTOCOL_VERSION[0]):
             log.error("ignoring node %s (%s): it speaks protocol %s, this node %d.x; upgrade the older one",
@@ -438,10 +530,13 @@ class Engine(threading.Thread):
         if is_new:
             log.info("peer joined: %s (%s, kind %s, group %s) at %s", manifest.name, manifest.node_id[:12],
                      manifest.kind, manifest.group or "-", manifest.control)
-        for endpoint in data.get("peers", ()):
+        for entry in data.get("peers", ()):
+            endpoint = entry.get("control") if isinstance(entry, dict) else None
+            key = entry.get("key", "") if isinstance(entry, dict) else ""
             if isinstance(endpoint, str) and endpoint.startswith("tcp://") and endpoint != self.endpoints["control"] \
-                    and self.peers.by_control(endpoint) is None and endpoint not in self._seeds:
-                self._seed(endpoint, for_seconds=self.node.config.rediscover_for)
+                    and self.peers.by_control(endpoint) is None and endpoint not in self._seeds \
+                    and isinstance(key, str) and self._trusted(key):
+                self._seed(endpoint, for_seconds=self.node.config.rediscover_for, key=key)
         self._group_route_cache.clear()
         self._changed()
         return manifest
@@ -449,19 +544,19 @@ class Engine(threading.Thread):
     def _connect(self, m: Manifest) -> None:
         self._sub_retire.pop(m.events, None)
         if m.events and m.events not in self._sub_connected:
-            self.inbox.connect(m.events)
+            self._connect_to(self.inbox, m.events, m.key)
             self._sub_connected.add(m.events)
         if m.group and m.work and any(h.shared for h in m.handlers):
             sock = self._group_push.get(m.group)
             if sock is None:
-                sock = self.ctx.socket(zmq.PUSH)
+                sock = self._client(self.ctx.socket(zmq.PUSH))
                 sock.setsockopt(zmq.IMMEDIATE, 1)  # only to members whose connection is up
                 sock.setsockopt(zmq.SNDHWM, self.node.config.high_water_mark)
                 sock.setsockopt(zmq.LINGER, int(self.node.config.linger * 1000))
                 self._group_push[m.group] = sock
                 self._group_members[m.group] = set()
             if m.work not in self._group_members[m.group]:
-                sock.connect(m.work)
+                self._connect_to(sock, m.work, m.key)
                 self._group_members[m.group].add(m.work)
                 self._flush_backlog(m.group)
 
@@ -493,7 +588,8 @@ class Engine(threading.Thread):
         self._changed()
 
     def _on_control(self, frames: list[bytes]) -> None:
-        if len(frames) < 2:
+        if len(frames) < 2 or len(frames) > 3:
+            self.node._count("malformed")
             return
         identity, kind = frames[0], frames[1]
         payload = frames[2] if len(frames) > 2 else b""
@@ -503,7 +599,7 @@ class Engine(threading.Thread):
             manifest = self._accept(payload, "HELLO")
             if manifest is not None:
                 self.control.send_multipart([identity, b"WELCOME", self._hello_payload()])
-                self._dealer(manifest.control)
+                self._dealer(manifest.control, manifest.key)
         elif kind == b"PING":
             node_id = payload.decode("ascii", "replace")
             self.peers.heard(node_id)
@@ -527,6 +623,14 @@ class Engine(threading.Thread):
             self._broadcast_hello()
 
     def _on_tick(self, now: float) -> None:
+        if self.auth is not None and now - self._last_key_check > 1.0:
+            self._last_key_check = now
+            try:
+                if self.node.keys.authorized_dir.stat().st_mtime != self._keys_mtime:
+                    self._reload_keys()
+                    log.info("keyring changed: %d authorized keys", len(self._authorized))
+            except OSError as exc:
+                log.error("cannot read the keyring: %s", exc)
         to_ping, expired = self.peers.sweep(now)
         for peer in expired:
             log.warning("peer %s (%s) stopped answering for %.1f s and was dropped", peer.manifest.name,
@@ -579,3 +683,5 @@ class Engine(threading.Thread):
         for sock in (self.inbox, self.control, self.cmd) + ((self.work,) if self.work is not None else ()):
             sock.close(linger=0)
         self.events.close()
+        if self.auth is not None:
+            self.auth.stop()

@@ -15,6 +15,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 
+from .dataview import check_body
 from .errors import MalformedMessage
 
 __all__ = ["PIXEL_TAGS", "decode", "encode"]
@@ -40,7 +41,11 @@ def encode(dataset: Dataset) -> bytes:
 
 
 def decode(body: bytes | memoryview) -> Dataset:
-    """The pydicom Dataset of a message body (values are converted lazily by pydicom)."""
+    """The pydicom Dataset of a message body (values are converted lazily by pydicom).
+
+    The body is first walked with limits (:func:`meshdcm.dataview.check_body`), so that a hostile body is refused
+    before pydicom sees it."""
+    check_body(body)
     try:
         ds = read_dataset(BytesIO(body), is_implicit_VR=False, is_little_endian=True)
     except Exception as exc:  # pydicom raises a mix of EOFError, ValueError, struct.error...

@@ -5,6 +5,8 @@ every setting; the TOML layout is::
 
     [mesh]
     name = "default"              # nodes of other meshes on the same LAN are ignored
+    keyring = "/etc/meshdcm/keyring"  # CURVE keys: only authorized nodes join (meshdcm keys ...)
+    insecure = false              # a LAN interface without a keyring is refused unless this is true
     interface = "127.0.0.1"       # an IPv4 address or an interface name; loopback unless you name one
     peers = ["tcp://10.1.2.3:5670"]  # static peers' control endpoints, for networks without multicast
     discovery = true              # mDNS on the interface above
@@ -12,6 +14,7 @@ every setting; the TOML layout is::
     [node]
     name = "perfusion-1"
     group = "perfusion"           # nodes with the same group share work
+    key = "ws12"                  # the keyring's secret key this node uses
     port = 0                      # 0: ephemeral ports; N: control N, events N+1, work N+2
     workers = 4
 
@@ -52,6 +55,10 @@ class NodeConfig:
     workers: int = 4
     max_pending: int = 2000
     high_water_mark: int = 100_000
+    keyring: str | None = None  # a meshdcm keyring folder: CURVE on every socket (docs/security.md)
+    key: str | None = None  # which secret key of the keyring this node uses
+    insecure: bool = False  # allow a LAN interface without a keyring (warned at every start)
+    max_message_size: int = 16 * 1024 * 1024  # bytes; larger messages close the sender's connection
     linger: float = 10.0  # seconds a stopping node keeps sending what it already accepted
     seed_retry: float = 0.2
     rediscover_for: float = 60.0
@@ -95,6 +102,9 @@ _KEYS = {
     "port": ("node", "port", "PORT", int),
     "workers": ("node", "workers", "WORKERS", int),
     "log_level": ("node", "log_level", "LOG_LEVEL", str),
+    "keyring": ("mesh", "keyring", "KEYRING", str),
+    "key": ("node", "key", "KEY", str),
+    "insecure": ("mesh", "insecure", "INSECURE", bool),
 }
 
 
@@ -154,7 +164,9 @@ def load_config(
     if values.get("workers", 1) < 1:
         raise ConfigError("workers must be at least 1")
     for peer in values.get("peers", ()):
-        if not peer.startswith("tcp://") or ":" not in peer[6:]:
-            raise ConfigError(f"a peer is a control endpoint like tcp://HOST:PORT, got {peer!r}")
+        endpoint = peer.split("@", 1)[1] if "@" in peer else peer
+        if not endpoint.startswith("tcp://") or ":" not in endpoint[6:]:
+            raise ConfigError(f"a peer is a control endpoint like tcp://HOST:PORT (KEYNAME@tcp://HOST:PORT in a mesh "
+                              f"with a keyring), got {peer!r}")
     cfg = NodeConfig(**values, options=options)
     return replace(cfg, address=resolve_interface(cfg.interface))

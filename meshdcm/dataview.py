@@ -20,14 +20,17 @@ from bisect import bisect_left
 
 from .errors import MalformedMessage
 
-__all__ = ["MAX_DEPTH", "DataView", "IndexedView", "element_index", "values_of_element", "view_of"]
+__all__ = ["MAX_DEPTH", "MAX_ELEMENTS", "check_body", "DataView", "IndexedView", "element_index", "values_of_element", "view_of"]
 
 MAX_DEPTH = 16
+MAX_ELEMENTS = 200_000  # in a whole body, nested ones included
 
 _HDR = struct.Struct("<HH2sH")
 _U32 = struct.Struct("<I")
 _TAG_LEN = struct.Struct("<HHI")
 _UNDEFINED = 0xFFFFFFFF
+_VALID_VRS = frozenset(v.encode() for v in (
+    "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()))
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 _TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"})
 _SINGLE_VALUED_TEXT = frozenset({"LT", "ST", "UT", "UR"})
@@ -52,54 +55,14 @@ class DataView:
     return ``b""``-free markers: ``True`` when present, so that ``exists`` works on them.
     """
 
-    __slots__ = ("_buf", "_pos", "_index", "_last", "_charset", "_tags", "_offsets")
+    __slots__ = ("_buf", "_pos", "_index", "_last", "_charset")
 
-    def __init__(self, body: bytes | memoryview, element_index: bytes | None = None):
+    def __init__(self, body: bytes | memoryview):
         self._buf = body
         self._pos = 0
         self._index: dict[int, tuple[bytes, int, int]] = {}
         self._last = -1
         self._charset: str | list[str] | None = None
-        self._tags = self._offsets = None
-        if element_index:
-            if len(element_index) % 8:
-                raise MalformedMessage("the element index frame is not a whole number of (tag, offset) pairs")
-            if _BIG_ENDIAN_HOST:
-                swapped = array("I", bytes(element_index))
-                swapped.byteswap()
-                words = memoryview(swapped)
-            else:
-                words = memoryview(element_index).cast("I")
-            n = len(words) // 2
-            self._tags, self._offsets = words[:n], words[n:]
-
-    def _lookup(self, tag: int) -> None:
-        """Find ``tag`` through the sender's element index: bisect, then check the header really is there."""
-        tags = self._tags
-        i = bisect_left(tags, tag)
-        if i == len(tags) or tags[i] != tag:
-            self._index[tag] = None  # type: ignore[assignment]
-            return
-        pos = self._offsets[i]
-        buf = self._buf
-        try:
-            group, elem, vr, length = _HDR.unpack_from(buf, pos)
-            if (group << 16 | elem) != tag:
-                raise MalformedMessage(f"the element index points at the wrong element for ({tag >> 16:04X},"
-                                       f"{tag & 0xFFFF:04X})")
-            if vr in _LONG_VRS:
-                length = _U32.unpack_from(buf, pos + 8)[0]
-                pos += 12
-            else:
-                pos += 8
-        except struct.error as exc:
-            raise MalformedMessage("the element index points past the end of the body") from exc
-        if length == _UNDEFINED:
-            self._index[tag] = (vr, pos, -1)
-        elif pos + length > len(buf):
-            raise MalformedMessage(f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) runs past the end of the body")
-        else:
-            self._index[tag] = (vr, pos, length)
 
     def _walk_to(self, tag: int) -> None:
         buf, pos, index, last = self._buf, self._pos, self._index, self._last
@@ -114,8 +77,10 @@ class DataView:
                 if vr in long_vrs:
                     length = u32(buf, pos + 8)[0]
                     pos += 12
-                else:
+                elif vr in _VALID_VRS:
                     pos += 8
+                else:
+                    raise MalformedMessage(f"element ({group:04X},{elem:04X}) has an invalid VR {vr!r}")
                 if length == _UNDEFINED:
                     if vr != b"SQ" and vr != b"UN":
                         raise MalformedMessage(f"element ({group:04X},{elem:04X}) VR {vr!r} has an undefined length")
@@ -135,10 +100,6 @@ class DataView:
 
     def _find(self, tag: int):
         index = self._index
-        if self._tags is not None:
-            if tag not in index:
-                self._lookup(tag)
-            return index[tag]
         if tag in index:
             return index[tag]
         if tag > self._last:
@@ -165,9 +126,11 @@ class DataView:
             found = self._find(tag)
         if found is None:
             return None
-        vr, off, length = found
+        return self._value(*found)
+
+    def _value(self, vr: bytes, off: int, length: int):
         if length <= 0:
-            return None
+            return True if length == -1 else None  # -1: undefined-length sequence (present, not comparable)
         if vr in _TEXT_VRS_B:
             raw = self._buf[off:off + length]
             if raw.isascii() and 0x1B not in raw:  # the same text in every repertoire but ISO 2022 (which has ESC)
@@ -222,7 +185,7 @@ class DataView:
 class IndexedView(DataView):
     """A :class:`DataView` over a body that came with its element index: each ``get`` is one bisection."""
 
-    __slots__ = ()
+    __slots__ = ("_tags", "_offsets")
 
     def __init__(self, body: bytes, element_index: bytes):
         self._buf = body
@@ -241,9 +204,11 @@ class IndexedView(DataView):
         self._tags = words  # tags are words[:n], header offsets words[n:]
         self._offsets = len(words) >> 1
 
-    def _lookup(self, tag: int) -> None:
-        value_at = self._locate(tag)
-        self._index[tag] = value_at
+    def _find(self, tag: int):
+        index = self._index
+        if tag not in index:
+            index[tag] = self._locate(tag)
+        return index[tag]
 
     def _locate(self, tag: int):
         words, n = self._tags, self._offsets
@@ -256,56 +221,19 @@ class IndexedView(DataView):
             if vr in _LONG_VRS:
                 length = _U32.unpack_from(self._buf, pos + 8)[0]
                 pos += 12
-            else:
+            elif vr in _VALID_VRS:
                 pos += 8
+            else:
+                raise MalformedMessage(f"the element at offset {pos} has an invalid VR {vr!r}")
         except struct.error as exc:
             raise MalformedMessage("the element index points past the end of the body") from exc
         if (group << 16 | elem) != tag:
             raise MalformedMessage("the element index points at the wrong element")
-        return (vr, pos, -1 if length == _UNDEFINED else length)
-
-    def get(self, tag: int):
-        words, n = self._tags, self._offsets
-        i = bisect_left(words, tag, 0, n)
-        if i == n or words[i] != tag:
-            return None
-        pos = words[n + i]
-        buf = self._buf
-        try:
-            group, elem, vr, length = _HDR.unpack_from(buf, pos)
-            if vr in _LONG_VRS:
-                length = _U32.unpack_from(buf, pos + 8)[0]
-                pos += 12
-            else:
-                pos += 8
-        except struct.error as exc:
-            raise MalformedMessage("the element index points past the end of the body") from exc
-        if (group << 16 | elem) != tag:
-            raise MalformedMessage(f"the element index points at the wrong element for ({tag >> 16:04X},"
-                                   f"{tag & 0xFFFF:04X})")
-        if length == 0:
-            return None
         if length == _UNDEFINED:
-            return True
-        if pos + length > len(buf):
+            return (vr, pos, -1)
+        if pos + length > len(self._buf):
             raise MalformedMessage(f"element ({group:04X},{elem:04X}) runs past the end of the body")
-        if vr in _TEXT_VRS_B:
-            raw = buf[pos:pos + length]
-            if raw.isascii() and 0x1B not in raw:
-                text = raw.decode("ascii")
-            elif vr in _CHARSET_VRS_B:
-                charset = self._charset
-                if charset is None:
-                    charset = self._charset = self._read_charset()
-                text = raw.decode(charset, "replace") if isinstance(charset, str) else self._decode_exotic(raw, vr)
-            else:
-                text = raw.decode("latin-1")
-            if vr in _SINGLE_VALUED_TEXT_B:
-                return text.rstrip("\x00 ") or None
-            if "\\" not in text:
-                return text.strip(" \x00") or None
-            return _split_text(text, vr.decode("ascii"))
-        return self._binary_value(vr, pos, length)
+        return (vr, pos, length)
 
 
 def view_of(body: bytes, index: bytes | None = None) -> DataView:
@@ -394,6 +322,82 @@ def _skip_item(buf, pos: int, implicit: bool, depth: int) -> int:
             pos += length
             if pos > end:
                 raise MalformedMessage("an element inside a sequence item runs past the end of the body")
+
+
+def check_body(body: bytes, max_elements: int = MAX_ELEMENTS, max_depth: int = MAX_DEPTH) -> int:
+    """Walk a whole body, sequences included, before anything parses it; returns its element count.
+
+    Raises :class:`MalformedMessage` for truncation, lengths past the end, items outside sequences, more than
+    ``max_elements`` elements or sequences nested deeper than ``max_depth``: a hostile body cannot make pydicom
+    recurse or allocate without bound.
+    """
+    count = 0
+    # a stack of (end of the enclosing defined-length container, implicit VR?, kind) — kind: "ds" data set/item,
+    # "sq" sequence; None as end means undefined length (ends at a delimitation item)
+    stack: list[tuple[int | None, bool, str]] = [(len(body), False, "ds")]
+    pos = 0
+    end_all = len(body)
+    try:
+        while stack:
+            end, implicit, kind = stack[-1]
+            if end is not None and pos >= end:
+                if pos > end:
+                    raise MalformedMessage("an element runs past the end of its sequence item")
+                stack.pop()
+                continue
+            if pos + 8 > end_all:
+                raise MalformedMessage("the DICOM body is truncated")
+            group, elem = struct.unpack_from("<HH", body, pos)
+            if kind == "sq":
+                length = _U32.unpack_from(body, pos + 4)[0]
+                pos += 8
+                if group == 0xFFFE and elem == 0xE0DD:
+                    if end is not None:
+                        raise MalformedMessage("a sequence delimiter inside a defined-length sequence")
+                    stack.pop()
+                    continue
+                if group != 0xFFFE or elem != 0xE000:
+                    raise MalformedMessage(f"expected a sequence item, found ({group:04X},{elem:04X})")
+                if len(stack) > max_depth * 2:
+                    raise MalformedMessage(f"the DICOM body nests sequences deeper than {max_depth} levels")
+                stack.append((None if length == _UNDEFINED else pos + length, implicit, "ds"))
+                continue
+            if group == 0xFFFE and elem == 0xE00D:  # item delimiter
+                if end is not None or len(stack) == 1:
+                    raise MalformedMessage("an item delimiter where no undefined-length item is open")
+                pos += 8
+                stack.pop()
+                continue
+            count += 1
+            if count > max_elements:
+                raise MalformedMessage(f"the DICOM body has more than {max_elements} elements")
+            if implicit:
+                vr = b"UN"
+                length = _U32.unpack_from(body, pos + 4)[0]
+                pos += 8
+                is_sq = length == _UNDEFINED
+            else:
+                vr = bytes(body[pos + 4:pos + 6])
+                if vr not in _VALID_VRS:
+                    raise MalformedMessage(f"element ({group:04X},{elem:04X}) has an invalid VR {vr!r}")
+                if vr in _LONG_VRS:
+                    length = _U32.unpack_from(body, pos + 8)[0]
+                    pos += 12
+                else:
+                    length = struct.unpack_from("<H", body, pos + 6)[0]
+                    pos += 8
+                is_sq = vr == b"SQ" or (vr == b"UN" and length == _UNDEFINED)
+            if is_sq:
+                stack.append((None if length == _UNDEFINED else pos + length, implicit or vr == b"UN", "sq"))
+                continue
+            if length == _UNDEFINED:
+                raise MalformedMessage(f"element ({group:04X},{elem:04X}) has an undefined length")
+            pos += length
+            if pos > end_all:
+                raise MalformedMessage(f"element ({group:04X},{elem:04X}) runs past the end of the body")
+    except struct.error as exc:
+        raise MalformedMessage("the DICOM body is truncated") from exc
+    return count
 
 
 def values_of_element(elem):

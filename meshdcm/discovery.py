@@ -33,10 +33,14 @@ class Advert:
     events: str
     work: str
     digest: str
+    key: str = ""
 
     def properties(self) -> dict[str, str]:
-        return {"id": self.node_id, "name": self.name, "mesh": self.mesh, "v": self.protocol, "ctl": self.control,
-                "pub": self.events, "pull": self.work, "digest": self.digest}
+        props = {"id": self.node_id, "name": self.name, "mesh": self.mesh, "v": self.protocol, "ctl": self.control,
+                 "pub": self.events, "pull": self.work, "digest": self.digest}
+        if self.key:
+            props["key"] = self.key
+        return props
 
     @classmethod
     def from_info(cls, info: ServiceInfo) -> "Advert | None":
@@ -45,7 +49,7 @@ class Advert:
         if not props.get("id") or not props.get("ctl"):
             return None
         return cls(props["id"], props.get("name", ""), props.get("mesh", ""), props.get("v", ""), props["ctl"],
-                   props.get("pub", ""), props.get("pull", ""), props.get("digest", ""))
+                   props.get("pub", ""), props.get("pull", ""), props.get("digest", ""), props.get("key", ""))
 
 
 def _instance_name(advert: Advert) -> str:

@@ -43,6 +43,7 @@ class Manifest:
     control: str = ""
     events: str = ""
     work: str = ""
+    key: str = ""  # the node's CURVE public key (Z85) in a mesh with a keyring
     handlers: tuple[HandlerSpec, ...] = ()
     capabilities: tuple[str, ...] = ()
     started: float = 0.0
@@ -53,7 +54,7 @@ class Manifest:
             "id": self.node_id, "name": self.name, "mesh": self.mesh, "kind": self.kind, "role": self.role,
             "group": self.group, "host": self.host, "pid": self.pid, "software": self.software,
             "protocol": self.protocol,
-            "endpoints": {"control": self.control, "events": self.events, "work": self.work},
+            "endpoints": {"control": self.control, "events": self.events, "work": self.work}, "key": self.key,
             "handlers": [h.to_dict() for h in self.handlers], "capabilities": list(self.capabilities),
             "started": self.started, "extra": self.extra,
         }
@@ -73,7 +74,7 @@ class Manifest:
             kind=str(d.get("kind", "node")), role=str(d.get("role", "node")), group=d.get("group") or None,
             host=str(d.get("host", "")), pid=int(d.get("pid", 0)), software=str(d.get("software", "")),
             protocol=str(d.get("protocol", "")), control=str(ep.get("control", "")),
-            events=str(ep.get("events", "")), work=str(ep.get("work", "")),
+            events=str(ep.get("events", "")), work=str(ep.get("work", "")), key=str(d.get("key", "")),
             handlers=tuple(HandlerSpec(str(h["topic"]), str(h.get("where", "")), bool(h.get("shared", False)))
                            for h in d.get("handlers", ())),
             capabilities=tuple(str(c) for c in d.get("capabilities", ())), started=float(d.get("started", 0.0)),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import ipaddress
 import itertools
 import logging
 import os
@@ -43,6 +44,7 @@ from ._version import __version__
 from .config import NodeConfig, load_config
 from .discovery import Advert, Discovery
 from .errors import ConfigError, HandlerError, MeshError
+from .keys import Keyring, NodeKeys
 from .manifest import HandlerSpec, Manifest
 from .message import Message, _check_topic
 
@@ -107,6 +109,12 @@ class Node:
                 raise ConfigError(f"unknown node setting(s): {', '.join(sorted(unknown))}")
             cfg = cfg.with_(**settings)
         self.config = cfg
+        self.keys: NodeKeys | None = Keyring(cfg.keyring).node_keys(cfg.key) if cfg.keyring else None
+        if self.keys is None and not ipaddress.ip_address(cfg.address).is_loopback and not cfg.insecure:
+            raise ConfigError(
+                f"node {cfg.name} would listen on {cfg.address} without a mesh key: anyone on that network could read "
+                "and inject patient data. Create a keyring (meshdcm keys init DIR; meshdcm keys add NAME) and pass "
+                "--keyring DIR, or pass --insecure for a network you trust")
         self.id = uuid.uuid4().hex
         self.role = role
         self.capabilities = tuple(capabilities)
@@ -202,6 +210,7 @@ class Node:
                 node_id=self.id, name=self.name, mesh=self.config.mesh, kind=self.config.kind, role=self.role,
                 group=self.config.group, host=socket.gethostname(), pid=os.getpid(), software=__version__,
                 control=ep.get("control", ""), events=ep.get("events", ""), work=ep.get("work", ""),
+                key=self.keys.public.decode() if self.keys else "",
                 handlers=tuple(HandlerSpec(h.topic, str(h.filter), h.shared) for h in self._handlers),
                 capabilities=self.capabilities, started=self._started_at,
             )
@@ -212,7 +221,7 @@ class Node:
 
     def _advert(self) -> Advert:
         m = self.manifest()
-        return Advert(self.id, self.name, self.config.mesh, m.protocol, m.control, m.events, m.work, m.digest)
+        return Advert(self.id, self.name, self.config.mesh, m.protocol, m.control, m.events, m.work, m.digest, m.key)
 
     def _update_advert(self) -> None:
         if self._discovery is not None:
@@ -226,6 +235,9 @@ class Node:
     def start(self) -> "Node":
         if self._started:
             return self
+        if self.keys is None and self.config.insecure and not ipaddress.ip_address(self.config.address).is_loopback:
+            log.warning("INSECURE: node %s listens on %s without a mesh key; every machine on that network can read "
+                        "and inject messages. Use a keyring (docs/security.md).", self.name, self.config.address)
         self._started_at = time.time()
         self._engine = Engine(self)
         self._engine.start()

@@ -21,6 +21,10 @@ def add_mesh_options(p: argparse.ArgumentParser, *, node: bool = False) -> None:
     g.add_argument("--peer", action="append", dest="peers", metavar="tcp://HOST:PORT",
                    help="a static peer's control endpoint (repeatable), for networks that block multicast")
     g.add_argument("--no-discovery", action="store_true", help="do not use mDNS; only --peer")
+    g.add_argument("--keyring", metavar="DIR", help="mesh keyring: CURVE on every socket, only authorized nodes join")
+    g.add_argument("--key", metavar="NAME", help="which secret key of the keyring this node uses")
+    g.add_argument("--insecure", action="store_true", default=None,
+                   help="allow a non-loopback interface without a keyring (every machine there can read the mesh)")
     g.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level (default INFO)")
     if node:
         g.add_argument("--name", help="node name (default: the node kind)")
@@ -33,6 +37,7 @@ def config_from(args: argparse.Namespace, kind: str, **overrides) -> NodeConfig:
     values = {
         "mesh": args.mesh, "interface": args.interface, "peers": tuple(args.peers) if args.peers else None,
         "discovery": False if args.no_discovery else None, "log_level": args.log_level,
+        "keyring": args.keyring, "key": args.key, "insecure": args.insecure,
         "name": getattr(args, "name", None), "group": getattr(args, "group", None),
         "port": getattr(args, "port", None), "workers": getattr(args, "workers", None),
     }

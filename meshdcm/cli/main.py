@@ -58,6 +58,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--matches-only", action="store_true", help="list only the files that match")
     c.set_defaults(func=mesh.cmd_filter_check)
 
+    c = sub.add_parser("keys", help="manage the mesh keyring (who may join)",
+                       description="A keyring is a folder of CURVE certificates: authorized/ (public), secret/ "
+                                   "(one per node, keep private), revoked/. docs/security.md explains distribution.")
+    keys = c.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    k = keys.add_parser("init", help="create an empty keyring")
+    k.add_argument("keyring", metavar="DIR")
+    k = keys.add_parser("add", help="make and authorize a key pair for a node (or authorize a public certificate)")
+    k.add_argument("name")
+    k.add_argument("--keyring", required=True, metavar="DIR")
+    k.add_argument("--public", metavar="FILE.key", help="authorize this public certificate instead of making a pair")
+    k = keys.add_parser("revoke", help="take a node's key out of the keyring")
+    k.add_argument("name")
+    k.add_argument("--keyring", required=True, metavar="DIR")
+    k = keys.add_parser("list", help="list authorized and revoked keys")
+    k.add_argument("--keyring", required=True, metavar="DIR")
+    k.add_argument("--json", action="store_true")
+    c.set_defaults(func=mesh.cmd_keys)
+
     c = sub.add_parser("up", help="run every node kind on this machine (the main job)")
     c.add_argument("kinds", nargs="*", help="node kinds to start (default: all)")
     c.add_argument("--config", metavar="FILE.toml")
