@@ -320,6 +320,13 @@ class Engine(threading.Thread):
         elif kind == b"manifest":
             self._resubscribe()
             self._broadcast_hello()
+        elif kind == b"fetch":
+            request = json.loads(payload)
+            peer = self.peers.get(request.pop("node"))
+            frames = [b"FETCH", json.dumps(request).encode()]
+            if peer is None or not self._say(peer.manifest.control, frames):
+                self.node._transfers.deliver(b"NOFILE", json.dumps(
+                    {"req": request["req"], "reason": "the node holding it is not reachable now"}).encode(), b"")
         elif kind == b"stop":
             self._running = False
 
@@ -610,7 +617,9 @@ class Engine(threading.Thread):
         elif kind == b"BYE":
             self._drop(payload.decode("ascii", "replace"), "it said goodbye", forget=True)
         else:
-            self.node._control_message(kind, payload, identity)
+            reply = self.node._control_message(kind, payload, identity)
+            if reply:
+                self.control.send_multipart([identity, *reply])
 
     def _on_reply(self, frames: list[bytes]) -> None:
         kind = frames[0]
@@ -621,6 +630,8 @@ class Engine(threading.Thread):
             self.peers.heard(payload.decode("ascii", "replace"))
         elif kind == b"WHO":
             self._broadcast_hello()
+        elif kind in (b"DATA", b"LIST", b"NOFILE"):
+            self.node._transfers.deliver(kind, payload, frames[2] if len(frames) > 2 else b"")
 
     def _on_tick(self, now: float) -> None:
         if self.auth is not None and now - self._last_key_check > 1.0:

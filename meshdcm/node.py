@@ -31,8 +31,11 @@ import signal
 import socket
 import threading
 import time
+import json
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 from typing import Any, Callable, Iterable
 
 import zmq
@@ -47,6 +50,8 @@ from .errors import ConfigError, HandlerError, MeshError
 from .keys import Keyring, NodeKeys
 from .manifest import HandlerSpec, Manifest
 from .message import Message, _check_topic
+from .transfer import CHUNK, CREDIT, FileServer, Transfers, TransferError, parse_uri
+from .transfer import TIMEOUT as TRANSFER_TIMEOUT
 
 __all__ = ["Handler", "Node"]
 
@@ -126,6 +131,8 @@ class Node:
         self._work: queue.SimpleQueue = queue.SimpleQueue()
         self._batch: list = []
         self._tasks: list[Callable[[threading.Event], Any]] = []
+        self._files = FileServer()
+        self._transfers = Transfers()
         self._task_threads: list[threading.Thread] = []
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -360,6 +367,99 @@ class Node:
     def id_bytes(self) -> bytes:
         return bytes.fromhex(self.id)
 
+    # --- files ---------------------------------------------------------------------------------------------
+    def serve(self, name: str, folder: str | os.PathLike) -> None:
+        """Serve ``folder`` to the mesh as ``meshdcm://<node id>/<name>/...`` (over the control socket)."""
+        self._files.add(name, folder)
+
+    def uri_for(self, path: str | os.PathLike) -> str:
+        """The ``meshdcm://`` URI of a file or folder under a served folder."""
+        return self._files.uri(self.id, path)
+
+    def fetch(self, uri: str, dest_dir: str | os.PathLike, timeout: float = TRANSFER_TIMEOUT) -> list[Path]:
+        """Fetch a file or folder into ``dest_dir``; returns the local paths.
+
+        ``meshdcm://`` URIs come from the node named in them (which must be in the mesh); ``file://`` and plain
+        paths are used in place. Raises :class:`~meshdcm.transfer.TransferError` saying what failed."""
+        parsed = urlparse(uri)
+        if parsed.scheme in ("", "file"):
+            path = Path(unquote(parsed.path))
+            if not path.exists():
+                raise TransferError(f"{path} does not exist on this machine")
+            return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        node_id, rel = parse_uri(uri)
+        if self._mailbox is None:
+            raise MeshError(f"node {self.name} is not started")
+        if not any(p["id"] == node_id for p in self.peers):
+            raise TransferError(f"node {node_id[:12]} that holds {uri} is not in the mesh (stopped, or not reachable "
+                                "from here); ask for the data again once it is back")
+        dest = Path(dest_dir)
+        dest.mkdir(parents=True, exist_ok=True)
+        kind, info, data = self._ask(node_id, rel, 0, CHUNK, timeout)
+        if kind == b"LIST":
+            out = []
+            for name in info["files"]:
+                target = (dest / name).resolve()
+                if dest.resolve() not in target.parents:
+                    raise TransferError(f"{uri} lists a file outside the folder: {name!r}")
+                out.append(self._fetch_file(node_id, f"{rel}/{name}", target, timeout))
+            return out
+        return [self._fetch_file(node_id, rel, dest / Path(rel).name, timeout, first=(kind, info, data))]
+
+    def _ask(self, node_id: str, rel: str, offset: int, size: int, timeout: float, q=None, req=None):
+        own = q is None
+        if own:
+            req, q = self._transfers.open()
+        try:
+            self._mailbox.send(b"\x00fetch " + json.dumps(
+                {"node": node_id, "req": req, "path": rel, "offset": offset, "size": size}).encode())
+            if not own:
+                return None
+            return self._answer(q, rel, timeout)
+        finally:
+            if own:
+                self._transfers.close(req)
+
+    @staticmethod
+    def _answer(q, rel: str, timeout: float):
+        try:
+            kind, info, data = q.get(timeout=timeout)
+        except queue.Empty:
+            raise TransferError(f"no answer for {rel} within {timeout} s; the node may be overloaded or gone") from None
+        if kind == b"NOFILE":
+            raise TransferError(f"{rel}: {info.get('reason', 'refused')}")
+        return kind, info, data
+
+    def _fetch_file(self, node_id: str, rel: str, target: Path, timeout: float, first=None) -> Path:
+        req, q = self._transfers.open()
+        try:
+            if first is None:
+                self._ask(node_id, rel, 0, CHUNK, timeout, q, req)
+                first = self._answer(q, rel, timeout)
+            kind, info, data = first
+            total = int(info["total"])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".part")
+            with open(partial, "wb") as fh:
+                fh.write(data)
+                received = len(data)
+                asked = len(data)
+                while asked < total and asked < CREDIT * CHUNK:  # credit: several chunks in flight
+                    self._ask(node_id, rel, asked, CHUNK, timeout, q, req)
+                    asked += CHUNK
+                while received < total:
+                    kind, info, data = self._answer(q, rel, timeout)
+                    fh.seek(int(info["offset"]))
+                    fh.write(data)
+                    received += len(data)
+                    if asked < total:
+                        self._ask(node_id, rel, asked, CHUNK, timeout, q, req)
+                        asked += CHUNK
+            os.replace(partial, target)
+            return target
+        finally:
+            self._transfers.close(req)
+
     # --- the mesh as seen from here -------------------------------------------------------------------
     @property
     def peers(self) -> list[dict]:
@@ -423,7 +523,6 @@ class Node:
 
     def _on_found(self, advert: Advert) -> None:
         if self._mailbox is not None and not self._stopped.is_set():
-            import json
             from dataclasses import asdict
 
             self._mailbox.send(b"\x00found " + json.dumps(asdict(advert)).encode())
@@ -432,8 +531,12 @@ class Node:
         if self._mailbox is not None and not self._stopped.is_set():
             self._mailbox.send(b"\x00lost " + node_id.encode())
 
-    def _control_message(self, kind: bytes, payload: bytes, identity: bytes) -> None:
+    def _control_message(self, kind: bytes, payload: bytes, identity: bytes) -> list[bytes] | None:
+        """Engine thread: a control message the engine does not handle itself; returns the reply frames."""
+        if kind == b"FETCH":
+            return self._files.answer(payload)
         log.debug("unknown control message %r ignored", kind[:32])
+        return None
 
     def _count(self, what: str, n: int = 1) -> None:
         with self._done_lock:
