@@ -1,0 +1,301 @@
+"""Storage SCP: receive C-STORE pushes (from scanners, from a PACS answering our C-MOVE) and write them durably.
+
+Built on pynetdicom's threaded association server (one thread per association, so several senders are
+served at once). Tuned for throughput:
+
+* the encoded dataset is written as received (``Event.encoded_dataset()``: preamble + file meta with the
+  accepted transfer syntax + the peer's bytes) -- never decoded and re-encoded, so compressed transfer
+  syntaxes (JPEG-LS, RLE, JPEG 2000, deflate...) stay byte-identical;
+* every transfer syntax pynetdicom knows is accepted for every storage SOP class;
+* a large maximum PDU (fewer P-DATA fragments) and TCP_NODELAY on each connection;
+* each instance is written to a temporary name, ``fsync``-ed, then renamed into place *before* success is
+  answered, so a success status means the instance is on disk.
+
+Only the header (up to Pixel Data) is parsed, lazily, to learn the study/series UIDs for the file layout
+``<dir>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm`` and for the ``on_stored`` callback.
+
+Completeness: :meth:`StorageSCP.expect` registers how many instances of a study (or series) are expected
+(from C-FIND counts or a retrieve's sub-operation counts); its :class:`Expectation` completes when they have
+arrived. For data pushed without warning, a quiet timer (``quiet_seconds``) reports a study as settled once
+nothing new arrived for it for that long (``on_quiet``).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, evt
+from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.sop_class import Verification
+
+__all__ = ["StorageSCP", "StoredInstance", "Expectation", "InstanceWriter", "storage_ae", "write_durably"]
+
+LOGGER = logging.getLogger(__name__)
+
+#: Status codes (PS3.4 Annex B.2.3)
+_SUCCESS = 0x0000
+_OUT_OF_RESOURCES = 0xA700
+_CANNOT_UNDERSTAND = 0xC000
+
+_HEADER_TAGS = None  # parse everything up to Pixel Data, lazily
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """One instance written by the storage SCP."""
+
+    path: Path
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    calling_ae: str
+    header: Dataset = field(repr=False, compare=False)
+
+
+class Expectation:
+    """A count of instances we expect for a study (optionally one series); ``wait()`` until they arrived."""
+
+    def __init__(self, study_uid: str, total: int, series_uid: str | None = None):
+        self.study_uid, self.series_uid, self.total = study_uid, series_uid, int(total)
+        self.uids: set[str] = set()
+        self._event = threading.Event()
+        if self.total <= 0:
+            self._event.set()
+
+    @property
+    def done(self) -> int:
+        return len(self.uids)
+
+    @property
+    def complete(self) -> bool:
+        return self._event.is_set()
+
+    def _add(self, sop_uid: str) -> None:
+        self.uids.add(sop_uid)
+        if len(self.uids) >= self.total:
+            self._event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+
+def storage_ae(ae_title: str, max_pdu: int = 4 << 20) -> AE:
+    """An AE accepting Verification and every storage SOP class in every transfer syntax."""
+    ae = AE(ae_title=ae_title)
+    ae.maximum_pdu_size = max_pdu
+    ae.network_timeout = 60
+    ae.acse_timeout = 30
+    ae.dimse_timeout = 60
+    ae.add_supported_context(Verification)
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+    return ae
+
+
+def _nodelay(event) -> None:
+    try:
+        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):  # pragma: no cover - best effort
+        pass
+
+
+def write_durably(path: Path, data: bytes | memoryview, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync and atomic rename (no partial files)."""
+    tmp = path.with_name(f".{path.name}.{threading.get_ident()}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        if fsync:
+            os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class InstanceWriter:
+    """Writes C-STORE requests (from our SCP, or C-GET sub-operations) to ``<dir>/<study>/<series>/<sop>.dcm``."""
+
+    def __init__(self, directory: str | Path, fsync: bool = True):
+        self.directory = Path(directory)
+        self.fsync = fsync
+        self._made_dirs: set[Path] = set()
+
+    def handle(self, event) -> tuple[int, StoredInstance | None]:
+        try:
+            raw = event.encoded_dataset(include_meta=True)
+            header = dcmread(io.BytesIO(raw), stop_before_pixels=True)
+            study_uid, series_uid = str(header.StudyInstanceUID), str(header.SeriesInstanceUID)
+            sop_uid = str(event.request.AffectedSOPInstanceUID)
+        except Exception as exc:  # a dataset we cannot even find the UIDs in
+            LOGGER.error("could not read the header of an instance from %s: %s",
+                         event.assoc.requestor.ae_title, exc)
+            return _CANNOT_UNDERSTAND, None
+        folder = self.directory / study_uid / series_uid
+        path = folder / f"{sop_uid}.dcm"
+        try:
+            if folder not in self._made_dirs:
+                folder.mkdir(parents=True, exist_ok=True)
+                self._made_dirs.add(folder)
+            write_durably(path, raw, self.fsync)
+        except OSError as exc:
+            LOGGER.error("could not write instance %s of study %s: %s", sop_uid, study_uid, exc)
+            return _OUT_OF_RESOURCES, None
+        peer = event.assoc.requestor if event.assoc.is_acceptor else event.assoc.acceptor
+        return _SUCCESS, StoredInstance(path, study_uid, series_uid, sop_uid, str(event.request.AffectedSOPClassUID),
+                                        str(event.context.transfer_syntax), peer.ae_title, header)
+
+
+class StorageSCP:
+    """A C-STORE SCP writing every received instance under ``directory``.
+
+    ``on_stored(instance: StoredInstance)`` is called after each instance is safely on disk (in the
+    association's thread; keep it short). ``on_quiet(study_uid, counts)`` is called once a study that no
+    :class:`Expectation` covers has received nothing new for ``quiet_seconds`` (``counts``: series UID ->
+    number of instances received since the study was last reported).
+    """
+
+    def __init__(self, directory: str | Path, ae_title: str = "MESHDCM", host: str = "127.0.0.1", port: int = 0,
+                 on_stored: Callable[[StoredInstance], None] | None = None,
+                 on_quiet: Callable[[str, dict[str, int]], None] | None = None,
+                 quiet_seconds: float = 10.0, fsync: bool = True, max_pdu: int = 4 << 20):
+        self.directory = Path(directory)
+        self.ae_title, self.host, self.port = ae_title, host, port
+        self.on_stored, self.on_quiet, self.quiet_seconds = on_stored, on_quiet, quiet_seconds
+        self.fsync = fsync
+        self._ae = storage_ae(ae_title, max_pdu)
+        self._server = None
+        self._lock = threading.Lock()
+        self._expect: dict[tuple[str, str | None], list[Expectation]] = {}
+        self._recent: dict[str, tuple[float, dict[str, int]]] = {}
+        self._writer = InstanceWriter(self.directory, fsync)
+        self._listeners: list[Callable[[StoredInstance], None]] = []
+        self._stop = threading.Event()
+        self._quiet_thread: threading.Thread | None = None
+        self.count = 0
+        self.failures = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+    def start(self) -> tuple[str, int]:
+        """Start listening (non-blocking); returns the bound ``(host, port)``."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        handlers = [(evt.EVT_C_STORE, self._handle_store), (evt.EVT_CONN_OPEN, _nodelay)]
+        self._server = self._ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
+        self.port = self._server.server_address[1]
+        self._stop.clear()
+        if self.on_quiet is not None:
+            self._quiet_thread = threading.Thread(target=self._quiet_loop, name="storage-scp-quiet", daemon=True)
+            self._quiet_thread.start()
+        LOGGER.info("storage SCP %s listening on %s:%d, writing to %s", self.ae_title, self.host, self.port,
+                    self.directory)
+        return self.host, self.port
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        if self._quiet_thread is not None:
+            self._quiet_thread.join(timeout=5)
+            self._quiet_thread = None
+
+    def __enter__(self) -> StorageSCP:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- completeness ---------------------------------------------------------------------------------
+    def expect(self, study_uid: str, total: int, series_uid: str | None = None) -> Expectation:
+        """Register that ``total`` instances of a study (or one series) are on their way.
+
+        Instances that already arrived (in this SCP's folder) count, so calling this after the retrieve
+        started loses nothing.
+        """
+        exp = Expectation(study_uid, total, series_uid)
+        folder = self.directory / study_uid
+        if series_uid:
+            folder = folder / series_uid
+        with self._lock:
+            if folder.is_dir():
+                for p in folder.rglob("*.dcm"):
+                    exp._add(p.stem)
+            self._expect.setdefault((study_uid, series_uid), []).append(exp)
+        return exp
+
+    def forget(self, exp: Expectation) -> None:
+        with self._lock:
+            lst = self._expect.get((exp.study_uid, exp.series_uid), [])
+            if exp in lst:
+                lst.remove(exp)
+
+    def path_for(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+        return self.directory / study_uid / series_uid / f"{sop_uid}.dcm"
+
+    # -- C-STORE --------------------------------------------------------------------------------------
+    def add_listener(self, fn: Callable[[StoredInstance], None]) -> None:
+        """Also call ``fn(instance)`` for every stored instance (e.g. a running retrieve)."""
+        with self._lock:
+            self._listeners.append(fn)
+
+    def remove_listener(self, fn: Callable[[StoredInstance], None]) -> None:
+        with self._lock:
+            if fn in self._listeners:
+                self._listeners.remove(fn)
+
+    def _handle_store(self, event) -> int:
+        status, inst = self._writer.handle(event)
+        if inst is None:
+            self.failures += 1
+            return status
+        self._note(inst)
+        for fn in [self.on_stored, *self._listeners]:
+            if fn is None:
+                continue
+            try:
+                fn(inst)
+            except Exception:
+                LOGGER.exception("storage SCP: callback failed for instance %s", inst.sop_instance_uid)
+        return status
+
+    def _note(self, inst: StoredInstance) -> None:
+        with self._lock:
+            self.count += 1
+            covered = False
+            for key in ((inst.study_uid, None), (inst.study_uid, inst.series_uid)):
+                for exp in self._expect.get(key, ()):
+                    exp._add(inst.sop_instance_uid)
+                    covered = True
+            if not covered and self.on_quiet is not None:
+                _, counts = self._recent.get(inst.study_uid, (0.0, {}))
+                counts[inst.series_uid] = counts.get(inst.series_uid, 0) + 1
+                self._recent[inst.study_uid] = (time.monotonic(), counts)
+
+    def _quiet_loop(self) -> None:
+        tick = min(1.0, max(0.05, self.quiet_seconds / 4))
+        while not self._stop.wait(tick):
+            now = time.monotonic()
+            with self._lock:
+                settled = [(s, c) for s, (t, c) in self._recent.items() if now - t >= self.quiet_seconds]
+                for s, _ in settled:
+                    del self._recent[s]
+            for study_uid, counts in settled:
+                try:
+                    self.on_quiet(study_uid, counts)
+                except Exception:
+                    LOGGER.exception("storage SCP: on_quiet callback failed for study %s", study_uid)
