@@ -2,8 +2,8 @@
 
 Orthanc 1.10 binds all interfaces, so it runs inside a namespace this fixture creates, reached over a veth
 pair whose two ends get addresses of a private /30 (10.231.x.y: the project's own test hosts). Orthanc knows
-the root-namespace end as the modality ``MESHDCM`` (our storage SCP, for C-MOVE) and ``DCMTKSCP`` (a DCMTK
-storescp, for the reference movescu).
+the root-namespace end as the modality ``MESHDCM`` (our storage SCP, for C-MOVE), and ``DCMTKSCP`` as a DCMTK
+storescp run inside the namespace (storescp 3.6.7 cannot bind a single address).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class OrthancServer:
     http_port: int
     aet: str
     scp_port: int  # where Orthanc's modality MESHDCM points (host_ip)
-    dcmtk_port: int  # where Orthanc's modality DCMTKSCP points (host_ip)
+    dcmtk_port: int  # where Orthanc's modality DCMTKSCP points (127.0.0.1 inside the namespace)
     proc: subprocess.Popen
     workdir: Path
 
@@ -120,7 +120,7 @@ class OrthancServer:
         return self.url + "/dicom-web"
 
     def rest(self, path: str, method: str = "GET", body: bytes | None = None):
-        req = urllib.request.Request(self.url + path, data=body, method=method)
+        req = urllib.request.Request(self.url + path, data=body, method=method)  # noqa: S310 - http to our own server
         with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 - our own test server
             data = r.read()
         return json.loads(data) if data else None
@@ -154,7 +154,7 @@ def start_orthanc(workdir: Path) -> OrthancServer:
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True},
             "DicomModalities": {
                 "meshdcm": ["MESHDCM", ns.host_ip, scp_port],
-                "dcmtk": ["DCMTKSCP", ns.host_ip, dcmtk_port],
+                "dcmtk": ["DCMTKSCP", "127.0.0.1", dcmtk_port],  # a storescp run inside the namespace
             },
             "DicomCheckCalledAet": False,
             "DicomAlwaysAllowEcho": True,
