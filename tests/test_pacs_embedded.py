@@ -70,3 +70,32 @@ def test_store_into_embedded(embedded, tmp_path):
     q.StudyInstanceUID = str(next(synthetic.head_ct(seed=90, size="small", slices=2)).StudyInstanceUID)
     q.SOPInstanceUID = ""
     assert len(list(find(_cfg(p), "IMAGE", q))) == 2
+
+
+def test_cli_echo_find_get_store(embedded, tmp_path, capsys):
+    from meshdcm.pacs.cli import main
+
+    p, _ = embedded
+    base = ["--host", "127.0.0.1", "--port", str(p.port), "--aec", p.ae_title]
+    assert main(["echo", *base]) == 0
+    assert main(["find", *base, "--level", "STUDY", "-k", "ModalitiesInStudy=CT", "-k", "StudyInstanceUID="]) == 0
+    uid = str(next(synthetic.head_ct(seed=1, size="small")).StudyInstanceUID)
+    assert uid in capsys.readouterr().out
+    assert main(["get", *base, uid, "--method", "get", "--out", str(tmp_path / "got")]) == 0
+    assert len(list((tmp_path / "got").rglob("*.dcm"))) == 8
+    assert main(["store", *base, str(tmp_path / "got")]) == 0
+    assert main(["echo", "--host", "127.0.0.1", "--port", "1", "--retries", "1", "--timeout", "2"]) == 2
+    assert "no answer" in capsys.readouterr().err
+
+
+def test_fetch_file_uri_uses_files_in_place(tmp_path):
+    from meshdcm.pacs import fetch
+
+    paths = synthetic.write_study(synthetic.head_ct(seed=91, size="small", slices=2), tmp_path / "s")
+    assert fetch(paths[0].as_uri()) == [paths[0]]
+    assert sorted(fetch(str(tmp_path / "s"))) == sorted(paths)
+    copied = fetch((tmp_path / "s").as_uri(), tmp_path / "c", copy=True)
+    assert len(copied) == 2 and all(c.read_bytes() == p.read_bytes() for c, p in zip(sorted(copied), sorted(paths),
+                                                                                       strict=True))
+    with pytest.raises(FileNotFoundError):
+        fetch("file:///nonexistent/x.dcm")

@@ -207,3 +207,15 @@ def test_move_to_unknown_destination_names_the_problem(orthanc, studies, tmp_pat
         with pytest.raises(PacsError) as ei:
             retrieve(p, studies["ct"][0], method="move", scp=s)
     assert studies["ct"][0] in str(ei.value) and "orthanc-test" in str(ei.value)
+
+
+def test_fetch_over_wado_uri(orthanc, studies, tmp_path):  # noqa: F811
+    from meshdcm.pacs import fetch
+
+    uid, paths = studies["ct"]
+    got = fetch(f"{orthanc.dicomweb_url}/studies/{uid}", tmp_path)
+    assert len(got) == len(paths)
+    one = str(dcmread(paths[0], stop_before_pixels=True).SOPInstanceUID)
+    series = str(dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID)
+    got = fetch(f"{orthanc.dicomweb_url}/studies/{uid}/series/{series}/instances/{one}", tmp_path / "one")
+    assert [p.stem for p in got] == [one]

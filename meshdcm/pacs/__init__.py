@@ -14,6 +14,7 @@ from .config import RETRIEVE_METHODS, Pacs
 from .errors import PacsError, PacsUnavailable, RetrieveIncomplete
 from .retry import with_retry
 from .scu import LEVELS, RetrieveResult, StoreResult, count_instances, echo, find, retrieve, store
+from .fetch import fetch
 from .storage import Expectation, StorageSCP, StoredInstance
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "StorageSCP",
     "StoredInstance",
     "Expectation",
+    "fetch",
 ]

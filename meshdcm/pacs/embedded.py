@@ -34,13 +34,16 @@ LOGGER = logging.getLogger(__name__)
 _LEVEL_KEY = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID",
               "IMAGE": "SOPInstanceUID"}
 _ORDER = ["PATIENT", "STUDY", "SERIES", "IMAGE"]
+# Computed per study/series (matched on the group, not on one header)
+_SKIP = {"QueryRetrieveLevel", "SpecificCharacterSet", "ModalitiesInStudy", "SOPClassesInStudy",
+         "NumberOfStudyRelatedInstances", "NumberOfSeriesRelatedInstances", "NumberOfStudyRelatedSeries"}
 
 
 def matches(header: Dataset, query: Dataset) -> bool:
     """Whether ``header`` matches every non-empty key of ``query`` (PS3.4 C.2.2.2 subset)."""
     for elem in query:
         kw = elem.keyword
-        if not kw or kw in ("QueryRetrieveLevel", "SpecificCharacterSet") or elem.VR == "SQ":
+        if not kw or kw in _SKIP or elem.VR == "SQ":
             continue
         want = elem.value
         if want in (None, "", b"") or (isinstance(want, (list, tuple)) and not want):
@@ -167,8 +170,13 @@ class EmbeddedPacs:
         groups: dict[str, list[Dataset]] = {}
         for _, h in self._select(query):
             groups.setdefault(str(h.get(key, "")), []).append(h)
+        wanted_mods = query.get("ModalitiesInStudy")
+        wanted_mods = {str(m) for m in (wanted_mods if isinstance(wanted_mods, (list, tuple)) else [wanted_mods])
+                       if m} if wanted_mods else set()
         for members in groups.values():
             first = members[0]
+            if wanted_mods and not wanted_mods & {str(m.Modality) for m in members}:
+                continue
             out = Dataset()
             out.SpecificCharacterSet = first.get("SpecificCharacterSet", "ISO_IR 192")
             out.QueryRetrieveLevel = level
