@@ -33,18 +33,17 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
-from pynetdicom import AE, _config, build_role, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
 
 from .config import Pacs
 from .errors import PacsError, PacsUnavailable, RetrieveIncomplete
-from .storage import InstanceWriter, StorageSCP, StoredInstance
+from .storage import DirectorySink, StorageSCP, StoredInstance
 
 __all__ = ["echo", "find", "count_instances", "retrieve", "store", "RetrieveResult", "StoreResult", "LEVELS"]
 
@@ -199,7 +198,17 @@ def find(pacs: Pacs, level: str, identifier: Dataset) -> Iterator[Dataset]:
 
 
 def count_instances(pacs: Pacs, study_uid: str, series_uid: str | None = None) -> int:
-    """Number of instances of a study (or series), from C-FIND at IMAGE level (robust across PACS)."""
+    """Number of instances of a study (or series): NumberOfStudy/SeriesRelatedInstances (one C-FIND answer),
+    falling back to counting IMAGE-level matches where the PACS does not fill that optional key."""
+    q = Dataset()
+    q.StudyInstanceUID = study_uid
+    key = "NumberOfSeriesRelatedInstances" if series_uid else "NumberOfStudyRelatedInstances"
+    if series_uid:
+        q.SeriesInstanceUID = series_uid
+    setattr(q, key, "")
+    answers = list(find(pacs, "SERIES" if series_uid else "STUDY", q))
+    if len(answers) == 1 and answers[0].get(key) not in (None, ""):
+        return int(answers[0].get(key))
     q = Dataset()
     q.StudyInstanceUID = study_uid
     if series_uid:
@@ -340,57 +349,50 @@ def _retrieve_move(pacs, study_uid, series_uid, scp: StorageSCP, on_progress, on
 
 
 def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_instance) -> RetrieveResult:
+    """C-GET on our own association (:class:`~meshdcm.pacs.upper.GetRequestor`), sub-operations streamed to disk."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    from .upper import AssociationRefused, GetRequestor
+
     classes = _sop_classes_in_study(pacs, study_uid, series_uid) or _DEFAULT_STORAGE_CLASSES
     res = RetrieveResult(study_uid, "get", total=0)
-    writer = InstanceWriter(dest)
     lock = threading.Lock()
-    ae = _ae(pacs)
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-    roles = []
-    per_class = max(1, (127 // max(1, len(classes))))
-    for uid in classes[:127]:
-        ae.add_requested_context(uid, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-        for ts in _COMPRESSED[: per_class - 1]:
-            ae.add_requested_context(uid, [ts])
-        roles.append(build_role(uid, scp_role=True))
 
-    def handle(event):
-        status, inst = writer.handle(event)
-        if inst is not None:
-            with lock:
-                res.paths.append(inst.path)
-                res.done += 1
-                n = res.done
-            if on_instance:
-                on_instance(inst.path, inst.header)
-            if on_progress:
-                on_progress(inst.series_uid, n, max(res.total, n))
-        return status
+    def stored(inst: StoredInstance) -> None:
+        with lock:
+            res.paths.append(inst.path)
+            res.done += 1
+            n = res.done
+        if on_instance:
+            on_instance(inst.path, inst.header)
+        if on_progress:
+            on_progress(inst.series_uid, n, max(res.total, n))
 
-    assoc = _associate(ae, pacs, "C-GET", study_uid, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, handle)])
-    final = None
+    def pending(counts: dict) -> None:
+        res.total = max(res.total, sum(counts.get(k, 0) for k in ("remaining", "completed", "failed", "warning")))
+
+    def encode(ts: str) -> bytes:
+        fp = DicomBytesIO()
+        fp.is_little_endian = True
+        fp.is_implicit_VR = ts == ImplicitVRLittleEndian
+        write_dataset(fp, _identifier(study_uid, series_uid))
+        return fp.getvalue()
+
+    sink = DirectorySink(dest, stored)
+    syntaxes = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, *_COMPRESSED]
+    per_class = max(1, 127 // max(1, len(classes)))
+    req = GetRequestor(pacs.host, pacs.port, pacs.ae_title, pacs.calling_ae, classes[:127], syntaxes[:per_class],
+                       sink.begin, max_pdu=pacs.max_pdu, timeout=pacs.timeout)
     try:
-        for status, _ in assoc.send_c_get(_identifier(study_uid, series_uid), StudyRootQueryRetrieveInformationModelGet):
-            _check_alive(assoc, pacs, "C-GET", study_uid)
-            if status is None:
-                raise PacsUnavailable(pacs, "no C-GET response (timed out)", study_uid, "C-GET")
-            final = status
-            if status.Status == 0xFF00:
-                tot = sum(int(status.get(k, 0) or 0) for k in (
-                    "NumberOfRemainingSuboperations", "NumberOfCompletedSuboperations",
-                    "NumberOfFailedSuboperations", "NumberOfWarningSuboperations"))
-                res.total = max(res.total, tot)
-    finally:
-        if assoc.is_established:
-            assoc.release()
-    code = final.Status if final is not None else None
+        final = req.get(encode, on_pending=pending)
+    except AssociationRefused as exc:
+        raise PacsUnavailable(pacs, str(exc), study_uid, "C-GET") from exc
+    code = final.get("status")
     if code not in (0x0000, 0xB000):
-        raise PacsError(pacs, f"C-GET status {code:#06x}" if code is not None else "no final C-GET status",
-                        study_uid, "C-GET", retryable=True)
-    res.failed = int(final.get("NumberOfFailedSuboperations", 0) or 0)
-    comp = int(final.get("NumberOfCompletedSuboperations", 0) or 0) + int(
-        final.get("NumberOfWarningSuboperations", 0) or 0)
-    res.total = max(res.total, comp + res.failed, res.done)
+        raise PacsError(pacs, f"C-GET status {code:#06x}", study_uid, "C-GET", retryable=code in (0xA702, 0xA701))
+    res.failed = final.get("failed", 0) + sink.failures
+    res.total = max(res.total, final.get("completed", 0) + final.get("warning", 0) + res.failed, res.done)
     return res
 
 

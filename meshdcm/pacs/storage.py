@@ -35,7 +35,7 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-__all__ = ["StorageSCP", "StoredInstance", "Expectation", "InstanceWriter", "write_durably", "encode_file_meta"]
+__all__ = ["StorageSCP", "StoredInstance", "Expectation", "InstanceWriter", "DirectorySink", "write_durably", "encode_file_meta"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -214,10 +214,29 @@ def encode_file_meta(sop_class: str, sop_uid: str, transfer_syntax: str, source_
     return bytes(128) + b"DICM" + _el(2, 0, b"UL", struct.pack("<I", len(body))) + body
 
 
+class DirectorySink:
+    """Where incoming instances go outside a StorageSCP (e.g. C-GET sub-operations): same layout and writes."""
+
+    def __init__(self, directory: str | Path, on_stored: Callable[[StoredInstance], None], fsync: bool = True):
+        self.directory = Path(directory)
+        self._incoming = self.directory / ".incoming"
+        self._incoming.mkdir(parents=True, exist_ok=True)
+        self._made_dirs: set[Path] = set()
+        self.fsync = fsync
+        self.failures = 0
+        self._on_stored = on_stored
+
+    def begin(self, calling_ae: str, sop_class: str, sop_uid: str, ts: str) -> _FileSink:
+        return _FileSink(self, calling_ae, sop_class, sop_uid, ts)
+
+    def _stored(self, inst: StoredInstance) -> None:
+        self._on_stored(inst)
+
+
 class _FileSink:
     """Streams one incoming C-STORE dataset into a temporary file, then fsync + rename into the layout."""
 
-    def __init__(self, scp: StorageSCP, calling_ae: str, sop_class: str, sop_uid: str, ts: str):
+    def __init__(self, scp: StorageSCP | DirectorySink, calling_ae: str, sop_class: str, sop_uid: str, ts: str):
         self.scp, self.calling_ae, self.sop_class, self.sop_uid, self.ts = scp, calling_ae, sop_class, sop_uid, ts
         self.tmp = scp._incoming / f"{sop_uid}.{threading.get_ident()}.part"
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
