@@ -1,8 +1,8 @@
 """Synthetic, realistic DICOM studies for tests, benchmarks and demos.
 
 Nothing is downloaded: every study is generated from a seed, so the same call always produces byte-identical
-headers and pixel data (UIDs are derived with :func:`pydicom.uid.generate_uid` from the seed and the
-instance's place in the study, so they are stable and valid ``2.25.`` UIDs).
+headers and pixel data (UIDs are name-based UUIDs of the seed and the instance's place in the study, written as
+``2.25.`` UIDs, so they are stable across runs).
 
 What is generated
 -----------------
@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
 __all__ = [
     "Patient",
@@ -70,8 +71,13 @@ NON_ASCII_PATIENT = Patient(name="Müller^Jürgen=ミュラー^ユルゲン", id
 _SIZES = ("small", "full")
 
 
+_UID_NAMESPACE = uuid.UUID("6f1c3a2e-7d0b-5e8a-9c4f-1b2d3e4f5a6b")
+
+
 def _uid(seed: int, *parts) -> str:
-    return generate_uid(prefix=None, entropy_srcs=["meshdcm-synthetic", str(seed), *map(str, parts)])
+    """A deterministic ``2.25.<uuid>`` UID (PS3.5 B.2) from a name-based UUID (RFC 4122 v5)."""
+    name = "/".join(["meshdcm-synthetic", str(seed), *map(str, parts)])
+    return f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}"
 
 
 def _study_datetime(seed: int) -> _dt.datetime:

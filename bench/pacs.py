@@ -1,0 +1,238 @@
+"""PACS benchmarks (same-run ratios against DCMTK).
+
+1. C-STORE ingest: DCMTK ``storescu`` pushes the same 500 instances into our StorageSCP and into DCMTK
+   ``storescp`` (both on 127.0.0.1), with 1 and with 4 parallel associations (storescp ``--fork`` for 4).
+   DCMTK runs with ``TCP_NODELAY=1`` in its environment (without it DCMTK's receiver stalls ~50 ms per
+   instance on Nagle/delayed-ACK; that default figure is reported too). Figure: instances/s; goal >= 0.8x.
+2. get.study of a 500-instance study from a real Orthanc (own network namespace) by C-MOVE and by C-GET,
+   ours vs DCMTK ``movescu`` (to a DCMTK storescp) and ``getscu``. Figure: seconds; goal <= 1.2x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._report import emit, median, parser  # noqa: E402
+from meshdcm import synthetic  # noqa: E402
+from meshdcm.pacs import Pacs, StorageSCP, retrieve  # noqa: E402
+
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def wait_for(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.002)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def count_files(d: Path) -> int:
+    return sum(1 for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def push(files: list[Path], port: int, assocs: int, env) -> None:
+    """storescu the files over ``assocs`` parallel associations (one process each)."""
+    chunks = [files[i::assocs] for i in range(assocs)]
+    procs = [subprocess.Popen(["/usr/bin/storescu", "-aec", "ANY", "127.0.0.1", str(port), *map(str, c)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for c in chunks]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        if p.returncode != 0:
+            raise RuntimeError(f"storescu failed: {err.decode()[-500:]}")
+
+
+def ingest_ours(files, work: Path, assocs: int) -> float:
+    out = work / "ours"
+    shutil.rmtree(out, ignore_errors=True)
+    scp = StorageSCP(out, ae_title="MESHDCM", host="127.0.0.1", port=0)
+    _, port = scp.start()
+    try:
+        t0 = time.perf_counter()
+        push(files, port, assocs, DCMTK_ENV)
+        wait_for(lambda: scp.count >= len(files), 60, "our SCP to store all instances")
+        return time.perf_counter() - t0
+    finally:
+        scp.stop()
+
+
+def ingest_dcmtk(files, work: Path, assocs: int, env=DCMTK_ENV) -> float:
+    out = work / "dcmtk"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    port = free_port()
+    args = ["/usr/bin/storescp", "-pdu", "131072", "-od", str(out)] + (["--fork"] if assocs > 1 else []) + [str(port)]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import socket
+
+        def listening():
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_for(listening, 10, "storescp to listen")
+        t0 = time.perf_counter()
+        push(files, port, assocs, env)
+        wait_for(lambda: count_files(out) >= len(files), 60, "storescp to store all instances")
+        return time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def bench_ingest(files, work: Path, repeats: int) -> dict:
+    n = len(files)
+    fig = {"ingest_instances": n, "ingest_bytes_per_instance": files[0].stat().st_size}
+    for assocs in (1, 4):
+        ours = [ingest_ours(files, work, assocs) for _ in range(repeats)]
+        dcm = [ingest_dcmtk(files, work, assocs) for _ in range(repeats)]
+        o, d = n / median(ours), n / median(dcm)
+        fig[f"ingest_ours_inst_per_s_{assocs}assoc"] = round(o, 1)
+        fig[f"ingest_dcmtk_inst_per_s_{assocs}assoc"] = round(d, 1)
+        fig[f"ingest_ratio_vs_dcmtk_{assocs}assoc"] = round(o / d, 3)
+        print(f"ingest {assocs} assoc: ours {o:.0f}/s, DCMTK storescp {d:.0f}/s, ratio {o / d:.2f}")
+    d_default = n / ingest_dcmtk(files[:100], work, 1, env={k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}) * 100 / n
+    fig["ingest_dcmtk_default_env_inst_per_s_1assoc"] = round(d_default, 1)
+    print(f"DCMTK storescp with default environment (Nagle): {d_default:.0f}/s")
+    return fig
+
+
+def bench_retrieve(files, work: Path, repeats: int) -> dict:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from pacs_fixtures import skip_reason, start_orthanc, stop_orthanc
+
+    reason = skip_reason()
+    if reason:
+        print(f"retrieve bench skipped: {reason}")
+        return {"retrieve_skipped": reason}
+    srv = start_orthanc(work / "orthanc")
+    fig = {}
+    try:
+        ip, port = srv.ns.ns_ip, str(srv.dicom_port)
+        subprocess.run(["/usr/bin/storescu", "-aec", "ORTHANC", ip, port, *map(str, files)], env=DCMTK_ENV,
+                       check=True, capture_output=True, timeout=300)
+        from pydicom import dcmread
+
+        study = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+        pacs = Pacs("bench-orthanc", host=ip, port=srv.dicom_port, calling_ae="MESHDCM", timeout=60)
+        n = len(files)
+        scp = StorageSCP(work / "move-ours", ae_title="MESHDCM", host=srv.ns.host_ip, port=srv.scp_port)
+        scp.start()
+        times = {"move_ours": [], "move_dcmtk": [], "get_ours": [], "get_dcmtk": []}
+        try:
+            for _ in range(repeats):
+                shutil.rmtree(scp.directory / study, ignore_errors=True)
+                t0 = time.perf_counter()
+                res = retrieve(pacs, study, method="move", scp=scp)
+                times["move_ours"].append(time.perf_counter() - t0)
+                assert res.done == n, res
+
+                out = work / "move-dcmtk"
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir()
+                # storescp 3.6.7 cannot bind one address, so it runs inside Orthanc's namespace (loopback there)
+                rx = subprocess.Popen(["ip", "netns", "exec", srv.ns.name, "/usr/bin/storescp", "-aet", "DCMTKSCP",
+                                       "-pdu", "131072", "-od", str(out), str(srv.dcmtk_port)], env=DCMTK_ENV,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    time.sleep(0.2)  # storescp has no readiness signal; a connect probe would count as an association
+                    t0 = time.perf_counter()
+                    subprocess.run(["/usr/bin/movescu", "-S", "-aet", "MESHDCM", "-aec", "ORTHANC", "-aem", "DCMTKSCP",
+                                    "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}", ip, port],
+                                   env=DCMTK_ENV, check=True, capture_output=True, timeout=300)
+                    wait_for(lambda d=out: count_files(d) >= n, 60, "DCMTK storescp to receive the moved study")
+                    times["move_dcmtk"].append(time.perf_counter() - t0)
+                finally:
+                    rx.terminate()
+                    rx.wait()
+
+                out = work / "get-ours"
+                shutil.rmtree(out, ignore_errors=True)
+                t0 = time.perf_counter()
+                res = retrieve(pacs, study, out, method="get")
+                times["get_ours"].append(time.perf_counter() - t0)
+                assert res.done == n
+
+                out = work / "get-dcmtk"
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir()
+                t0 = time.perf_counter()
+                subprocess.run(["/usr/bin/getscu", "-S", "-aet", "MESHDCM", "-aec", "ORTHANC", "-od", str(out),
+                                "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}", ip, port],
+                               env=DCMTK_ENV, check=True, capture_output=True, timeout=300)
+                times["get_dcmtk"].append(time.perf_counter() - t0)
+                assert count_files(out) >= n
+        finally:
+            scp.stop()
+        for k, v in times.items():
+            fig[f"retrieve_{k}_s"] = round(median(v), 3)
+        fig["retrieve_instances"] = n
+        fig["move_ratio_vs_dcmtk"] = round(median(times["move_ours"]) / median(times["move_dcmtk"]), 3)
+        fig["get_ratio_vs_dcmtk"] = round(median(times["get_ours"]) / median(times["get_dcmtk"]), 3)
+        print(f"C-MOVE: ours {fig['retrieve_move_ours_s']} s, movescu {fig['retrieve_move_dcmtk_s']} s, "
+              f"ratio {fig['move_ratio_vs_dcmtk']}")
+        print(f"C-GET: ours {fig['retrieve_get_ours_s']} s, getscu {fig['retrieve_get_dcmtk_s']} s, "
+              f"ratio {fig['get_ratio_vs_dcmtk']}")
+    finally:
+        stop_orthanc(srv)
+    return fig
+
+
+def ingest_in_private_netns(src: Path, work: Path, repeats: int) -> dict:
+    """Run the ingest bench in a namespace of its own: DCMTK storescp binds all interfaces, and there
+    the only interface is that namespace's loopback."""
+    name = f"mdcmbench{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+        out = work / "ingest.json"
+        subprocess.run(["ip", "netns", "exec", name, sys.executable, __file__, "--ingest-only", str(src), str(out),
+                        str(repeats)], check=True, timeout=600)
+        return json.loads(out.read_text())
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--skip-retrieve", action="store_true")
+    p.add_argument("--ingest-only", nargs=3, metavar=("SRC", "OUT", "REPEATS"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.ingest_only:
+        src, out, repeats = args.ingest_only
+        files = sorted(Path(src).rglob("*.dcm"))
+        Path(out).write_text(json.dumps(bench_ingest(files, Path(out).parent / "ingest-work", int(repeats))))
+        return
+    matrix, repeats = (256, 1) if args.quick else (512, 3)
+    with tempfile.TemporaryDirectory(prefix="meshdcm-bench-pacs-") as tmp:
+        work = Path(tmp)
+        files = synthetic.write_study(synthetic.head_ct(seed=11, slices=500, matrix=matrix), work / "src")
+        fig = {"quick": args.quick, "matrix": matrix, "repeats": repeats}
+        fig.update(ingest_in_private_netns(work / "src", work, repeats))
+        if not args.skip_retrieve:
+            fig.update(bench_retrieve(files, work, repeats))
+        emit("pacs", fig)
+
+
+if __name__ == "__main__":
+    main()

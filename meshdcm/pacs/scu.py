@@ -1,0 +1,460 @@
+"""SCU operations against a PACS: C-ECHO, C-FIND, retrieve (C-MOVE, C-GET, WADO-RS) and store (C-STORE, STOW-RS).
+
+DIMSE services follow PS3.4 Annex C (Query/Retrieve, Study Root information model) and Annex B (Storage),
+implemented with pynetdicom. Instances are always written as received (no decode/re-encode for DIMSE;
+for WADO-RS the pixel data bytes are kept as sent, in their original transfer syntax).
+
+Failures raise :class:`~meshdcm.pacs.errors.PacsError` naming the PACS, the study and the reason;
+unreachable PACS, rejected/aborted associations and timeouts raise the retryable
+:class:`~meshdcm.pacs.errors.PacsUnavailable` (see :func:`~meshdcm.pacs.retry.with_retry`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
+from pynetdicom import AE, _config, evt
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+
+from .config import Pacs
+from .errors import PacsError, PacsUnavailable, RetrieveIncomplete
+from .storage import DirectorySink, StorageSCP, StoredInstance
+
+__all__ = ["echo", "find", "count_instances", "retrieve", "store", "RetrieveResult", "StoreResult", "LEVELS"]
+
+LOGGER = logging.getLogger(__name__)
+
+LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+
+# Stream files from disk when sending (no decode), PS3.7 allows the dataset as-is in the accepted syntax.
+_config.STORE_SEND_CHUNKED_DATASET = True
+
+_COMPRESSED = [JPEGLSLossless, JPEGLosslessSV1, JPEG2000Lossless, RLELossless, DeflatedExplicitVRLittleEndian,
+               JPEGBaseline8Bit, JPEGExtended12Bit, JPEG2000, JPEGLSNearLossless]
+_DEFAULT_STORAGE_CLASSES = [
+    "1.2.840.10008.5.1.4.1.1.2",  # CT
+    "1.2.840.10008.5.1.4.1.1.4",  # MR
+    "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT
+    "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
+    "1.2.840.10008.5.1.4.1.1.30",  # Parametric Map
+    "1.2.840.10008.5.1.4.1.1.88.33",  # Comprehensive SR
+    "1.2.840.10008.5.1.4.1.1.128",  # PET
+    "1.2.840.10008.5.1.4.1.1.11.1",  # GSPS
+]
+
+ProgressCallback = Callable[[str | None, int, int], None]
+InstanceCallback = Callable[[Path, Dataset], None]
+
+
+@dataclass
+class RetrieveResult:
+    """What a retrieve produced: ``paths`` of the instances on disk, ``done`` of ``total`` announced."""
+
+    study_uid: str
+    method: str
+    paths: list[Path] = field(default_factory=list)
+    done: int = 0
+    total: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return self.failed == 0 and self.done >= self.total
+
+
+@dataclass
+class StoreResult:
+    """Outcome of an upload: SOP Instance UIDs stored and failed (with the reason)."""
+
+    stored: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+# -- association helpers -----------------------------------------------------------------------------
+
+
+def _ae(pacs: Pacs) -> AE:
+    ae = AE(ae_title=pacs.calling_ae)
+    ae.maximum_pdu_size = pacs.max_pdu
+    ae.acse_timeout = pacs.timeout
+    ae.dimse_timeout = pacs.timeout
+    ae.network_timeout = pacs.timeout
+    ae.connection_timeout = min(pacs.timeout, 10)
+    return ae
+
+
+def _associate(ae: AE, pacs: Pacs, operation: str, study_uid: str | None = None, **kw):
+    connected = []
+    handlers = list(kw.pop("evt_handlers", [])) + [(evt.EVT_CONN_OPEN, lambda event: connected.append(1))]
+    try:
+        assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title, evt_handlers=handlers, **kw)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise PacsUnavailable(pacs, f"could not associate: {exc}", study_uid, operation) from exc
+    if assoc.is_established:
+        return assoc
+    if not connected:
+        reason = f"no answer at {pacs.host}:{pacs.port} (connection refused or timed out; is the PACS up?)"
+    elif assoc.is_rejected:
+        reason = "association rejected (is our AE title known to the PACS?)"
+    elif assoc.is_aborted:
+        reason = "association aborted by the PACS"
+    else:
+        reason = f"no answer at {pacs.host}:{pacs.port} (connection refused or timed out; is the PACS up?)"
+    raise PacsUnavailable(pacs, reason, study_uid, operation)
+
+
+def _check_alive(assoc, pacs: Pacs, operation: str, study_uid: str | None) -> None:
+    if assoc.is_aborted or not assoc.is_established:
+        raise PacsUnavailable(pacs, "association aborted or timed out during the operation", study_uid, operation)
+
+
+# -- C-ECHO ------------------------------------------------------------------------------------------
+
+
+def echo(pacs: Pacs) -> float:
+    """C-ECHO the PACS; returns the round trip in seconds or raises :class:`PacsUnavailable`."""
+    ae = _ae(pacs)
+    ae.add_requested_context(Verification)
+    t0 = time.perf_counter()
+    assoc = _associate(ae, pacs, "C-ECHO")
+    try:
+        status = assoc.send_c_echo()
+        _check_alive(assoc, pacs, "C-ECHO", None)
+        if not status or status.Status != 0:
+            raise PacsError(pacs, f"C-ECHO status {getattr(status, 'Status', 'none'):#06x}", operation="C-ECHO")
+    finally:
+        assoc.release()
+    return time.perf_counter() - t0
+
+
+# -- C-FIND ------------------------------------------------------------------------------------------
+
+
+def find(pacs: Pacs, level: str, identifier: Dataset) -> Iterator[Dataset]:
+    """C-FIND at ``level`` (PATIENT/STUDY/SERIES/IMAGE); yields each matching identifier.
+
+    ``identifier`` has its usual meaning (PS3.4 C.2.2.2): an empty element is a return key, ``*``/``?``
+    wildcards, ``"20240101-20240131"`` date ranges, a UID list. QueryRetrieveLevel is set from ``level``.
+    """
+    level = level.upper()
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
+    model = PatientRootQueryRetrieveInformationModelFind if level == "PATIENT" else StudyRootQueryRetrieveInformationModelFind
+    query = Dataset()
+    query.update(identifier)
+    query.QueryRetrieveLevel = level
+    study_uid = str(query.get("StudyInstanceUID", "")) or None
+    ae = _ae(pacs)
+    ae.add_requested_context(model)
+    assoc = _associate(ae, pacs, "C-FIND", study_uid)
+    try:
+        for status, ds in assoc.send_c_find(query, model):
+            _check_alive(assoc, pacs, "C-FIND", study_uid)
+            if status is None:
+                raise PacsUnavailable(pacs, "no C-FIND response (timed out)", study_uid, "C-FIND")
+            code = status.Status
+            if code in (0xFF00, 0xFF01):
+                if ds is not None:
+                    yield ds
+            elif code == 0x0000:
+                return
+            else:
+                raise PacsError(pacs, f"C-FIND status {code:#06x}", study_uid, "C-FIND")
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def count_instances(pacs: Pacs, study_uid: str, series_uid: str | None = None) -> int:
+    """Number of instances of a study (or series): NumberOfStudy/SeriesRelatedInstances (one C-FIND answer),
+    falling back to counting IMAGE-level matches where the PACS does not fill that optional key."""
+    q = Dataset()
+    q.StudyInstanceUID = study_uid
+    key = "NumberOfSeriesRelatedInstances" if series_uid else "NumberOfStudyRelatedInstances"
+    if series_uid:
+        q.SeriesInstanceUID = series_uid
+    setattr(q, key, "")
+    answers = list(find(pacs, "SERIES" if series_uid else "STUDY", q))
+    if len(answers) == 1 and answers[0].get(key) not in (None, ""):
+        return int(answers[0].get(key))
+    q = Dataset()
+    q.StudyInstanceUID = study_uid
+    if series_uid:
+        q.SeriesInstanceUID = series_uid
+    q.SOPInstanceUID = ""
+    return sum(1 for _ in find(pacs, "IMAGE", q))
+
+
+def _sop_classes_in_study(pacs: Pacs, study_uid: str, series_uid: str | None) -> list[str]:
+    q = Dataset()
+    q.StudyInstanceUID = study_uid
+    if series_uid:
+        q.SeriesInstanceUID = series_uid
+    q.SOPClassUID = ""
+    q.SOPInstanceUID = ""
+    classes = {str(d.SOPClassUID) for d in find(pacs, "IMAGE", q) if d.get("SOPClassUID")}
+    return sorted(classes)
+
+
+# -- retrieve ----------------------------------------------------------------------------------------
+
+
+def retrieve(pacs: Pacs, study_uid: str, dest_dir: str | Path | None = None, *, series_uid: str | None = None,
+             method: str | None = None, scp: StorageSCP | None = None,
+             on_progress: ProgressCallback | None = None, on_instance: InstanceCallback | None = None,
+             timeout: float | None = None) -> RetrieveResult:
+    """Retrieve a study (or one series) by C-MOVE, C-GET or WADO-RS (``method``, default ``pacs.retrieve``).
+
+    * ``move``: the PACS pushes to our running storage SCP ``scp`` (its AE title = ``pacs.move_destination`` or
+      ``scp.ae_title``, known to the PACS); files land in ``scp.directory``.
+    * ``get``: instances come back on the same association, written under ``dest_dir``.
+    * ``wado``: WADO-RS from ``pacs.dicomweb_url``, written under ``dest_dir``.
+
+    Files are laid out ``<dir>/<study>/<series>/<sop>.dcm``. ``on_progress(series_uid, done, total)`` is called
+    as instances arrive (counts for the whole request; ``total`` from C-FIND counts and the retrieve's own
+    sub-operation counts), ``on_instance(path, header)`` for each instance. Raises
+    :class:`RetrieveIncomplete` if fewer instances arrived than announced.
+    """
+    method = method or pacs.retrieve
+    t0 = time.perf_counter()
+    if method == "move":
+        if scp is None:
+            raise ValueError(f"retrieve of study {study_uid} by C-MOVE needs a running StorageSCP (scp=...)")
+        res = _retrieve_move(pacs, study_uid, series_uid, scp, on_progress, on_instance, timeout or pacs.timeout * 10)
+    elif method == "get":
+        if dest_dir is None:
+            raise ValueError(f"retrieve of study {study_uid} by C-GET needs dest_dir")
+        res = _retrieve_get(pacs, study_uid, series_uid, Path(dest_dir), on_progress, on_instance)
+    elif method == "wado":
+        if dest_dir is None:
+            raise ValueError(f"retrieve of study {study_uid} by WADO-RS needs dest_dir")
+        from .web import wado_retrieve
+
+        res = wado_retrieve(pacs, study_uid, Path(dest_dir), series_uid=series_uid, on_progress=on_progress,
+                            on_instance=on_instance)
+    else:
+        raise ValueError(f"unknown retrieve method {method!r}; use 'move', 'get' or 'wado'")
+    res.seconds = time.perf_counter() - t0
+    LOGGER.info("retrieved %d/%d instances of study %s from %s by %s in %.2f s", res.done, res.total, study_uid,
+                pacs.name, method, res.seconds)
+    if not res.complete:
+        raise RetrieveIncomplete(pacs, study_uid, res.done, res.total,
+                                 f"{res.failed} sub-operations failed" if res.failed else "")
+    return res
+
+
+def _identifier(study_uid: str, series_uid: str | None) -> Dataset:
+    q = Dataset()
+    q.QueryRetrieveLevel = "SERIES" if series_uid else "STUDY"
+    q.StudyInstanceUID = study_uid
+    if series_uid:
+        q.SeriesInstanceUID = series_uid
+    return q
+
+
+def _retrieve_move(pacs, study_uid, series_uid, scp: StorageSCP, on_progress, on_instance, timeout) -> RetrieveResult:
+    expected = count_instances(pacs, study_uid, series_uid)
+    res = RetrieveResult(study_uid, "move", total=expected)
+    exp = scp.expect(study_uid, expected, series_uid)
+    lock = threading.Lock()
+
+    def arrived(inst: StoredInstance) -> None:
+        if inst.study_uid != study_uid or (series_uid and inst.series_uid != series_uid):
+            return
+        with lock:
+            res.paths.append(inst.path)
+            n = exp.done
+        if on_instance:
+            on_instance(inst.path, inst.header)
+        if on_progress:
+            on_progress(inst.series_uid, n, max(res.total, n))
+
+    scp.add_listener(arrived)
+    ae = _ae(pacs)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+    try:
+        assoc = _associate(ae, pacs, "C-MOVE", study_uid)
+        try:
+            dest = pacs.move_destination or scp.ae_title
+            final = None
+            for status, _ in assoc.send_c_move(_identifier(study_uid, series_uid), dest,
+                                               StudyRootQueryRetrieveInformationModelMove):
+                _check_alive(assoc, pacs, "C-MOVE", study_uid)
+                if status is None:
+                    raise PacsUnavailable(pacs, "no C-MOVE response (timed out)", study_uid, "C-MOVE")
+                final = status
+                if status.Status == 0xFF00:
+                    rem = int(status.get("NumberOfRemainingSuboperations", 0) or 0)
+                    comp = int(status.get("NumberOfCompletedSuboperations", 0) or 0)
+                    fail = int(status.get("NumberOfFailedSuboperations", 0) or 0)
+                    warn = int(status.get("NumberOfWarningSuboperations", 0) or 0)
+                    res.total = max(res.total, rem + comp + fail + warn)
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        code = final.Status if final is not None else None
+        if code == 0xA801:
+            raise PacsError(pacs, f"move destination {dest!r} unknown: add our storage SCP as a modality on the PACS",
+                            study_uid, "C-MOVE")
+        if code not in (0x0000, 0xB000):
+            raise PacsError(pacs, f"C-MOVE status {code:#06x}" if code is not None else "no final C-MOVE status",
+                            study_uid, "C-MOVE", retryable=True)
+        res.failed = int(final.get("NumberOfFailedSuboperations", 0) or 0)
+        comp = int(final.get("NumberOfCompletedSuboperations", 0) or 0) + int(
+            final.get("NumberOfWarningSuboperations", 0) or 0)
+        if comp + res.failed:
+            res.total = comp + res.failed
+        # The PACS reports success once it has sent everything; our SCP has answered (and written) each one.
+        exp.total = res.total
+        exp.wait(timeout if len(exp.uids) < res.total else 0)
+        res.done = exp.done
+    finally:
+        scp.remove_listener(arrived)
+        scp.forget(exp)
+    folder = scp.directory / study_uid / (series_uid or "")
+    res.paths = sorted(folder.rglob("*.dcm"))  # includes instances that were already there
+    return res
+
+
+def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_instance) -> RetrieveResult:
+    """C-GET on our own association (:class:`~meshdcm.pacs.upper.GetRequestor`), sub-operations streamed to disk."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    from .upper import AssociationRefused, GetRequestor
+
+    classes = _sop_classes_in_study(pacs, study_uid, series_uid) or _DEFAULT_STORAGE_CLASSES
+    res = RetrieveResult(study_uid, "get", total=0)
+    lock = threading.Lock()
+
+    def stored(inst: StoredInstance) -> None:
+        with lock:
+            res.paths.append(inst.path)
+            res.done += 1
+            n = res.done
+        if on_instance:
+            on_instance(inst.path, inst.header)
+        if on_progress:
+            on_progress(inst.series_uid, n, max(res.total, n))
+
+    def pending(counts: dict) -> None:
+        res.total = max(res.total, sum(counts.get(k, 0) for k in ("remaining", "completed", "failed", "warning")))
+
+    def encode(ts: str) -> bytes:
+        fp = DicomBytesIO()
+        fp.is_little_endian = True
+        fp.is_implicit_VR = ts == ImplicitVRLittleEndian
+        write_dataset(fp, _identifier(study_uid, series_uid))
+        return fp.getvalue()
+
+    sink = DirectorySink(dest, stored)
+    syntaxes = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, *_COMPRESSED]
+    per_class = max(1, 127 // max(1, len(classes)))
+    req = GetRequestor(pacs.host, pacs.port, pacs.ae_title, pacs.calling_ae, classes[:127], syntaxes[:per_class],
+                       sink.begin, max_pdu=pacs.max_pdu, timeout=pacs.timeout)
+    try:
+        final = req.get(encode, on_pending=pending)
+    except AssociationRefused as exc:
+        raise PacsUnavailable(pacs, str(exc), study_uid, "C-GET") from exc
+    code = final.get("status")
+    if code not in (0x0000, 0xB000):
+        raise PacsError(pacs, f"C-GET status {code:#06x}", study_uid, "C-GET", retryable=code in (0xA702, 0xA701))
+    res.failed = final.get("failed", 0) + sink.failures
+    res.total = max(res.total, final.get("completed", 0) + final.get("warning", 0) + res.failed, res.done)
+    return res
+
+
+# -- store -------------------------------------------------------------------------------------------
+
+
+def _headers(paths: Iterable[str | Path]) -> list[tuple[Path, Dataset]]:
+    out = []
+    for p in paths:
+        p = Path(p)
+        try:
+            ds = dcmread(p, stop_before_pixels=True)
+            _ = ds.file_meta.TransferSyntaxUID, ds.SOPClassUID, ds.SOPInstanceUID
+        except Exception as exc:
+            raise ValueError(f"{p} is not a DICOM file with file meta, SOPClassUID and SOPInstanceUID: {exc}") from exc
+        out.append((p, ds))
+    return out
+
+
+def store(pacs: Pacs, paths: Iterable[str | Path], method: str | None = None) -> StoreResult:
+    """Upload DICOM files by C-STORE (streamed from disk in their own transfer syntax) or STOW-RS."""
+    method = method or pacs.store_method
+    items = _headers(paths)
+    if method == "stow":
+        from .web import stow_store
+
+        return stow_store(pacs, [p for p, _ in items])
+    if method != "c-store":
+        raise ValueError(f"unknown store method {method!r}; use 'c-store' or 'stow'")
+    result = StoreResult()
+    if not items:
+        return result
+    contexts: dict[str, set[str]] = {}
+    for _, ds in items:
+        contexts.setdefault(str(ds.SOPClassUID), set()).add(str(ds.file_meta.TransferSyntaxUID))
+    ae = _ae(pacs)
+    for sop_class, syntaxes in contexts.items():
+        for ts in sorted(syntaxes):
+            ae.add_requested_context(sop_class, [ts])
+    if len(ae.requested_contexts) > 128:
+        raise ValueError("too many SOP class/transfer syntax combinations (>128) for one association; store in batches")
+    study_uids = {str(ds.get("StudyInstanceUID", "")) for _, ds in items}
+    study = next(iter(study_uids)) if len(study_uids) == 1 else None
+    assoc = _associate(ae, pacs, "C-STORE", study)
+    try:
+        for path, ds in items:
+            sop = str(ds.SOPInstanceUID)
+            try:
+                status = assoc.send_c_store(path)
+            except ValueError as exc:  # no accepted context for this SOP class / transfer syntax
+                result.failed[sop] = f"not accepted by the PACS: {exc}"
+                continue
+            _check_alive(assoc, pacs, "C-STORE", study)
+            if status is None:
+                raise PacsUnavailable(pacs, f"no C-STORE response for instance {sop} (timed out)", study, "C-STORE")
+            if status.Status in (0x0000, 0xB000, 0xB007, 0xB006):
+                result.stored.append(sop)
+            else:
+                result.failed[sop] = f"C-STORE status {status.Status:#06x}"
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    if result.failed:
+        LOGGER.warning("store to %s: %d of %d instances failed", pacs.name, len(result.failed), len(items))
+    return result

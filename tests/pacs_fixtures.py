@@ -1,0 +1,212 @@
+"""A real Orthanc (with the DICOMweb plugin) for the pacs tests, in its own network namespace.
+
+Orthanc 1.10 binds all interfaces, so it runs inside a namespace this fixture creates, reached over a veth
+pair whose two ends get addresses of a private /30 (10.231.x.y: the project's own test hosts). Orthanc knows
+the root-namespace end as the modality ``MESHDCM`` (our storage SCP, for C-MOVE), and ``DCMTKSCP`` as a DCMTK
+storescp run inside the namespace (storescp 3.6.7 cannot bind a single address).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ORTHANC = "/usr/sbin/Orthanc"
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+
+def netns_available() -> str | None:
+    """None if we can build a namespace, else the reason."""
+    if not shutil.which("ip"):
+        return "the `ip` tool (iproute2) is missing"
+    if os.geteuid() != 0:
+        return "creating a network namespace needs root"
+    probe = f"mdcmprobe{os.getpid()}"
+    r = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"`ip netns add` failed: {r.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return None
+
+
+def skip_reason() -> str | None:
+    if not os.path.exists(ORTHANC):
+        return f"Orthanc is not installed ({ORTHANC} missing; apt-get install orthanc orthanc-dicomweb)"
+    return netns_available()
+
+
+def wait_for(cond, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _run(*args: str) -> None:
+    r = subprocess.run(list(args), capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed: {r.stderr.strip()}")
+
+
+@dataclass
+class NetNs:
+    name: str
+    host_ip: str  # root-namespace end (our SCPs bind here)
+    ns_ip: str  # inside the namespace (Orthanc)
+    veth: str
+
+    @classmethod
+    def create(cls) -> NetNs:
+        pid = os.getpid()
+        name = f"mdcm{pid}"
+        veth = f"mdv{pid % 100000}"
+        third = pid % 200 + 20
+        fourth = (pid // 200) % 60 * 4
+        host_ip, ns_ip = f"10.231.{third}.{fourth + 1}", f"10.231.{third}.{fourth + 2}"
+        _run("ip", "netns", "add", name)
+        try:
+            _run("ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "p")
+            _run("ip", "link", "set", veth + "p", "netns", name)
+            _run("ip", "addr", "add", f"{host_ip}/30", "dev", veth)
+            _run("ip", "link", "set", veth, "up")
+            _run("ip", "netns", "exec", name, "ip", "addr", "add", f"{ns_ip}/30", "dev", veth + "p")
+            _run("ip", "netns", "exec", name, "ip", "link", "set", veth + "p", "up")
+            _run("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
+        except Exception:
+            cls(name, host_ip, ns_ip, veth).destroy()
+            raise
+        return cls(name, host_ip, ns_ip, veth)
+
+    def destroy(self) -> None:
+        subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+
+
+@dataclass
+class OrthancServer:
+    ns: NetNs
+    dicom_port: int
+    http_port: int
+    aet: str
+    scp_port: int  # where Orthanc's modality MESHDCM points (host_ip)
+    dcmtk_port: int  # where Orthanc's modality DCMTKSCP points (127.0.0.1 inside the namespace)
+    proc: subprocess.Popen
+    workdir: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.ns.ns_ip}:{self.http_port}"
+
+    @property
+    def dicomweb_url(self) -> str:
+        return self.url + "/dicom-web"
+
+    def rest(self, path: str, method: str = "GET", body: bytes | None = None):
+        req = urllib.request.Request(self.url + path, data=body, method=method)  # noqa: S310 - http to our own server
+        with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 - our own test server
+            data = r.read()
+        return json.loads(data) if data else None
+
+    def clear(self) -> None:
+        for sid in self.rest("/studies"):
+            self.rest(f"/studies/{sid}", "DELETE")
+
+    def upload(self, paths) -> None:
+        for p in paths:
+            self.rest("/instances", "POST", Path(p).read_bytes())
+
+
+def start_orthanc(workdir: Path) -> OrthancServer:
+    ns = NetNs.create()
+    try:
+        scp_port, dcmtk_port = free_port(ns.host_ip), free_port(ns.host_ip)
+        db = workdir / "orthanc-db"
+        db.mkdir(parents=True, exist_ok=True)
+        cfg = {
+            "Name": "meshdcm-test",
+            "StorageDirectory": str(db),
+            "IndexDirectory": str(db),
+            "StorageCompression": False,
+            "DicomAet": "ORTHANC",
+            "DicomPort": 4242,
+            "HttpPort": 8042,
+            "RemoteAccessAllowed": True,
+            "AuthenticationEnabled": False,
+            "Plugins": [DICOMWEB_PLUGIN],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True},
+            "DicomModalities": {
+                "meshdcm": ["MESHDCM", ns.host_ip, scp_port],
+                "dcmtk": ["DCMTKSCP", "127.0.0.1", dcmtk_port],  # a storescp run inside the namespace
+            },
+            "DicomCheckCalledAet": False,
+            "DicomAlwaysAllowEcho": True,
+            "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowFind": True,
+            "DicomAlwaysAllowGet": True,
+            "DicomAlwaysAllowMove": True,
+            "UnknownSopClassAccepted": True,
+            "DicomScuTimeout": 30,
+            "HttpThreadsCount": 8,
+            "ConcurrentJobs": 2,
+            "SaveJobs": False,
+        }
+        cfg_path = workdir / "orthanc.json"
+        cfg_path.write_text(json.dumps(cfg, indent=1))
+        log = open(workdir / "orthanc.log", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(["ip", "netns", "exec", ns.name, ORTHANC, str(cfg_path)], stdout=log,
+                                stderr=subprocess.STDOUT)
+        srv = OrthancServer(ns, 4242, 8042, "ORTHANC", scp_port, dcmtk_port, proc, workdir)
+
+        def up():
+            if proc.poll() is not None:
+                raise RuntimeError(f"Orthanc exited early; see {workdir / 'orthanc.log'}")
+            try:
+                return srv.rest("/system")
+            except OSError:
+                return None
+
+        wait_for(up, 60, "Orthanc to answer HTTP")
+        return srv
+    except Exception:
+        ns.destroy()
+        raise
+
+
+def stop_orthanc(srv: OrthancServer) -> None:
+    srv.proc.terminate()
+    try:
+        srv.proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        srv.proc.kill()
+        srv.proc.wait()
+    srv.ns.destroy()
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory):
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    srv = start_orthanc(tmp_path_factory.mktemp("orthanc"))
+    try:
+        yield srv
+    finally:
+        stop_orthanc(srv)
