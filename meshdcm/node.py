@@ -101,6 +101,7 @@ class Node:
         kind: str | None = None,
         role: str = "node",
         capabilities: Iterable[str] = (),
+        extra: dict | None = None,
         **settings: Any,
     ):
         cfg = config or load_config(kind=kind or name or "node", environ={})
@@ -123,6 +124,7 @@ class Node:
         self.id = uuid.uuid4().hex
         self.role = role
         self.capabilities = tuple(capabilities)
+        self.extra: dict = dict(extra or {})  # node-specific facts for the manifest (e.g. the PACS it reaches)
         self._handlers: list[_Bound] = []
         self._context = zmq.Context()
         self._engine: Engine | None = None
@@ -219,7 +221,7 @@ class Node:
                 control=ep.get("control", ""), events=ep.get("events", ""), work=ep.get("work", ""),
                 key=self.keys.public.decode() if self.keys else "",
                 handlers=tuple(HandlerSpec(h.topic, str(h.filter), h.shared) for h in self._handlers),
-                capabilities=self.capabilities, started=self._started_at,
+                capabilities=self.capabilities, started=self._started_at, extra=self.extra,
             )
         return self._manifest_cache
 
@@ -229,6 +231,13 @@ class Node:
     def _advert(self) -> Advert:
         m = self.manifest()
         return Advert(self.id, self.name, self.config.mesh, m.protocol, m.control, m.events, m.work, m.digest, m.key)
+
+    def manifest_changed(self) -> None:
+        """Tell the mesh that capabilities or ``extra`` changed (peers fetch the new manifest)."""
+        self._manifest_cache = None
+        if self._started and self._mailbox is not None:
+            self._mailbox.send(b"\x00manifest")
+            self._update_advert()
 
     def _update_advert(self) -> None:
         if self._discovery is not None:

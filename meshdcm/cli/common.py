@@ -45,9 +45,16 @@ def config_from(args: argparse.Namespace, kind: str, **overrides) -> NodeConfig:
     return load_config(kind=kind, file=args.config, args=values)
 
 
+#: Libraries that log DICOM identifiers (patient names among them) at INFO: held at WARNING unless DEBUG is asked.
+CHATTY_DICOM_LOGGERS = ("pynetdicom", "pydicom")
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    if level != "DEBUG":
+        for name in CHATTY_DICOM_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def fail(message: str, code: int = 2) -> int:

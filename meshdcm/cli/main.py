@@ -76,15 +76,32 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--json", action="store_true")
     c.set_defaults(func=mesh.cmd_keys)
 
+    c = sub.add_parser("pacs", help="talk to a PACS without a mesh: echo, find, get, store", add_help=False,
+                       description="meshdcm pacs echo|find|get|store ... (meshdcm pacs --help for details)")
+    c.add_argument("args", nargs=argparse.REMAINDER)
+    c.set_defaults(func=lambda a: _pacs_cli(a.args))
+
     c = sub.add_parser("up", help="run every node kind on this machine (the main job)")
     c.add_argument("kinds", nargs="*", help="node kinds to start (default: all)")
-    c.add_argument("--config", metavar="FILE.toml")
+    c.add_argument("--config", metavar="FILE.toml", help="settings for the nodes ([nodes.pacs.servers.NAME] for PACS)")
     c.add_argument("--mesh")
+    c.add_argument("--pacs", metavar="NAME", help="use this PACS of the config instead of the embedded one")
+    c.add_argument("--state", metavar="DIR", help="where the embedded PACS and the store live "
+                                                  "(default ~/.local/share/meshdcm/up)")
     c.set_defaults(func=mesh.cmd_up)
     return p
 
 
+def _pacs_cli(argv: list[str]) -> int:
+    from ..pacs.cli import main as pacs_main
+
+    return pacs_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["pacs"]:  # its own command line, options included (argparse's REMAINDER would eat them)
+        return _pacs_cli(argv[1:])
     args = build_parser().parse_args(argv)
     return mesh.guarded(args.func)(args)
 

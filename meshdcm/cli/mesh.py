@@ -268,21 +268,38 @@ def cmd_filter_check(args) -> int:
 # --- up ----------------------------------------------------------------------------------------------------------
 
 def cmd_up(args) -> int:
-    """Start every node kind on this machine, on loopback, until Ctrl-C."""
+    """Start every node kind on this machine, on loopback, until Ctrl-C: the main job.
+
+    Without --pacs the pacs node starts an embedded PACS loaded with the synthetic studies; with --pacs NAME it
+    uses that PACS from the config's [nodes.pacs.servers.NAME]."""
+    import tomllib
+
     kinds = args.kinds or node_kinds()
+    state = Path(args.state or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+                 / "meshdcm" / "up")
+    state.mkdir(parents=True, exist_ok=True)
+    settings = tomllib.loads(Path(args.config).read_text()) if args.config else {}
+    pacs_opts = settings.setdefault("nodes", {}).setdefault("pacs", {})
+    pacs_opts.setdefault("storage", str(state / "store"))
+    if args.pacs:
+        if args.pacs not in pacs_opts.get("servers", {}):
+            return fail(f"no PACS called {args.pacs!r} in [nodes.pacs.servers] of {args.config or 'the config'}")
+        pacs_opts["use"] = args.pacs
+    else:
+        pacs_opts["embedded"] = True
+    config = state / "up.toml"
+    config.write_text(_toml(settings))
     base = [sys.executable, "-m", "meshdcm.cli.main", "node"]
-    extra = []
-    if args.config:
-        extra += ["--config", args.config]
-    if args.mesh:
-        extra += ["--mesh", args.mesh]
+    extra = ["--config", str(config)] + (["--mesh", args.mesh] if args.mesh else [])
     procs: list[tuple[str, subprocess.Popen]] = []
     for kind in kinds:
         # an argument list (no shell); the kinds are names of modules in the nodes package
         procs.append((kind, subprocess.Popen(base + [kind] + extra)))  # noqa: S603
-    print(f"meshdcm up: {len(procs)} node(s) running on 127.0.0.1 in mesh {args.mesh or 'default'}: "
+    print(f"meshdcm up: {len(procs)} node(s) on 127.0.0.1 in mesh {args.mesh or 'default'}: "
           + ", ".join(f"{k} (pid {p.pid})" for k, p in procs))
+    print(f"PACS: {'the embedded one, with synthetic studies' if not args.pacs else args.pacs}; store {pacs_opts['storage']}")
     print("watch the mesh:  meshdcm peers   |   meshdcm tail   |   errors: meshdcm tail --topic error")
+    print("try:  meshdcm publish find.studies --set PatientName='*' --set StudyInstanceUID= --set StudyDescription=")
     print("stop with Ctrl-C", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -303,6 +320,24 @@ def cmd_up(args) -> int:
             p.kill()
     print("meshdcm up: stopped")
     return 0
+
+
+def _toml(data: dict, prefix: str = "") -> str:
+    """A small TOML writer for the settings ``up`` passes on (tables of strings, numbers, booleans, lists)."""
+    import json as _json
+
+    lines, tables = [], []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_json.dumps(value)}")
+    out = ""
+    if lines:
+        out += (f"[{prefix}]\n" if prefix else "") + "\n".join(lines) + "\n"
+    for key, value in tables:
+        out += _toml(value, f"{prefix}.{key}" if prefix else key)
+    return out
 
 
 # --- keys -----------------------------------------------------------------------------------------------------

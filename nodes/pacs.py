@@ -1,0 +1,261 @@
+"""pacs: the bridge between the mesh and PACS (C-FIND, C-MOVE, C-GET, C-STORE, DICOMweb).
+
+Topics (docs/pacs.md):
+- ``find.studies`` / ``find.series`` / ``find.instances``: the body is a C-FIND identifier. Answered with one
+  ``found.study`` / ``found.series`` / ``found.instance`` per match (correlated with the request), then
+  ``found.end`` whose meta says the count, or the failure.
+- ``get.study`` / ``get.series``: retrieve by the PACS' method (C-MOVE to this node's storage SCP, C-GET, WADO-RS),
+  with ``progress.study`` events (done/total), ``stored.instance`` per instance when ``instance_events`` is on,
+  ``stored.series`` when a series is complete (counts from C-FIND), ``stored.study`` when all are.
+- data pushed to the storage SCP without warning is announced once its study has been quiet ``quiet_seconds``.
+- ``store.instance`` / ``store.series``: the files named by the message's URIs are uploaded (C-STORE or STOW-RS);
+  then ``uploaded.series``, or an error event.
+
+Every ``stored.*`` message carries ``meshdcm://`` URIs (the store is served over the control socket) and ``file://``
+URIs for nodes on the same machine.
+
+Options (``[nodes.pacs]``): ``ae_title`` (MESHDCM), ``scp_host`` (127.0.0.1), ``scp_port`` (0: ephemeral),
+``storage`` (folder), ``instance_events`` (false), ``quiet_seconds`` (10), ``embedded`` (false: start the embedded
+PACS with the synthetic studies), ``use`` (names of the PACS to use; default all), and one table per PACS in
+``[nodes.pacs.servers.NAME]`` with ``ae_title``, ``host``, ``port``, ``dicomweb_url``, ``retrieve``, ``store_method``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from collections import Counter
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from meshdcm import HandlerError, Message, Node, NodeConfig
+from meshdcm.pacs import Pacs, PacsError, StorageSCP, echo, find, retrieve, store
+from meshdcm.pacs.embedded import EmbeddedPacs
+
+log = logging.getLogger("meshdcm.pacs.node")
+
+LEVELS = {"find.studies": ("STUDY", "found.study"), "find.series": ("SERIES", "found.series"),
+          "find.instances": ("IMAGE", "found.instance")}
+SERIES_KEYS = ("SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "Modality", "NumberOfSeriesRelatedInstances")
+
+
+def default_storage(name: str) -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "meshdcm" / name
+
+
+def header_only(ds: Dataset) -> Dataset:
+    out = Dataset()
+    for elem in ds:
+        if elem.tag.group != 0x7FE0:
+            out.add(elem)
+    return out
+
+
+def create(config: NodeConfig) -> Node:
+    if config.log_level != "DEBUG":  # pynetdicom logs identifiers (patient names) at INFO
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    opts = dict(config.options)
+    storage = Path(opts.get("storage") or default_storage(config.name))
+    storage.mkdir(parents=True, exist_ok=True)
+    node = Node(config=config, capabilities=("dicom", "dicomweb"))
+    node.serve("store", storage)
+    ae_title = str(opts.get("ae_title", "MESHDCM"))
+    servers: dict[str, Pacs] = {}
+    for name, d in dict(opts.get("servers", {})).items():
+        servers[name] = Pacs.from_dict(name, {"calling_ae": ae_title, "move_destination": ae_title, **d})
+    if opts.get("use"):
+        wanted = [opts["use"]] if isinstance(opts["use"], str) else list(opts["use"])
+        missing = [n for n in wanted if n not in servers]
+        if missing:
+            raise HandlerError(f"no PACS called {', '.join(missing)} in [nodes.pacs.servers]")
+        servers = {n: servers[n] for n in wanted}
+    announce_instances = bool(opts.get("instance_events", False))
+    state: dict = {}
+
+    def uris_for(path: Path) -> list[str]:
+        return [node.uri_for(path), path.resolve().as_uri()]
+
+    def on_quiet(study_uid: str, counts: dict[str, int]) -> None:
+        """Data pushed without warning: announce it once the study has been quiet."""
+        folder = storage / study_uid
+        for series_uid, count in counts.items():
+            files = sorted((folder / series_uid).glob("*.dcm"))
+            if files:
+                publish_series(files[0], count, complete=None)
+        publish_study(study_uid, sum(counts.values()), complete=None)
+
+    def on_stored(instance) -> None:
+        if announce_instances:
+            node.publish("stored.instance", header_only(instance.header), uris=uris_for(instance.path))
+
+    scp = StorageSCP(storage, ae_title=ae_title, host=str(opts.get("scp_host", "127.0.0.1")),
+                     port=int(opts.get("scp_port", 0)), on_stored=on_stored, on_quiet=on_quiet,
+                     quiet_seconds=float(opts.get("quiet_seconds", 10.0)))
+
+    def publish_series(example: Path, count: int, complete: bool | None, reply_to: Message | None = None):
+        from pydicom import dcmread
+
+        ds = header_only(dcmread(example, stop_before_pixels=True))
+        meta = {"instances": count, "complete": complete}
+        node.publish("stored.series", ds, reply_to=reply_to, uris=uris_for(example.parent), meta=meta)
+
+    def publish_study(study_uid: str, count: int, complete: bool | None, reply_to: Message | None = None,
+                      pacs: str | None = None):
+        ds = Dataset()
+        ds.StudyInstanceUID = study_uid
+        ds.NumberOfStudyRelatedInstances = count
+        node.publish("stored.study", ds, reply_to=reply_to, uris=uris_for(storage / study_uid),
+                     meta={"instances": count, "complete": complete, "pacs": pacs})
+
+    def choose(msg: Message) -> list[Pacs]:
+        name = msg.meta.get("pacs")
+        if name:
+            if name not in servers:
+                raise HandlerError(f"no PACS called {name!r} here", action=f"use one of: {', '.join(servers)}")
+            return [servers[name]]
+        if not servers:
+            raise HandlerError("this pacs node has no PACS configured", action="add [nodes.pacs.servers.NAME]")
+        return list(servers.values())
+
+    @node.on("find")
+    def on_find(msg: Message) -> None:
+        if msg.topic not in LEVELS:
+            return
+        level, answer = LEVELS[msg.topic]
+        identifier = msg.dataset
+        count, failures = 0, []
+        for pacs in choose(msg):
+            try:
+                for match in find(pacs, level, identifier):
+                    count += 1
+                    node.publish(answer, match, reply_to=msg, meta={"pacs": pacs.name})
+            except PacsError as exc:
+                failures.append(f"{pacs.name}: {exc}")
+        meta = {"count": count, "status": "failed" if failures and not count else "ok", "errors": failures}
+        node.publish("found.end", Dataset(), reply_to=msg, meta=meta)
+        if failures and not count:
+            raise HandlerError("; ".join(failures), action="check that the PACS is up and knows this node's AE "
+                                                        f"title {ae_title}; the search can be sent again")
+
+    @node.on("get")
+    def on_get(msg: Message) -> None:
+        if msg.topic not in ("get.study", "get.series"):
+            return
+        study_uid = msg.get("StudyInstanceUID")
+        series_uid = msg.get("SeriesInstanceUID") if msg.topic == "get.series" else None
+        if not study_uid:
+            raise HandlerError("the request names no StudyInstanceUID", action="publish get.study with one")
+        last: Exception | None = None
+        for pacs in choose(msg):
+            try:
+                fetch_study(msg, pacs, study_uid, series_uid)
+                return
+            except PacsError as exc:
+                last = exc
+                log.warning("retrieve of study %s from %s failed: %s", study_uid, pacs.name, exc)
+        raise HandlerError(f"study {study_uid} could not be retrieved: {last}",
+                           action="check the PACS (meshdcm pacs echo) and send get.study again")
+
+    def fetch_study(msg: Message, pacs: Pacs, study_uid: str, series_uid: str | None) -> None:
+        query = Dataset()
+        query.StudyInstanceUID = study_uid
+        for key in SERIES_KEYS:
+            setattr(query, key, "" if key != "SeriesInstanceUID" else (series_uid or ""))
+        expected = {s.SeriesInstanceUID: int(getattr(s, "NumberOfSeriesRelatedInstances", 0) or 0)
+                    for s in find(pacs, "SERIES", query)}
+        arrived: Counter = Counter()
+        example: dict[str, Path] = {}
+        announced: set[str] = set()
+        lock = threading.Lock()
+        total = sum(expected.values())
+
+        def progress(series, done, total_now):
+            ds = Dataset()
+            ds.StudyInstanceUID = study_uid
+            if series:
+                ds.SeriesInstanceUID = series
+            node.publish("progress.study", ds, reply_to=msg,
+                         meta={"done": done, "total": total_now or total, "pacs": pacs.name})
+
+        def instance(path: Path, header: Dataset) -> None:
+            uid = str(header.SeriesInstanceUID)
+            with lock:
+                arrived[uid] += 1
+                example.setdefault(uid, path)
+                done_series = expected.get(uid) and arrived[uid] >= expected[uid] and uid not in announced
+                if done_series:
+                    announced.add(uid)
+            if announce_instances:
+                node.publish("stored.instance", header_only(header), reply_to=msg, uris=uris_for(path))
+            if done_series:
+                publish_series(path, arrived[uid], complete=True, reply_to=msg)
+
+        result = retrieve(pacs, study_uid, storage, series_uid=series_uid, scp=scp, on_progress=progress,
+                          on_instance=instance)
+        for uid, path in example.items():  # series whose count was unknown or short
+            if uid not in announced:
+                publish_series(path, arrived[uid], complete=arrived[uid] >= expected.get(uid, 0) > 0, reply_to=msg)
+        complete = result.complete and all(arrived[u] >= n for u, n in expected.items())
+        publish_study(study_uid, sum(arrived.values()), complete, reply_to=msg, pacs=pacs.name)
+        if not complete:
+            raise HandlerError(f"study {study_uid} from {pacs.name}: {sum(arrived.values())} of {total} instances "
+                               "arrived", action="send get.study again to fetch the rest")
+
+    @node.on("store")
+    def on_store(msg: Message) -> None:
+        if msg.topic not in ("store.instance", "store.series", "store.study"):
+            return
+        if not msg.uris:
+            raise HandlerError("the store request carries no URIs", action="publish it with the files' URIs")
+        work = Path(tempfile.mkdtemp(prefix="upload-", dir=storage / ".incoming" if (storage / ".incoming").exists()
+                                     else storage))
+        paths: list[Path] = []
+        for uri in msg.uris:
+            paths += [p for p in node.fetch(uri, work) if p.suffix.lower() in (".dcm", "") and p.is_file()]
+            break  # the URIs of one message name the same data; the first reachable one is enough
+        for pacs in choose(msg)[:1]:
+            result = store(pacs, paths)
+            ds = Dataset()
+            for key in ("StudyInstanceUID", "SeriesInstanceUID"):
+                if msg.get(key):
+                    setattr(ds, key, msg.get(key))
+            if not result.ok:
+                raise HandlerError(f"{len(result.failed)} of {len(paths)} instances were refused by {pacs.name}: "
+                                   f"{next(iter(result.failed.values()))}",
+                                   action="check the PACS log; send the store request again")
+            node.publish("uploaded.series", ds, reply_to=msg, meta={"pacs": pacs.name, "count": len(result.stored)})
+
+    @node.task
+    def run(stopping: threading.Event) -> None:
+        embedded = None
+        host, port = scp.start()
+        log.info("storage SCP %s listening on %s:%d, store %s", ae_title, host, port, storage)
+        if opts.get("embedded"):
+            embedded = EmbeddedPacs(storage.parent / f"{storage.name}-embedded-pacs",
+                                    destinations={ae_title: (host, port)},
+                                    size=str(opts.get("embedded_size", "small")))
+            ehost, eport = embedded.start()
+            servers["embedded"] = Pacs("embedded", ae_title=embedded.ae_title, host=ehost, port=eport,
+                                       retrieve=str(opts.get("embedded_retrieve", "move")), calling_ae=ae_title,
+                                       move_destination=ae_title)
+            log.info("embedded PACS %s on %s:%d (synthetic studies)", embedded.ae_title, ehost, eport)
+        reach = {}
+        for name, pacs in servers.items():
+            try:
+                reach[name] = {"ae_title": pacs.ae_title, "echo_ms": round(echo(pacs) * 1000, 1), "ok": True}
+            except PacsError as exc:
+                reach[name] = {"ae_title": pacs.ae_title, "ok": False, "error": str(exc)}
+                log.error("C-ECHO to PACS %s failed: %s", name, exc)
+        node.extra.update({"pacs": reach, "storage_scp": {"ae_title": ae_title, "host": host, "port": port}})
+        node.manifest_changed()
+        state["ready"] = True
+        stopping.wait()
+        scp.stop()
+        if embedded is not None:
+            embedded.stop()
+
+    return node
