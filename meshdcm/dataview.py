@@ -166,8 +166,10 @@ class DataView:
         if found is None:
             return None
         vr, off, length = found
-        if length <= 0:
+        if length == 0:
             return None
+        if length == -1:
+            return True  # an undefined-length sequence: present, as IndexedView and values_of_element say
         if vr in _TEXT_VRS_B:
             raw = self._buf[off:off + length]
             if raw.isascii() and 0x1B not in raw:  # the same text in every repertoire but ISO 2022 (which has ESC)
