@@ -171,7 +171,7 @@ class DataView:
         if length == -1:
             return True  # an undefined-length sequence: present, as IndexedView and values_of_element say
         if vr in _TEXT_VRS_B:
-            raw = self._buf[off:off + length]
+            raw = bytes(self._buf[off:off + length])  # a memoryview body has no isascii()/decode()
             if raw.isascii() and 0x1B not in raw:  # the same text in every repertoire but ISO 2022 (which has ESC)
                 text = raw.decode("ascii")
             elif vr in _CHARSET_VRS_B:
@@ -292,7 +292,7 @@ class IndexedView(DataView):
         if pos + length > len(buf):
             raise MalformedMessage(f"element ({group:04X},{elem:04X}) runs past the end of the body")
         if vr in _TEXT_VRS_B:
-            raw = buf[pos:pos + length]
+            raw = bytes(buf[pos:pos + length])
             if raw.isascii() and 0x1B not in raw:
                 text = raw.decode("ascii")
             elif vr in _CHARSET_VRS_B:
