@@ -218,7 +218,8 @@ def _tag_text(tag: int) -> str:
     from pydicom.datadict import keyword_for_tag
 
     keyword = keyword_for_tag(tag)
-    return keyword if keyword else f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    # repeating groups (60xx overlays, 50xx curves) have a keyword that tag_for_keyword does not map back
+    return keyword if keyword and tag_for_keyword(keyword) == tag else f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 def _literal_text(v) -> str:
