@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -380,6 +381,8 @@ class _Attribute:
 def _check_literal(v):
     if isinstance(v, bool) or not isinstance(v, (str, int, float)):
         raise FilterError(f"a filter compares with a string or a number, got {v!r}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise FilterError(f"a filter compares with a finite number, got {v!r}")
     return float(v) if isinstance(v, int) else v
 
 
