@@ -28,6 +28,7 @@ _HDR = struct.Struct("<HH2sH")
 _U32 = struct.Struct("<I")
 _TAG_LEN = struct.Struct("<HHI")
 _UNDEFINED = 0xFFFFFFFF
+_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0"  # (FFFE,E0DD) little endian
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 _TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"})
 _SINGLE_VALUED_TEXT = frozenset({"LT", "ST", "UT", "UR"})
@@ -168,8 +169,8 @@ class DataView:
         vr, off, length = found
         if length == 0:
             return None
-        if length == -1:
-            return True  # an undefined-length sequence: present, as IndexedView and values_of_element say
+        if length == -1:  # an undefined-length sequence: present unless it ends at once (no items)
+            return None if self._buf[off:off + 4] == _SEQ_DELIMITER else True
         if vr in _TEXT_VRS_B:
             raw = bytes(self._buf[off:off + length])  # a memoryview body has no isascii()/decode()
             if raw.isascii() and 0x1B not in raw:  # the same text in every repertoire but ISO 2022 (which has ESC)
@@ -288,7 +289,7 @@ class IndexedView(DataView):
         if length == 0:
             return None
         if length == _UNDEFINED:
-            return True
+            return None if buf[pos:pos + 4] == _SEQ_DELIMITER else True
         if pos + length > len(buf):
             raise MalformedMessage(f"element ({group:04X},{elem:04X}) runs past the end of the body")
         if vr in _TEXT_VRS_B:
