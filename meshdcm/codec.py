@@ -30,8 +30,9 @@ def encode(dataset: Dataset) -> bytes:
     """
     if not isinstance(dataset, Dataset):
         raise TypeError(f"a message body is a pydicom Dataset, got {type(dataset).__name__}")
-    if any(int(tag) >> 16 == 0x0002 or int(tag) in PIXEL_TAGS for tag in dataset.keys()):
-        dataset = Dataset({tag: elem for tag, elem in dataset.items() if int(tag) >> 16 != 0x0002 and int(tag) not in PIXEL_TAGS})
+    # dataset[tag] (not the raw element) so that UN elements of a file get the VR pydicom reads them with
+    # (public or private dictionary): the body then means to DataView what the Dataset means to pydicom.
+    dataset = Dataset({tag: dataset[tag] for tag in dataset.keys() if int(tag) >> 16 != 0x0002 and int(tag) not in PIXEL_TAGS})
     fp = DicomBytesIO()
     fp.is_little_endian = True
     fp.is_implicit_VR = False
