@@ -15,6 +15,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 
+from .dataview import element_index
 from .errors import MalformedMessage
 
 __all__ = ["PIXEL_TAGS", "decode", "encode"]
@@ -41,7 +42,12 @@ def encode(dataset: Dataset) -> bytes:
 
 
 def decode(body: bytes | memoryview) -> Dataset:
-    """The pydicom Dataset of a message body (values are converted lazily by pydicom)."""
+    """The pydicom Dataset of a message body (values are converted lazily by pydicom).
+
+    Raises :class:`MalformedMessage` for a truncated or disordered body: pydicom's reader would quietly return
+    the elements before the damage, and a handler would then work on part of the header.
+    """
+    element_index(body)  # walks every top-level element: MalformedMessage if the body is cut short
     try:
         ds = read_dataset(BytesIO(body), is_implicit_VR=False, is_little_endian=True)
     except Exception as exc:  # pydicom raises a mix of EOFError, ValueError, struct.error...
