@@ -113,11 +113,16 @@ SCALAR_VRS = ["AE", "AS", "CS", "DA", "TM", "DT", "DS", "IS", "UI", "LO", "SH", 
               "US", "SS", "UL", "SL", "SV", "UV", "AT", "FL", "FD"]
 
 
+def _whole_values(b: bytes, size: int) -> bytes:
+    b = b[: len(b) - len(b) % size]
+    return b + b"\0" * (len(b) % 2)  # even length, as DICOM requires
+
+
 def value_for(vr: str, vm: str, charset):
     """A strategy for an element value: empty, one value, or several where the VM allows it."""
     if vr in _BINARY:
         size = _BINARY[vr]
-        return st.binary(max_size=24).map(lambda b: b[: len(b) - len(b) % size] + b"\0" * ((-len(b) % 2)))
+        return st.binary(max_size=24).map(lambda b: _whole_values(b, size))
     one = _scalar(vr, charset)
     empty = st.just([]) if vr not in ("AE", "AS", "CS", "DA", "TM", "DT", "UI", "UR") else st.just("")
     if vm == "1" or vr in _SINGLE_ONLY:
