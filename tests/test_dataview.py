@@ -338,3 +338,16 @@ def test_random_bytes_never_raise_anything_but_malformed(body, index):
         element_index(body)
     except MalformedMessage:
         pass
+
+
+def test_empty_undefined_length_sequence_is_none_in_every_view():
+    ds = Dataset()
+    ds.ReferencedStudySequence = Sequence([])
+    ds["ReferencedStudySequence"].is_undefined_length = True
+    ds.PatientID = "after"
+    body = codec.encode(ds)
+    assert b"\xfe\xff\xdd\xe0" in body
+    assert values_of_element(ds["ReferencedStudySequence"]) is None
+    for view in (DataView(body), view_of(body, element_index(body))):
+        assert view.get(0x00081110) is None
+        assert view.get(0x00100020) == "after"

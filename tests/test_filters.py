@@ -375,3 +375,10 @@ def test_a_walked_view_is_reused_by_several_filters():
     assert parse('Modality == "MR"').matches(view)
     assert parse("Rows == 512").matches(view)
     assert parse('ImageType contains "M"').matches(view)
+
+
+def test_repeating_group_tags_round_trip_as_numbers():
+    for tag in (0x60003000, 0x60023000, 0x50000010):
+        f = attribute(tag).exists()
+        assert parse(str(f)) == f
+        assert str(f) == f"({tag >> 16:04X},{tag & 0xFFFF:04X}) exists"
