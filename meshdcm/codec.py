@@ -31,8 +31,9 @@ def encode(dataset: Dataset) -> bytes:
     """
     if not isinstance(dataset, Dataset):
         raise TypeError(f"a message body is a pydicom Dataset, got {type(dataset).__name__}")
-    if any(int(tag) >> 16 == 0x0002 or int(tag) in PIXEL_TAGS for tag in dataset.keys()):
-        dataset = Dataset({tag: elem for tag, elem in dataset.items() if int(tag) >> 16 != 0x0002 and int(tag) not in PIXEL_TAGS})
+    # dataset[tag] (not the raw element) so that UN elements of a file get the VR pydicom reads them with
+    # (public or private dictionary): the body then means to DataView what the Dataset means to pydicom.
+    dataset = Dataset({tag: dataset[tag] for tag in dataset.keys() if int(tag) >> 16 != 0x0002 and int(tag) not in PIXEL_TAGS})
     fp = DicomBytesIO()
     fp.is_little_endian = True
     fp.is_implicit_VR = False
@@ -43,8 +44,10 @@ def encode(dataset: Dataset) -> bytes:
 def decode(body: bytes | memoryview) -> Dataset:
     """The pydicom Dataset of a message body (values are converted lazily by pydicom).
 
-    The body is first walked with limits (:func:`meshdcm.dataview.check_body`), so that a hostile body is refused
-    before pydicom sees it."""
+    The body is first walked whole, with limits (:func:`meshdcm.dataview.check_body`): a truncated or disordered
+    body raises :class:`MalformedMessage` (pydicom's reader would quietly return the elements before the damage,
+    and a handler would then work on part of the header), and a hostile one is refused before pydicom sees it.
+    """
     check_body(body)
     try:
         ds = read_dataset(BytesIO(body), is_implicit_VR=False, is_little_endian=True)

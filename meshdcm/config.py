@@ -122,6 +122,10 @@ def _coerce(key: str, value: Any, kind: type, source: str):
                     return False
                 raise ValueError(value)
             return bool(value)
+        if kind is str and not isinstance(value, str):
+            raise TypeError(value)  # str(["a"]) would become a node called "['a']"
+        if kind is int and (isinstance(value, bool) or (isinstance(value, float) and not value.is_integer())):
+            raise ValueError(value)  # int(True) == 1 and int(5670.5) == 5670 would hide a typo
         return kind(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: {key} must be {kind.__name__}, got {value!r}") from None
@@ -145,6 +149,13 @@ def load_config(
             raise ConfigError(f"configuration file {path} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"configuration file {path} cannot be read: {exc}") from None
+        for table in ("mesh", "node", "nodes"):
+            if not isinstance(data.get(table, {}), dict):
+                raise ConfigError(f"configuration file {path}: [{table}] must be a table")
+        if not isinstance(data.get("nodes", {}).get(kind, {}), dict):
+            raise ConfigError(f"configuration file {path}: [nodes.{kind}] must be a table")
         for key, (table, tkey, _env, typ) in _KEYS.items():
             if tkey in data.get(table, {}):
                 values[key] = _coerce(key, data[table][tkey], typ, str(path))

@@ -31,6 +31,7 @@ _TAG_LEN = struct.Struct("<HHI")
 _UNDEFINED = 0xFFFFFFFF
 _VALID_VRS = frozenset(v.encode() for v in (
     "AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()))
+_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0"  # (FFFE,E0DD) little endian
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 _TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"})
 _SINGLE_VALUED_TEXT = frozenset({"LT", "ST", "UT", "UR"})
@@ -129,10 +130,12 @@ class DataView:
         return self._value(*found)
 
     def _value(self, vr: bytes, off: int, length: int):
-        if length <= 0:
-            return True if length == -1 else None  # -1: undefined-length sequence (present, not comparable)
+        if length == 0:
+            return None
+        if length == -1:  # an undefined-length sequence: present unless it ends at once (no items)
+            return None if bytes(self._buf[off:off + 4]) == _SEQ_DELIMITER else True
         if vr in _TEXT_VRS_B:
-            raw = self._buf[off:off + length]
+            raw = bytes(self._buf[off:off + length])  # a memoryview body has no isascii()/decode()
             if raw.isascii() and 0x1B not in raw:  # the same text in every repertoire but ISO 2022 (which has ESC)
                 text = raw.decode("ascii")
             elif vr in _CHARSET_VRS_B:
@@ -336,6 +339,7 @@ def check_body(body: bytes, max_elements: int = MAX_ELEMENTS, max_depth: int = M
     # "sq" sequence; None as end means undefined length (ends at a delimitation item)
     stack: list[tuple[int | None, bool, str]] = [(len(body), False, "ds")]
     pos = 0
+    last_top = -1
     end_all = len(body)
     try:
         while stack:
@@ -368,6 +372,11 @@ def check_body(body: bytes, max_elements: int = MAX_ELEMENTS, max_depth: int = M
                 pos += 8
                 stack.pop()
                 continue
+            if len(stack) == 1:  # top level: ascending tags, as PS3.5 7.1 requires
+                tag = group << 16 | elem
+                if tag <= last_top:
+                    raise MalformedMessage(f"element ({group:04X},{elem:04X}) is out of ascending order")
+                last_top = tag
             count += 1
             if count > max_elements:
                 raise MalformedMessage(f"the DICOM body has more than {max_elements} elements")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -218,7 +219,8 @@ def _tag_text(tag: int) -> str:
     from pydicom.datadict import keyword_for_tag
 
     keyword = keyword_for_tag(tag)
-    return keyword if keyword else f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    # repeating groups (60xx overlays, 50xx curves) have a keyword that tag_for_keyword does not map back
+    return keyword if keyword and tag_for_keyword(keyword) == tag else f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 def _literal_text(v) -> str:
@@ -379,6 +381,8 @@ class _Attribute:
 def _check_literal(v):
     if isinstance(v, bool) or not isinstance(v, (str, int, float)):
         raise FilterError(f"a filter compares with a string or a number, got {v!r}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise FilterError(f"a filter compares with a finite number, got {v!r}")
     return float(v) if isinstance(v, int) else v
 
 
