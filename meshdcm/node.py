@@ -386,16 +386,21 @@ class Node:
         return self._files.uri(self.id, path)
 
     def fetch(self, uri: str, dest_dir: str | os.PathLike, timeout: float = TRANSFER_TIMEOUT) -> list[Path]:
-        """Fetch a file or folder into ``dest_dir``; returns the local paths.
+        """Fetch a file or folder into ``dest_dir``; returns the local paths: the one call node authors need.
 
         ``meshdcm://`` URIs come from the node named in them (which must be in the mesh); ``file://`` and plain
-        paths are used in place. Raises :class:`~meshdcm.transfer.TransferError` saying what failed."""
+        paths are used in place; ``http(s)://`` (WADO-RS) and ``dicom://AE@host:port/study`` (C-GET) URIs are
+        fetched from the PACS they name. Raises :class:`~meshdcm.transfer.TransferError` saying what failed."""
         parsed = urlparse(uri)
         if parsed.scheme in ("", "file"):
             path = Path(unquote(parsed.path))
             if not path.exists():
                 raise TransferError(f"{path} does not exist on this machine")
             return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        if parsed.scheme in ("http", "https", "dicom"):  # WADO-RS or C-GET from a PACS (meshdcm.pacs.fetch)
+            from .pacs.fetch import fetch as pacs_fetch
+
+            return pacs_fetch(uri, dest_dir)
         node_id, rel = parse_uri(uri)
         if self._mailbox is None:
             raise MeshError(f"node {self.name} is not started")

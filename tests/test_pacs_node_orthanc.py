@@ -1,0 +1,93 @@
+"""The pacs node against a real Orthanc (in a network namespace): C-MOVE into the node's storage SCP, WADO-RS,
+results uploaded back by C-STORE, and a PACS that is down."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from meshdcm import synthetic
+from pacs_fixtures import orthanc  # noqa: F401
+from test_pacs_node import Client, study_query
+
+
+def test_pacs_node_with_orthanc(mesh, orthanc, tmp_path):  # noqa: F811
+    files = synthetic.write_study(synthetic.mr_brain(seed=77, size="small", series=("t1", "t2")), tmp_path / "src")
+    orthanc.upload(files)
+    study_uid = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    cfg = tmp_path / "pacs.toml"
+    cfg.write_text(f"""
+[nodes.pacs]
+storage = {json.dumps(str(tmp_path / "store"))}
+scp_host = "{orthanc.ns.host_ip}"
+scp_port = {orthanc.scp_port}
+[nodes.pacs.servers.orthanc]
+ae_title = "ORTHANC"
+host = "{orthanc.ns.ns_ip}"
+port = {orthanc.dicom_port}
+retrieve = "move"
+[nodes.pacs.servers.orthanc-web]
+ae_title = "ORTHANC"
+host = "{orthanc.ns.ns_ip}"
+port = {orthanc.dicom_port}
+retrieve = "wado"
+dicomweb_url = "{orthanc.dicomweb_url}"
+[nodes.pacs.servers.down]
+ae_title = "NOBODY"
+host = "127.0.0.1"
+port = 9
+retries = 1
+timeout = 2
+""")
+    proc = mesh.start("node", "pacs", "--config", cfg)
+    proc.wait_for_output("storage SCP")
+    client = Client(mesh.name)
+    results = tmp_path / "results"
+    client.node.serve("results", results)
+    with client.node:
+        assert client.node.wait_for_subscribers("find.studies", 10)
+        proc.wait_for_output("C-ECHO to PACS down failed", timeout=30)  # reported at start, node still up
+
+        found = client.ask("find.studies", study_query(StudyInstanceUID=study_uid), "found.end",
+                           meta={"pacs": "orthanc"})
+        assert [m.dataset.StudyInstanceUID for m in found if m.topic == "found.study"] == [study_uid]
+
+        for pacs in ("orthanc", "orthanc-web"):  # C-MOVE into the node's SCP, then WADO-RS
+            get = Dataset()
+            get.StudyInstanceUID = study_uid
+            replies = client.ask("get.study", get, "stored.study", timeout=120, meta={"pacs": pacs})
+            study = [m for m in replies if m.topic == "stored.study"][0]
+            assert study.meta["complete"] is True and study.meta["instances"] == len(files), (pacs, study.meta)
+            assert not [m for m in replies if m.topic.startswith("error.")]
+
+        # a derived series made on another node, uploaded by the pacs node, found in Orthanc
+        derived_uid = generate_uid()
+        results.mkdir()
+        for i, f in enumerate(files[:3]):
+            ds = dcmread(f)
+            ds.SeriesInstanceUID = derived_uid
+            ds.SOPInstanceUID = generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.SeriesDescription = "CBF [meshdcm]"
+            ds.save_as(results / f"{i}.dcm")
+        request = Dataset()
+        request.StudyInstanceUID = study_uid
+        request.SeriesInstanceUID = derived_uid
+        replies = client.ask("store.series", request, "uploaded.series", uris=[client.node.uri_for(results)],
+                             meta={"pacs": "orthanc"})
+        assert [m.meta["count"] for m in replies if m.topic == "uploaded.series"] == [3]
+        assert orthanc.rest("/tools/lookup", "POST", derived_uid.encode())[0]["Type"] == "Series"
+
+        # a PACS that is down: an error event naming it, the study and what to do
+        get = Dataset()
+        get.StudyInstanceUID = study_uid
+        replies = client.ask("get.study", get, "stored.study", timeout=60, meta={"pacs": "down"})
+        [error] = [m for m in replies if m.topic == "error.pacs"]
+        assert "down" in error.meta["error"]["reason"] and study_uid in error.meta["error"]["reason"]
+        assert "send get.study again" in error.meta["error"]["action"]
+    assert proc.popen.poll() is None
+    shutil.rmtree(results, ignore_errors=True)
