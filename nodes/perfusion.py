@@ -1,0 +1,104 @@
+"""perfusion: DSC-MRI perfusion maps (CBV, CBF, MTT, Tmax, TTP) for every DSC series that is stored.
+
+Listens to ``stored.series`` with the default filter :data:`meshdcm.perfusion.DSC_FILTER` (MR; series description or
+protocol naming perfusion/DSC/bolus, or EPI with a PERFUSION image type; never DERIVED images), fetches the series
+wherever its URIs say, computes the maps (oSVD by default; CuPy on a GPU node, NumPy elsewhere) and publishes one
+``stored.series`` per map, with ``meshdcm://`` URIs of the DICOM, NIfTI and PNG outputs and, in ``meta``, the summary
+values (means in the brain mask), the method and ``derived_from`` (the source series).
+
+It never reprocesses its own outputs: they are DERIVED (the filter excludes them) and carry ``derived_from``.
+Output UIDs derive from the source series, the map and the software version, so a message delivered twice
+does not make a second series. Start several with the same ``--group`` to share the work.
+
+Options (``[nodes.perfusion]``): ``method`` (osvd, csvd or ssvd), ``where`` (a filter replacing the default),
+``work`` (folder for inputs and outputs), ``leakage_correction`` (false).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from meshdcm import HandlerError, Message, Node, NodeConfig
+from meshdcm.perfusion import DSC_FILTER, PerfusionError, analyse_series
+
+log = logging.getLogger("meshdcm.perfusion.node")
+
+
+def create(config: NodeConfig) -> Node:
+    opts = dict(config.options)
+    method = str(opts.get("method", "osvd"))
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    work = Path(opts.get("work") or Path(base) / "meshdcm" / config.name)
+    (work / "in").mkdir(parents=True, exist_ok=True)
+    (work / "out").mkdir(parents=True, exist_ok=True)
+    gpu = _gpu_present()
+    node = Node(config=config, capabilities=("gpu",) if gpu else (), extra={"method": method})
+    node.serve("out", work / "out")
+
+    @node.on("stored.series", where=str(opts.get("where", DSC_FILTER)))
+    def analyse(msg: Message) -> None:
+        if msg.meta.get("derived_from"):
+            return  # a derived series (ours or another node's): never an input
+        series_uid = msg.get("SeriesInstanceUID")
+        if not msg.uris:
+            raise HandlerError(f"stored.series for {series_uid} carries no URIs", action="publish it with its URIs")
+        source = work / "in" / str(series_uid)
+        _fetch_first(node, msg.uris, source)
+        try:
+            result = analyse_series(source, work / "out" / str(series_uid),
+                                    method=method, series_uid=series_uid,
+                                    leakage_correction=bool(opts.get("leakage_correction", False)))
+        except PerfusionError as exc:
+            raise HandlerError(f"perfusion analysis of series {series_uid} failed: {exc}",
+                               action=getattr(exc, "action", None) or "check that it is a DSC series (>= 30 time "
+                               "points, T2*-weighted EPI); meshdcm filter-check shows what the filter matches") from exc
+        finally:
+            shutil.rmtree(source, ignore_errors=True)
+        for name, output in result.outputs.items():
+            if not output.dicom_files:
+                continue
+            from pydicom import dcmread
+
+            header = dcmread(output.dicom_files[0], stop_before_pixels=True)
+            folder = Path(output.dicom_files[0]).parent
+            uris = [node.uri_for(folder), folder.resolve().as_uri()]
+            meta = {"derived_from": series_uid, "map": name, "unit": output.unit, "method": result.method,
+                    "summary": result.summary, "array_module": result.array_module,
+                    "nifti": node.uri_for(output.nifti) if output.nifti else None,
+                    "png": node.uri_for(output.png) if output.png else None, "instances": len(output.dicom_files)}
+            node.publish("stored.series", header, reply_to=msg, uris=uris, meta=meta)
+        log.info("series %s: %d maps by %s in %.2f s (%s)", series_uid, len(result.outputs), result.method,
+                 result.seconds, result.array_module)
+
+    return node
+
+
+def _fetch_first(node: Node, uris: list[str], dest: Path) -> list[Path]:
+    """The series' files, from the first URI that works (a local path first, then over the mesh)."""
+    errors = []
+    for uri in sorted(uris, key=lambda u: not u.startswith("file:")):
+        try:
+            files = node.fetch(uri, dest)
+            if uri.startswith("file:"):  # used in place: link them into our own folder
+                dest.mkdir(parents=True, exist_ok=True)
+                for f in files:
+                    target = dest / f.name
+                    if not target.exists():
+                        os.symlink(f, target)
+            return files
+        except Exception as exc:  # try the next URI; report all if none works
+            errors.append(f"{uri}: {exc}")
+    raise HandlerError("the series could not be fetched: " + "; ".join(errors),
+                       action="check that the node holding it is running; publish stored.series again")
+
+
+def _gpu_present() -> bool:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no CuPy, no driver, no device: the NumPy path
+        return False

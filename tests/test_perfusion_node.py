@@ -1,0 +1,51 @@
+"""The perfusion node in a mesh: a DSC series is stored, maps come back as derived series, once."""
+
+from __future__ import annotations
+
+import threading
+
+from conftest import wait_until
+from meshdcm import Message, Node
+from meshdcm.perfusion import PhantomSpec, make_phantom, write_phantom_dicom
+
+
+def test_dsc_series_in_maps_out_idempotently(mesh, tmp_path):
+    files = write_phantom_dicom(make_phantom(PhantomSpec(shape=(2, 24, 24), n_time=40)), tmp_path / "dsc")
+    proc = mesh.start("node", "perfusion", "--config", mesh.config("perfusion", work=str(tmp_path / "work")))
+    proc.wait_for_output("started on")
+    got: list[Message] = []
+    lock = threading.Lock()
+    with Node("client", mesh=mesh.name) as client:
+        @client.on("stored.series")
+        def keep(msg):
+            with lock:
+                got.append(msg)
+
+        @client.on("error")
+        def errors(msg):
+            with lock:
+                got.append(msg)
+        assert client.wait_for_peers(1, 10) and client.wait_for_subscribers("stored.series", 10)
+        from pydicom import dcmread
+
+        header = dcmread(files[0], stop_before_pixels=True)
+        request = client.publish("stored.series", header, uris=[(tmp_path / "dsc").as_uri()])
+        maps = wait_until(lambda: len([m for m in got if m.correlation_id == request.message_id]) >= 5 and
+                          [m for m in got if m.correlation_id == request.message_id], 120, what="the maps")
+        assert not [m for m in got if m.topic.startswith("error.")], [m.meta for m in got]
+        names = sorted(m.meta["map"] for m in maps)
+        assert names == ["CBF", "CBV", "MTT", "TTP", "Tmax"] or set(names) >= {"CBF", "CBV", "MTT", "Tmax", "TTP"}
+        for m in maps:
+            assert m.meta["derived_from"] == header.SeriesInstanceUID
+            assert "DERIVED" in m.dataset.ImageType and m.dataset.StudyInstanceUID == header.StudyInstanceUID
+            assert m.meta["summary"] and m.uris[0].startswith("meshdcm://")
+        cbf = [m for m in maps if m.meta["map"] == "CBF"][0]
+        fetched = client.fetch(cbf.uris[0], tmp_path / "cbf")
+        assert len(fetched) == cbf.meta["instances"] == 2
+        # the same message again: the same derived series UIDs (no second series)
+        again = client.publish("stored.series", header, uris=[(tmp_path / "dsc").as_uri()])
+        maps2 = wait_until(lambda: len([m for m in got if m.correlation_id == again.message_id]) >= 5 and
+                           [m for m in got if m.correlation_id == again.message_id], 120, what="the maps again")
+        assert sorted(m.dataset.SeriesInstanceUID for m in maps2) == sorted(m.dataset.SeriesInstanceUID for m in maps)
+        # its own outputs are never inputs: nothing came back for the maps it published
+        assert len([m for m in got if m.topic == "stored.series" and m.meta.get("derived_from")]) == len(maps) * 2
