@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 
+from ._uid import stable_uid
 from .series import DSCSeries
 
 __all__ = ["derived_series_uid", "write_map_series", "SOFTWARE_VERSION"]
@@ -42,8 +43,7 @@ _GEOMETRY = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", 
 
 def derived_series_uid(source_series_uid: str, map_name: str, method: str = "") -> str:
     """Deterministic UID of the derived series for one map."""
-    return generate_uid(prefix=None, entropy_srcs=["meshdcm-perfusion", source_series_uid, map_name, method,
-                                                   SOFTWARE_VERSION])
+    return stable_uid("derived-series", source_series_uid, map_name, method, SOFTWARE_VERSION)
 
 
 def _rescale(values: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -66,7 +66,7 @@ def write_map_series(series: DSCSeries, name: str, volume: np.ndarray, out_dir: 
     paths = []
     for z, src in enumerate(series.slices):
         ds = Dataset()
-        sop = generate_uid(prefix=None, entropy_srcs=[uid, str(z)])
+        sop = stable_uid("derived-instance", uid, z)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = MRImageStorage
         meta.MediaStorageSOPInstanceUID = sop

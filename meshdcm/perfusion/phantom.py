@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._uid import stable_uid
 from .constants import KH, RHO
 
 logger = logging.getLogger(__name__)
@@ -178,9 +179,7 @@ def make_phantom(spec: PhantomSpec | None = None) -> Phantom:
 
 
 def _uid(seed: int, *parts) -> str:
-    from pydicom.uid import generate_uid
-
-    return generate_uid(prefix=None, entropy_srcs=["meshdcm-perfusion-phantom", str(seed), *map(str, parts)])
+    return stable_uid("phantom", seed, *parts)
 
 
 def write_phantom_dicom(phantom: Phantom, out_dir: str | Path, series_description: str = "DSC perfusion") -> list[Path]:
