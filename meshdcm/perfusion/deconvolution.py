@@ -17,12 +17,14 @@ pseudo-inverse is applied to all voxels by batched matrix products (voxels are t
 The AIF column uses the Simpson-like weights ``(a[k-1] + 4 a[k] + a[k+1]) / 6`` of that toolbox, which
 reduces the discretisation bias at TR ~ 1.5 s.
 
-Speed: oSVD is evaluated for all 19 thresholds at once.  Thresholds map to ranks; going from the
-highest threshold (fewest singular components) to the lowest, the residue ``R = V_r diag(1/s_r) U_r^T C``
-and its second difference are *updated* by the newly admitted components only, so the total cost is
-about two dense products plus one oscillation-index pass per distinct rank, instead of one solve per
-voxel per threshold.  A final product with a per-voxel rank mask gives each voxel its residue.
-Voxels are processed in chunks to stay in cache (CPU) or bounded in memory (GPU).
+Speed: oSVD runs the thresholds for a whole chunk of voxels at once.  Thresholds map to ranks; going
+from the lowest threshold (most singular components) up, the residue ``R = V_r diag(1/s_r) U_r^T C``
+and its second difference are *downdated* by the dropped components only, each voxel keeps the first
+(smallest) threshold whose oscillation index passes, and a chunk stops as soon as every voxel has
+passed.  So the cost is about two dense products plus one oscillation-index pass per rank actually
+needed, instead of one solve per voxel per threshold, and the result equals the per-voxel loop
+(tests/test_perfusion_core.py checks that).  Voxels are processed in chunks to stay in cache (CPU) or
+bounded in memory (GPU).
 """
 
 from __future__ import annotations
@@ -142,18 +144,16 @@ def deconvolve(conc, aif, dt: float, method: str = "osvd", threshold: float | No
 
 def _osvd(conc, u, s, vt, n, dt, oi_threshold, xp, chunk) -> Deconvolution:
     size = s.size
-    # ranks for thresholds from highest (fewest components) to lowest; keep the distinct ones
-    levels = sorted(OSVD_LEVELS, reverse=True)
-    ranks = [int(np.count_nonzero(s >= p * s[0])) for p in levels]
+    # ranks for thresholds from lowest (most components) to highest; keep the distinct ones
+    levels = sorted(OSVD_LEVELS)
     steps: list[tuple[int, float]] = []  # (rank, smallest threshold giving that rank)
-    for r, p in zip(ranks, levels, strict=True):
-        if steps and steps[-1][0] == r:
-            steps[-1] = (r, p)
-        else:
+    for p in levels:
+        r = int(np.count_nonzero(s >= p * s[0]))
+        if not steps or steps[-1][0] != r:
             steps.append((r, p))
     v = vt.T
     d2v = v[2:] - 2 * v[1:-1] + v[:-2]
-    uts = xp.asarray(u[:n].T / s[:, None], dtype=xp.float32)  # (2N, N): diag(1/s) U^T restricted
+    uts = xp.asarray(u[:n].T / s[:, None], dtype=xp.float32)  # diag(1/s) U^T on the N measured rows
     v_x = xp.asarray(v, dtype=xp.float32)
     d2v_x = xp.asarray(d2v, dtype=xp.float32)
     nvox = conc.shape[1]
@@ -161,34 +161,39 @@ def _osvd(conc, u, s, vt, n, dt, oi_threshold, xp, chunk) -> Deconvolution:
     tmax = xp.empty(nvox, dtype=xp.float32)
     chosen_p = xp.empty(nvox, dtype=xp.float32)
     chosen_oi = xp.empty(nvox, dtype=xp.float32)
-    comp = xp.arange(size)[:, None]
     thr = xp.float32(oi_threshold)
+    inf = xp.float32(np.inf)
     for c0 in range(0, nvox, chunk):
         c = conc[:, c0:c0 + chunk]
-        w = uts @ c  # (2N, m)
         m = c.shape[1]
-        r_acc = xp.zeros((size, m), dtype=xp.float32)
-        d2_acc = xp.zeros((size - 2, m), dtype=xp.float32)
-        best_rank = xp.full(m, steps[0][0], dtype=xp.int32)
-        best_p = xp.full(m, steps[0][1], dtype=xp.float32)
-        best_oi = xp.full(m, xp.inf, dtype=xp.float32)
-        prev = 0
-        for rank, p in steps:
-            if rank > prev:
-                r_acc += v_x[:, prev:rank] @ w[prev:rank]
-                d2_acc += d2v_x[:, prev:rank] @ w[prev:rank]
-                prev = rank
+        r0 = steps[0][0]
+        w = uts[:r0] @ c  # (r0, m)
+        r_acc = v_x[:, :r0] @ w
+        d2_acc = d2v_x[:, :r0] @ w
+        done = xp.zeros(m, dtype=bool)
+        f = xp.zeros(m, dtype=xp.float32)
+        tm = xp.zeros(m, dtype=xp.float32)
+        pc = xp.zeros(m, dtype=xp.float32)
+        oc = xp.zeros(m, dtype=xp.float32)
+        for i, (rank, p) in enumerate(steps):
+            if i > 0:  # drop the components between this rank and the previous (larger) one
+                prev = steps[i - 1][0]
+                r_acc -= v_x[:, rank:prev] @ w[rank:prev]
+                d2_acc -= d2v_x[:, rank:prev] @ w[rank:prev]
             peak = r_acc.max(axis=0)
-            oi = xp.abs(d2_acc).sum(axis=0) / (xp.float32(size) * xp.where(peak > 0, peak, xp.float32(np.inf)))
-            if rank == steps[0][0]:
-                best_oi = oi
-            ok = oi < thr  # lower thresholds come later: the last one that passes is the smallest P
-            best_rank = xp.where(ok, xp.int32(rank), best_rank)
-            best_p = xp.where(ok, xp.float32(p), best_p)
-            best_oi = xp.where(ok, oi, best_oi)
-        r = v_x @ xp.where(comp < best_rank[None, :], w, xp.float32(0))
-        flow[c0:c0 + m] = r.max(axis=0)
-        tmax[c0:c0 + m] = _tmax(r.argmax(axis=0), n, dt, xp)
-        chosen_p[c0:c0 + m] = best_p
-        chosen_oi[c0:c0 + m] = best_oi
+            oi = xp.abs(d2_acc).sum(axis=0) / (xp.float32(size) * xp.where(peak > 0, peak, inf))
+            last = i == len(steps) - 1
+            new = ~done & ((oi < thr) | last)  # the smallest threshold that passes; else the largest
+            if bool(new.any()):
+                f = xp.where(new, peak, f)
+                tm = xp.where(new, _tmax(r_acc.argmax(axis=0), n, dt, xp), tm)
+                pc = xp.where(new, xp.float32(p), pc)
+                oc = xp.where(new, oi, oc)
+                done = done | new
+                if bool(done.all()):
+                    break
+        flow[c0:c0 + m] = f
+        tmax[c0:c0 + m] = tm
+        chosen_p[c0:c0 + m] = pc
+        chosen_oi[c0:c0 + m] = oc
     return Deconvolution("osvd", flow, tmax, chosen_p, chosen_oi)
