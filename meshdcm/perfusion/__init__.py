@@ -1,0 +1,23 @@
+"""DSC-MRI perfusion: CBV, CBF, MTT, Tmax and TTP maps by sSVD, cSVD or oSVD, NumPy or CuPy.
+
+Mesh-independent library; a node calls :func:`analyse_series`.  See docs/perfusion.md.
+"""
+
+from .aif import AIF, manual_aif, select_aif
+from .concentration import brain_mask, detect_baseline, signal_to_concentration
+from .deconvolution import METHODS, Deconvolution, deconvolve
+from .derived import derived_series_uid
+from .errors import AIFSelectionError, NotDSCSeriesError, PerfusionError
+from .leakage import boxerman_correction
+from .maps import MAP_NAMES, PerfusionMaps, compute_maps, normalise_to_nawm
+from .phantom import Phantom, PhantomSpec, make_phantom, write_phantom_dicom
+from .pipeline import MapOutput, PerfusionResult, analyse_loaded, analyse_series
+from .series import DSC_FILTER, DSCSeries, is_dsc_series, load_dsc_series
+
+__all__ = [
+    "AIF", "AIFSelectionError", "DSCSeries", "DSC_FILTER", "Deconvolution", "MAP_NAMES", "METHODS", "MapOutput",
+    "NotDSCSeriesError", "PerfusionError", "PerfusionMaps", "PerfusionResult", "Phantom", "PhantomSpec",
+    "analyse_loaded", "analyse_series", "boxerman_correction", "brain_mask", "compute_maps", "deconvolve",
+    "derived_series_uid", "detect_baseline", "is_dsc_series", "load_dsc_series", "make_phantom", "manual_aif",
+    "normalise_to_nawm", "select_aif", "signal_to_concentration", "write_phantom_dicom",
+]

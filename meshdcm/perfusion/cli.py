@@ -1,0 +1,55 @@
+"""``meshdcm perfusion DSC_SERIES_DIR OUT_DIR [--method ssvd|csvd|osvd] [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .deconvolution import METHODS
+from .errors import PerfusionError
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="meshdcm perfusion",
+                                description="DSC-MRI perfusion maps (CBV, CBF, MTT, Tmax, TTP) by SVD deconvolution")
+    p.add_argument("series_dir", help="folder holding the DSC series (DICOM files, searched recursively)")
+    p.add_argument("out_dir", help="folder for derived DICOM series, NIfTI and PNG outputs")
+    p.add_argument("--method", choices=METHODS, default="osvd", help="deconvolution (default: osvd)")
+    p.add_argument("--series-uid", help="SeriesInstanceUID to analyse when the folder holds several DSC series")
+    p.add_argument("--leakage", action="store_true", help="Boxerman-Schmainda-Weisskoff leakage correction")
+    p.add_argument("--normalise", action="store_true", help="also write rCBV/rCBF/rMTT relative to NAWM")
+    p.add_argument("--xp", choices=("auto", "numpy", "cupy"), default="auto", help="array module (default: auto)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .pipeline import analyse_series
+
+    try:
+        result = analyse_series(args.series_dir, args.out_dir, method=args.method, xp=args.xp,
+                                series_uid=args.series_uid, leakage_correction=args.leakage, normalise=args.normalise)
+    except (PerfusionError, ValueError, RuntimeError) as exc:
+        print(f"meshdcm perfusion: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        s = result.summary
+        print(f"series {result.source_series_uid}: {args.method}, AIF {result.aif_method} "
+              f"({len(result.aif_voxels)} voxels), {result.brain_voxels} brain voxels")
+        print(f"  mean CBF {s['mean_CBF']:.1f} ml/100g/min, CBV {s['mean_CBV']:.2f} ml/100g, MTT {s['mean_MTT']:.2f} s, "
+              f"Tmax {s['mean_Tmax']:.2f} s")
+        for name, mo in result.outputs.items():
+            print(f"  {name}: series {mo.series_uid}  {mo.nifti}  {mo.png}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

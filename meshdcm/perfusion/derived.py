@@ -1,0 +1,134 @@
+"""Derived DICOM series for perfusion maps (MR Image Storage, ImageType DERIVED\\SECONDARY).
+
+One series per map, one instance per source slice, with the source's Patient/Study modules, Frame of
+Reference and Image Plane geometry (PS3.3 C.7.6.2), float values stored as 16-bit integers with
+RescaleSlope/RescaleIntercept (C.11.1.1.2) and units in a Real World Value Mapping (C.7.6.16.2.11,
+UCUM).  References: ReferencedSeriesSequence to the source series and SourceImageSequence to the
+slice's first-time-point instance.  The SeriesInstanceUID is derived from (source series UID, map
+name, software version) and each SOPInstanceUID from (that series UID, slice index), so a re-run writes
+the same UIDs and overwrites the same files instead of creating a second series.  MR Image Storage (not
+the Parametric Map IOD) is used because every PACS and viewer displays it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
+
+from ._uid import stable_uid
+from .series import DSCSeries
+
+__all__ = ["derived_series_uid", "write_map_series", "SOFTWARE_VERSION"]
+
+try:
+    from meshdcm._version import __version__ as SOFTWARE_VERSION
+except ImportError:  # pragma: no cover - package layout without _version
+    SOFTWARE_VERSION = "0"
+
+_UCUM = {"CBV": ("ml/100g", "ml/100g"), "CBF": ("ml/100g/min", "ml/(100g.min)"), "MTT": ("s", "s"),
+         "Tmax": ("s", "s"), "TTP": ("s", "s"), "rCBV": ("ratio", "1"), "rCBF": ("ratio", "1"),
+         "rMTT": ("ratio", "1")}
+_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "StudyInstanceUID",
+                  "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName",
+                  "StudyDescription")
+_GEOMETRY = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness",
+             "SpacingBetweenSlices", "SliceLocation", "Rows", "Columns", "FrameOfReferenceUID",
+             "PositionReferenceIndicator")
+
+
+def derived_series_uid(source_series_uid: str, map_name: str, method: str = "") -> str:
+    """Deterministic UID of the derived series for one map."""
+    return stable_uid("derived-series", source_series_uid, map_name, method, SOFTWARE_VERSION)
+
+
+def _rescale(values: np.ndarray) -> tuple[np.ndarray, float, float]:
+    lo = float(min(0.0, np.nanmin(values)))
+    hi = float(np.nanmax(values))
+    slope = (hi - lo) / 65535.0 if hi > lo else 1.0
+    stored = np.clip(np.rint((np.nan_to_num(values) - lo) / slope), 0, 65535).astype(np.uint16)
+    return stored, slope, lo
+
+
+def write_map_series(series: DSCSeries, name: str, volume: np.ndarray, out_dir: str | Path, method: str,
+                     series_number: int = 9000) -> tuple[str, list[Path]]:
+    """Write ``volume`` (Z, Y, X) as a derived series under ``out_dir``; returns (series UID, files)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    uid = derived_series_uid(series.series_uid, name, method)
+    stored, slope, intercept = _rescale(volume)
+    label, ucum = _UCUM.get(name, (name, "1"))
+    now = _dt.datetime.now()
+    paths = []
+    for z, src in enumerate(series.slices):
+        ds = Dataset()
+        sop = stable_uid("derived-instance", uid, z)
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = MRImageStorage
+        meta.MediaStorageSOPInstanceUID = sop
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta = meta
+        for kw in _PATIENT_STUDY + _GEOMETRY:
+            if kw in src:
+                setattr(ds, kw, src.data_element(kw).value)
+        ds.SOPClassUID = MRImageStorage
+        ds.SOPInstanceUID = sop
+        ds.Modality = "MR"
+        ds.SeriesInstanceUID = uid
+        ds.SeriesNumber = series_number
+        ds.SeriesDescription = f"{name} ({method.upper()}) [{label}]"
+        ds.SeriesDate = now.strftime("%Y%m%d")
+        ds.SeriesTime = now.strftime("%H%M%S")
+        ds.ContentDate, ds.ContentTime = ds.SeriesDate, ds.SeriesTime
+        ds.InstanceNumber = z + 1
+        ds.ImageType = ["DERIVED", "SECONDARY", name.upper()]
+        ds.Manufacturer = "meshdcm"
+        ds.SoftwareVersions = SOFTWARE_VERSION
+        ds.DerivationDescription = f"DSC perfusion {name} by {method} deconvolution (meshdcm.perfusion)"
+        ds.ScanningSequence = src.get("ScanningSequence", "EP")
+        ds.SequenceVariant = src.get("SequenceVariant", "NONE")
+        ds.ScanOptions = src.get("ScanOptions", "")
+        ds.MRAcquisitionType = src.get("MRAcquisitionType", "2D")
+        ds.EchoTime = src.get("EchoTime")
+        ds.RepetitionTime = src.get("RepetitionTime")
+        ds.EchoTrainLength = src.get("EchoTrainLength", 1)
+        ref_inst = Dataset()
+        ref_inst.ReferencedSOPClassUID = src.SOPClassUID
+        ref_inst.ReferencedSOPInstanceUID = src.SOPInstanceUID
+        ds.SourceImageSequence = DicomSequence([ref_inst])
+        ref_series = Dataset()
+        ref_series.SeriesInstanceUID = series.series_uid
+        ref_series.ReferencedInstanceSequence = DicomSequence([ref_inst])
+        ds.ReferencedSeriesSequence = DicomSequence([ref_series])
+        rwv = Dataset()
+        rwv.RealWorldValueFirstValueMapped = 0
+        rwv.RealWorldValueLastValueMapped = 65535
+        rwv.RealWorldValueSlope = slope
+        rwv.RealWorldValueIntercept = intercept
+        rwv.LUTExplanation = name
+        rwv.LUTLabel = name
+        unit = Dataset()
+        unit.CodeValue = ucum
+        unit.CodingSchemeDesignator = "UCUM"
+        unit.CodeMeaning = label
+        rwv.MeasurementUnitsCodeSequence = DicomSequence([unit])
+        ds.RealWorldValueMappingSequence = DicomSequence([rwv])
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 0
+        ds.RescaleSlope = f"{slope:.8g}"
+        ds.RescaleIntercept = f"{intercept:.8g}"
+        ds.RescaleType = "US"
+        ds.Rows, ds.Columns = stored.shape[1:]
+        ds.PixelData = stored[z].tobytes()
+        path = out / f"{name}_{z + 1:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return uid, paths

@@ -1,0 +1,123 @@
+"""Series detection/loading, derived DICOM series, NIfTI, PNG and the CLI, on real files."""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from perfusion_fixtures import phantom, phantom_dir  # noqa: F401  (pytest fixtures)
+from PIL import Image
+
+from meshdcm.perfusion import DSC_FILTER, NotDSCSeriesError, analyse_series, is_dsc_series, load_dsc_series
+from meshdcm.perfusion import write_phantom_dicom
+from meshdcm.perfusion.cli import main
+from meshdcm.perfusion.nifti import ras_affine
+from meshdcm.perfusion.render import write_png_zlib
+
+
+@pytest.fixture(scope="module")
+def result(phantom_dir, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("perf_out")
+    return analyse_series(phantom_dir, out, method="osvd", xp="numpy"), out
+
+
+def test_phantom_uids_are_deterministic(phantom, phantom_dir, tmp_path):  # noqa: F811
+    again = write_phantom_dicom(phantom, tmp_path)
+    first = pydicom.dcmread(sorted(phantom_dir.iterdir())[0])
+    assert pydicom.dcmread(again[0]).SeriesInstanceUID == first.SeriesInstanceUID
+    assert pydicom.dcmread(again[0]).SOPInstanceUID == first.SOPInstanceUID
+
+
+def test_detection_and_loading(phantom, phantom_dir):  # noqa: F811
+    files = sorted(phantom_dir.iterdir())
+    datasets = [pydicom.dcmread(f) for f in files]
+    assert is_dsc_series(datasets)
+    nz = phantom.spec.shape[0]
+    assert not is_dsc_series(datasets[: 20 * nz])  # 20 time points are too few
+    s = load_dsc_series(datasets[::-1])  # order of arrival must not matter
+    np.testing.assert_allclose(s.signal, np.rint(phantom.signal), atol=0.5)
+    np.testing.assert_allclose(s.times, phantom.times, atol=1e-3)
+    assert s.te == pytest.approx(phantom.spec.te)
+    assert "SeriesDescription" in DSC_FILTER and 'Modality == "MR"' in DSC_FILTER
+
+
+def test_incomplete_or_foreign_input_is_refused_with_the_series_uid(phantom_dir, tmp_path):  # noqa: F811
+    datasets = [pydicom.dcmread(f) for f in sorted(phantom_dir.iterdir())]
+    uid = datasets[0].SeriesInstanceUID
+    with pytest.raises(NotDSCSeriesError, match=uid):
+        load_dsc_series(datasets[:-1], series_uid=uid)
+    ct = datasets[0].copy()
+    ct.Modality = "CT"
+    with pytest.raises(NotDSCSeriesError, match="none of the 1 series"):
+        load_dsc_series([ct])
+    assert main([str(tmp_path), str(tmp_path / "o")]) == 2  # empty folder: clear error, exit 2
+
+
+def test_derived_series_geometry_references_and_values(result, phantom, phantom_dir):  # noqa: F811
+    res, out = result
+    src = pydicom.dcmread(sorted(phantom_dir.iterdir())[0])
+    cbf = res.outputs["CBF"]
+    files = [pydicom.dcmread(f) for f in cbf.dicom_files]
+    assert len(files) == phantom.spec.shape[0]
+    for z, ds in enumerate(sorted(files, key=lambda d: d.InstanceNumber)):
+        assert list(ds.ImageType[:2]) == ["DERIVED", "SECONDARY"]
+        assert ds.FrameOfReferenceUID == src.FrameOfReferenceUID
+        assert ds.StudyInstanceUID == src.StudyInstanceUID
+        assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == src.SeriesInstanceUID
+        assert ds.ImageOrientationPatient == src.ImageOrientationPatient
+        assert ds.PixelSpacing == src.PixelSpacing
+        assert float(ds.ImagePositionPatient[2]) == pytest.approx(z * phantom.spec.slice_thickness)
+        values = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        np.testing.assert_allclose(values, res.maps.maps["CBF"][z], atol=float(ds.RescaleSlope))
+
+
+def test_rerun_reuses_series_uids(result, phantom_dir, tmp_path):  # noqa: F811
+    res, out = result
+    again = analyse_series(phantom_dir, out, method="osvd", xp="numpy")
+    assert {k: v.series_uid for k, v in again.outputs.items()} == {k: v.series_uid for k, v in res.outputs.items()}
+    assert len(list((out / "dicom" / "CBF").iterdir())) == len(res.outputs["CBF"].dicom_files)
+    other = analyse_series(phantom_dir, tmp_path, method="csvd", xp="numpy", write_nifti_files=False,
+                           write_png_files=False)
+    assert other.outputs["CBF"].series_uid != res.outputs["CBF"].series_uid
+
+
+def test_nifti_affine_matches_simpleitk_reading_of_the_derived_series(result):
+    res, out = result
+    mo = res.outputs["CBV"]
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(out / "dicom" / "CBV")))
+    img = reader.Execute()
+    lps = np.eye(4)
+    lps[:3, :3] = np.array(img.GetDirection()).reshape(3, 3) * np.array(img.GetSpacing())
+    lps[:3, 3] = img.GetOrigin()
+    nii = nib.load(mo.nifti)
+    np.testing.assert_allclose(nii.affine, ras_affine(lps), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(nii.dataobj), res.maps.maps["CBV"].transpose(2, 1, 0), rtol=1e-6)
+    sitk_vals = sitk.GetArrayFromImage(img)  # (z, y, x), rescaled
+    np.testing.assert_allclose(sitk_vals, res.maps.maps["CBV"], atol=1e-3 * res.maps.maps["CBV"].max())
+
+
+def test_png_renderings_and_zlib_writer(result, tmp_path):
+    res, out = result
+    assert res.png_encoder == "pillow"
+    with Image.open(res.outputs["CBF"].png) as im:
+        assert im.mode == "RGB" and im.size[0] > 0
+        assert np.asarray(im).max() > 0
+    rgb = np.random.default_rng(0).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    path = write_png_zlib(rgb, tmp_path / "x.png")
+    with Image.open(path) as im:
+        np.testing.assert_array_equal(np.asarray(im), rgb)
+    assert zlib.crc32(path.read_bytes()[12:29]) == int.from_bytes(path.read_bytes()[29:33], "big")
+
+
+def test_cli_json(phantom_dir, tmp_path, capsys):  # noqa: F811
+    assert main([str(phantom_dir), str(tmp_path), "--method", "csvd", "--json", "--xp", "numpy"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["method"] == "csvd" and set(doc["outputs"]) >= {"CBV", "CBF", "MTT", "Tmax", "TTP"}
+    assert doc["summary"]["mean_CBF"] > 0
+    assert json.loads((tmp_path / "perfusion.json").read_text())["source_series_uid"] == doc["source_series_uid"]
