@@ -76,10 +76,11 @@ class NetNs:
     @classmethod
     def create(cls) -> NetNs:
         pid = os.getpid()
-        name = f"mdcm{pid}"
-        veth = f"mdv{pid % 100000}"
-        third = pid % 200 + 20
-        fourth = (pid // 200) % 60 * 4
+        token = int.from_bytes(os.urandom(2), "little")  # concurrent runs (CI, other sessions) never collide
+        name = f"mdcm{pid}x{token:04x}"
+        veth = f"mdv{token:04x}{pid % 1000}"
+        third = token % 200 + 20
+        fourth = (token // 200) % 60 * 4
         host_ip, ns_ip = f"10.231.{third}.{fourth + 1}", f"10.231.{third}.{fourth + 2}"
         _run("ip", "netns", "add", name)
         try:

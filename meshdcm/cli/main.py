@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("args", nargs=argparse.REMAINDER)
     c.set_defaults(func=lambda a: _pacs_cli(a.args))
 
+    c = sub.add_parser("perfusion", help="DSC perfusion maps of a series folder, without a mesh", add_help=False,
+                       description="meshdcm perfusion DSC_SERIES_DIR OUT_DIR [--method ssvd|csvd|osvd] [--json]")
+    c.add_argument("args", nargs=argparse.REMAINDER)
+
     c = sub.add_parser("up", help="run every node kind on this machine (the main job)")
     c.add_argument("kinds", nargs="*", help="node kinds to start (default: all)")
     c.add_argument("--config", metavar="FILE.toml", help="settings for the nodes ([nodes.pacs.servers.NAME] for PACS)")
@@ -98,10 +102,16 @@ def _pacs_cli(argv: list[str]) -> int:
     return pacs_main(argv)
 
 
+def _perfusion_cli(argv: list[str]) -> int:
+    from ..perfusion.cli import main as perfusion_main
+
+    return perfusion_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["pacs"]:  # its own command line, options included (argparse's REMAINDER would eat them)
-        return _pacs_cli(argv[1:])
+    if argv[:1] in (["pacs"], ["perfusion"]):  # their own command lines (argparse's REMAINDER would eat options)
+        return _pacs_cli(argv[1:]) if argv[0] == "pacs" else _perfusion_cli(argv[1:])
     args = build_parser().parse_args(argv)
     return mesh.guarded(args.func)(args)
 
