@@ -48,7 +48,7 @@ class Peer:
             "state": self.state, "age": round(now - self.first_seen, 3), "silent": round(now - self.last_seen, 3),
             "subscribed": self.subscribed, "endpoints": {"control": m.control, "events": m.events, "work": m.work},
             "handlers": [h.to_dict() for h in m.handlers], "capabilities": list(m.capabilities),
-            "software": m.software, "protocol": m.protocol,
+            "software": m.software, "protocol": m.protocol, "extra": m.extra,
         }
 
 
