@@ -138,7 +138,7 @@ def bench_retrieve(files, work: Path, repeats: int) -> dict:
         n = len(files)
         scp = StorageSCP(work / "move-ours", ae_title="MESHDCM", host=srv.ns.host_ip, port=srv.scp_port)
         scp.start()
-        times = {"move_ours": [], "move_dcmtk": [], "get_ours": [], "get_dcmtk": []}
+        times = {"move_ours": [], "move_dcmtk": [], "get_ours": [], "get_dcmtk": [], "move_ours_nofsync": []}
         try:
             for _ in range(repeats):
                 shutil.rmtree(scp.directory / study, ignore_errors=True)
@@ -146,6 +146,13 @@ def bench_retrieve(files, work: Path, repeats: int) -> dict:
                 res = retrieve(pacs, study, method="move", scp=scp)
                 times["move_ours"].append(time.perf_counter() - t0)
                 assert res.done == n, res
+                # the same with per-instance fsync off (DCMTK does not fsync): shows what durability costs
+                shutil.rmtree(scp.directory / study, ignore_errors=True)
+                scp.fsync = False
+                t0 = time.perf_counter()
+                retrieve(pacs, study, method="move", scp=scp)
+                times["move_ours_nofsync"].append(time.perf_counter() - t0)
+                scp.fsync = True
 
                 out = work / "move-dcmtk"
                 shutil.rmtree(out, ignore_errors=True)

@@ -109,3 +109,15 @@ def test_synthetic_mr_series_and_dsc():
     h = synthetic.mr_header(patient=synthetic.NON_ASCII_PATIENT)
     assert len(h) >= 70 and "PixelData" not in h and h.SpecificCharacterSet == "ISO_IR 192"
     assert str(h.PatientName).startswith("Müller")
+
+
+def test_storage_scp_survives_its_folders_being_removed(tmp_path):
+    import shutil
+
+    src = synthetic.write_study(synthetic.head_ct(seed=8, size="small", slices=2), tmp_path / "src")
+    with StorageSCP(tmp_path / "rx") as scp:
+        _storescu(scp.port, src[:1])
+        study = str(dcmread(src[0]).StudyInstanceUID)
+        shutil.rmtree(tmp_path / "rx" / study)
+        _storescu(scp.port, src[1:])  # storescu fails the test if the SCP answers a failure status
+        assert len(list((tmp_path / "rx" / study).rglob("*.dcm"))) == 1

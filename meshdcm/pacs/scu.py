@@ -43,7 +43,7 @@ from pynetdicom.sop_class import (
 
 from .config import Pacs
 from .errors import PacsError, PacsUnavailable, RetrieveIncomplete
-from .storage import DirectorySink, StorageSCP, StoredInstance
+from .storage import DirectorySink, StorageSCP, StoredInstance, sync_files
 
 __all__ = ["echo", "find", "count_instances", "retrieve", "store", "RetrieveResult", "StoreResult", "LEVELS"]
 
@@ -218,6 +218,14 @@ def count_instances(pacs: Pacs, study_uid: str, series_uid: str | None = None) -
 
 
 def _sop_classes_in_study(pacs: Pacs, study_uid: str, series_uid: str | None) -> list[str]:
+    """SOP classes to offer for C-GET: SOPClassesInStudy (one answer), else IMAGE-level matches."""
+    q = Dataset()
+    q.StudyInstanceUID = study_uid
+    q.SOPClassesInStudy = ""
+    answers = list(find(pacs, "STUDY", q))
+    if len(answers) == 1 and answers[0].get("SOPClassesInStudy"):
+        v = answers[0].SOPClassesInStudy
+        return sorted({str(x) for x in ([v] if isinstance(v, str) else v)})
     q = Dataset()
     q.StudyInstanceUID = study_uid
     if series_uid:
@@ -379,7 +387,8 @@ def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_insta
         write_dataset(fp, _identifier(study_uid, series_uid))
         return fp.getvalue()
 
-    sink = DirectorySink(dest, stored)
+    # The PACS keeps its copy until we are done, so fsync once at the end instead of per sub-operation.
+    sink = DirectorySink(dest, stored, fsync=False)
     syntaxes = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, *_COMPRESSED]
     per_class = max(1, 127 // max(1, len(classes)))
     req = GetRequestor(pacs.host, pacs.port, pacs.ae_title, pacs.calling_ae, classes[:127], syntaxes[:per_class],
@@ -388,6 +397,7 @@ def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_insta
         final = req.get(encode, on_pending=pending)
     except AssociationRefused as exc:
         raise PacsUnavailable(pacs, str(exc), study_uid, "C-GET") from exc
+    sync_files(res.paths)
     code = final.get("status")
     if code not in (0x0000, 0xB000):
         raise PacsError(pacs, f"C-GET status {code:#06x}", study_uid, "C-GET", retryable=code in (0xA702, 0xA701))

@@ -35,7 +35,7 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-__all__ = ["StorageSCP", "StoredInstance", "Expectation", "InstanceWriter", "DirectorySink", "write_durably", "encode_file_meta"]
+__all__ = ["StorageSCP", "StoredInstance", "Expectation", "InstanceWriter", "DirectorySink", "sync_files", "write_durably", "encode_file_meta"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -140,6 +140,24 @@ class Expectation:
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._event.wait(timeout)
+
+
+def sync_files(paths) -> None:
+    """fdatasync each file and fsync each parent folder once (batch durability after a retrieve)."""
+    folders = set()
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        folders.add(os.path.dirname(p))
+    for d in folders:
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def write_durably(path: Path, data: bytes | memoryview, fsync: bool = True) -> None:
@@ -292,7 +310,11 @@ class _FileSink:
             if folder not in scp._made_dirs:
                 folder.mkdir(parents=True, exist_ok=True)
                 scp._made_dirs.add(folder)
-            os.replace(self.tmp, path)
+            try:
+                os.replace(self.tmp, path)
+            except FileNotFoundError:  # the folder was removed behind our back: make it again
+                folder.mkdir(parents=True, exist_ok=True)
+                os.replace(self.tmp, path)
         except OSError as exc:
             LOGGER.error("storage SCP: could not move instance %s of study %s into place: %s", self.sop_uid,
                          study_uid, exc)

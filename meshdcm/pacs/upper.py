@@ -35,6 +35,7 @@ IMPLEMENTATION_CLASS_UID = b"1.2.826.0.1.3680043.10.1452.1"
 IMPLEMENTATION_VERSION = b"MESHDCM_01"
 _STORAGE = {str(cx.abstract_syntax) for cx in AllStoragePresentationContexts}
 _SYNTAXES = [str(ts) for ts in ALL_TRANSFER_SYNTAXES]
+_QUICKACK = getattr(socket, "TCP_QUICKACK", 0)
 
 
 def _uid(b: bytes) -> str:
@@ -105,6 +106,8 @@ class _Association(threading.Thread):
             if r == 0:
                 raise _Closed()
             got += r
+            if _QUICKACK:  # ACK at once: a sender with Nagle on (DCMTK's default) would wait for our delayed ACK
+                self.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
 
     def _read(self, n: int) -> memoryview:
         if n > len(self.buf):
