@@ -121,3 +121,18 @@ def test_storage_scp_survives_its_folders_being_removed(tmp_path):
         shutil.rmtree(tmp_path / "rx" / study)
         _storescu(scp.port, src[1:])  # storescu fails the test if the SCP answers a failure status
         assert len(list((tmp_path / "rx" / study).rglob("*.dcm"))) == 1
+
+
+def test_storage_scp_answers_echo_and_rejects_what_it_cannot_serve(tmp_path):
+    from pydicom.dataset import Dataset
+
+    from meshdcm.pacs import Pacs, echo, find
+
+    with StorageSCP(tmp_path / "rx") as scp:
+        pacs = Pacs("our-scp", ae_title="MESHDCM", host="127.0.0.1", port=scp.port, timeout=5)
+        assert echo(pacs) < 5
+        q = Dataset()
+        q.StudyInstanceUID = ""
+        with pytest.raises(PacsUnavailable) as ei:
+            list(find(pacs, "STUDY", q))
+        assert "rejected" in str(ei.value) and "our-scp" in str(ei.value)

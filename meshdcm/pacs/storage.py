@@ -1,23 +1,23 @@
 """Storage SCP: receive C-STORE pushes (from scanners, from a PACS answering our C-MOVE) and write them durably.
 
-Built on pynetdicom's threaded association server (one thread per association, so several senders are
-served at once). Tuned for throughput:
+The network side is :mod:`meshdcm.pacs.upper` (a small hand-written DICOM upper-layer acceptor; see there
+why), one thread per association so several senders are served at once. For each instance:
 
-* the encoded dataset is written as received (``Event.encoded_dataset()``: preamble + file meta with the
-  accepted transfer syntax + the peer's bytes) -- never decoded and re-encoded, so compressed transfer
-  syntaxes (JPEG-LS, RLE, JPEG 2000, deflate...) stay byte-identical;
-* every transfer syntax pynetdicom knows is accepted for every storage SOP class;
-* a large maximum PDU (fewer P-DATA fragments) and TCP_NODELAY on each connection;
-* each instance is written to a temporary name, ``fsync``-ed, then renamed into place *before* success is
-  answered, so a success status means the instance is on disk.
-
-Only the header (up to Pixel Data) is parsed, lazily, to learn the study/series UIDs for the file layout
-``<dir>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm`` and for the ``on_stored`` callback.
+* the dataset fragments are streamed from the socket into ``<dir>/.incoming/<sop>.part`` behind a preamble
+  and a File Meta Information group carrying the accepted transfer syntax (PS3.10) -- never decoded and
+  re-encoded, so compressed transfer syntaxes (JPEG-LS, RLE, JPEG 2000, deflate...) stay byte-identical;
+* the file is ``fdatasync``-ed and renamed to ``<dir>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm``
+  *before* success is answered, so a success status means the instance is on disk;
+* only the Study/Series UIDs are scanned from the first bytes (:func:`scan_study_series`); the full header
+  (up to Pixel Data) is parsed lazily when a callback asks for ``StoredInstance.header``.
 
 Completeness: :meth:`StorageSCP.expect` registers how many instances of a study (or series) are expected
 (from C-FIND counts or a retrieve's sub-operation counts); its :class:`Expectation` completes when they have
 arrived. For data pushed without warning, a quiet timer (``quiet_seconds``) reports a study as settled once
 nothing new arrived for it for that long (``on_quiet``).
+
+:class:`InstanceWriter` does the same for C-STORE requests that arrive through pynetdicom (e.g. the
+embedded PACS).
 """
 
 from __future__ import annotations
