@@ -133,6 +133,12 @@ class Expectation:
     def complete(self) -> bool:
         return self._event.is_set()
 
+    def set_total(self, total: int) -> None:
+        """Correct the expected count (e.g. from the retrieve's final sub-operation counts)."""
+        self.total = int(total)
+        if len(self.uids) >= self.total:
+            self._event.set()
+
     def _add(self, sop_uid: str) -> None:
         self.uids.add(sop_uid)
         if len(self.uids) >= self.total:
