@@ -62,10 +62,10 @@ def push(files: list[Path], port: int, assocs: int, env) -> None:
             raise RuntimeError(f"storescu failed: {err.decode()[-500:]}")
 
 
-def ingest_ours(files, work: Path, assocs: int) -> float:
+def ingest_ours(files, work: Path, assocs: int, fsync: bool = True) -> float:
     out = work / "ours"
     shutil.rmtree(out, ignore_errors=True)
-    scp = StorageSCP(out, ae_title="MESHDCM", host="127.0.0.1", port=0)
+    scp = StorageSCP(out, ae_title="MESHDCM", host="127.0.0.1", port=0, fsync=fsync)
     _, port = scp.start()
     try:
         t0 = time.perf_counter()
@@ -111,7 +111,12 @@ def bench_ingest(files, work: Path, repeats: int) -> dict:
         fig[f"ingest_dcmtk_inst_per_s_{assocs}assoc"] = round(d, 1)
         fig[f"ingest_ratio_vs_dcmtk_{assocs}assoc"] = round(o / d, 3)
         print(f"ingest {assocs} assoc: ours {o:.0f}/s, DCMTK storescp {d:.0f}/s, ratio {o / d:.2f}")
-    d_default = n / ingest_dcmtk(files[:100], work, 1, env={k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}) * 100 / n
+        if assocs == 1:
+            nofs = n / median([ingest_ours(files, work, assocs, fsync=False) for _ in range(repeats)])
+            fig[f"ingest_ours_nofsync_inst_per_s_{assocs}assoc"] = round(nofs, 1)
+            fig[f"ingest_nofsync_ratio_vs_dcmtk_{assocs}assoc"] = round(nofs / d, 3)
+            print(f"  (ours without per-instance fsync, as DCMTK: {nofs:.0f}/s, ratio {nofs / d:.2f})")
+    d_default = 40 / ingest_dcmtk(files[:40], work, 1, env={k: v for k, v in os.environ.items() if k != "TCP_NODELAY"})
     fig["ingest_dcmtk_default_env_inst_per_s_1assoc"] = round(d_default, 1)
     print(f"DCMTK storescp with default environment (Nagle): {d_default:.0f}/s")
     return fig
@@ -136,9 +141,12 @@ def bench_retrieve(files, work: Path, repeats: int) -> dict:
         study = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
         pacs = Pacs("bench-orthanc", host=ip, port=srv.dicom_port, calling_ae="MESHDCM", timeout=60)
         n = len(files)
+        rx_ns, rx_ip = _receiver_namespace(srv)
+        body = json.dumps({"AET": "DCMTKSCP", "Host": rx_ip, "Port": srv.dcmtk_port}).encode()
+        srv.rest("/modalities/dcmtk", "PUT", body)
         scp = StorageSCP(work / "move-ours", ae_title="MESHDCM", host=srv.ns.host_ip, port=srv.scp_port)
         scp.start()
-        times = {"move_ours": [], "move_dcmtk": [], "get_ours": [], "get_dcmtk": []}
+        times = {"move_ours": [], "move_dcmtk": [], "get_ours": [], "get_dcmtk": [], "move_ours_nofsync": []}
         try:
             for _ in range(repeats):
                 shutil.rmtree(scp.directory / study, ignore_errors=True)
@@ -146,12 +154,20 @@ def bench_retrieve(files, work: Path, repeats: int) -> dict:
                 res = retrieve(pacs, study, method="move", scp=scp)
                 times["move_ours"].append(time.perf_counter() - t0)
                 assert res.done == n, res
+                # the same with per-instance fsync off (DCMTK does not fsync): shows what durability costs
+                shutil.rmtree(scp.directory / study, ignore_errors=True)
+                scp.fsync = False
+                t0 = time.perf_counter()
+                retrieve(pacs, study, method="move", scp=scp)
+                times["move_ours_nofsync"].append(time.perf_counter() - t0)
+                scp.fsync = True
 
                 out = work / "move-dcmtk"
                 shutil.rmtree(out, ignore_errors=True)
                 out.mkdir()
-                # storescp 3.6.7 cannot bind one address, so it runs inside Orthanc's namespace (loopback there)
-                rx = subprocess.Popen(["ip", "netns", "exec", srv.ns.name, "/usr/bin/storescp", "-aet", "DCMTKSCP",
+                # storescp 3.6.7 cannot bind one address, so it runs in a namespace of its own, reached from
+                # Orthanc over a veth pair like our SCP is
+                rx = subprocess.Popen(["ip", "netns", "exec", rx_ns, "/usr/bin/storescp", "-aet", "DCMTKSCP",
                                        "-pdu", "131072", "-od", str(out), str(srv.dcmtk_port)], env=DCMTK_ENV,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 try:
@@ -195,7 +211,27 @@ def bench_retrieve(files, work: Path, repeats: int) -> dict:
               f"ratio {fig['get_ratio_vs_dcmtk']}")
     finally:
         stop_orthanc(srv)
+        subprocess.run(["ip", "netns", "del", f"mdcmrx{os.getpid()}"], capture_output=True)
     return fig
+
+
+def _receiver_namespace(srv) -> tuple[str, str]:
+    """A namespace for DCMTK storescp, linked to Orthanc's namespace by its own veth pair (10.231.250.x/30)."""
+    pid = os.getpid()
+    name, veth = f"mdcmrx{pid}", f"mdr{pid % 100000}"
+    base = (pid % 60) * 4
+    orthanc_side, rx_side = f"10.231.250.{base + 1}", f"10.231.250.{base + 2}"
+    for args in (["ip", "netns", "add", name],
+                 ["ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "p"],
+                 ["ip", "link", "set", veth, "netns", srv.ns.name],
+                 ["ip", "link", "set", veth + "p", "netns", name],
+                 ["ip", "netns", "exec", srv.ns.name, "ip", "addr", "add", f"{orthanc_side}/30", "dev", veth],
+                 ["ip", "netns", "exec", srv.ns.name, "ip", "link", "set", veth, "up"],
+                 ["ip", "netns", "exec", name, "ip", "addr", "add", f"{rx_side}/30", "dev", veth + "p"],
+                 ["ip", "netns", "exec", name, "ip", "link", "set", veth + "p", "up"],
+                 ["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"]):
+        subprocess.run(args, check=True, capture_output=True)
+    return name, rx_side
 
 
 def ingest_in_private_netns(src: Path, work: Path, repeats: int) -> dict:
@@ -228,7 +264,7 @@ def main() -> None:
         work = Path(tmp)
         files = synthetic.write_study(synthetic.head_ct(seed=11, slices=500, matrix=matrix), work / "src")
         fig = {"quick": args.quick, "matrix": matrix, "repeats": repeats}
-        fig.update(ingest_in_private_netns(work / "src", work, repeats))
+        fig.update(ingest_in_private_netns(work / "src", work, 2 if args.quick else 5))
         if not args.skip_retrieve:
             fig.update(bench_retrieve(files, work, repeats))
         emit("pacs", fig)

@@ -109,3 +109,59 @@ def test_synthetic_mr_series_and_dsc():
     h = synthetic.mr_header(patient=synthetic.NON_ASCII_PATIENT)
     assert len(h) >= 70 and "PixelData" not in h and h.SpecificCharacterSet == "ISO_IR 192"
     assert str(h.PatientName).startswith("Müller")
+
+
+def test_storage_scp_survives_its_folders_being_removed(tmp_path):
+    import shutil
+
+    src = synthetic.write_study(synthetic.head_ct(seed=8, size="small", slices=2), tmp_path / "src")
+    with StorageSCP(tmp_path / "rx") as scp:
+        _storescu(scp.port, src[:1])
+        study = str(dcmread(src[0]).StudyInstanceUID)
+        shutil.rmtree(tmp_path / "rx" / study)
+        _storescu(scp.port, src[1:])  # storescu fails the test if the SCP answers a failure status
+        assert len(list((tmp_path / "rx" / study).rglob("*.dcm"))) == 1
+
+
+def test_storage_scp_answers_echo_and_rejects_what_it_cannot_serve(tmp_path):
+    from pydicom.dataset import Dataset
+
+    from meshdcm.pacs import Pacs, echo, find
+
+    with StorageSCP(tmp_path / "rx") as scp:
+        pacs = Pacs("our-scp", ae_title="MESHDCM", host="127.0.0.1", port=scp.port, timeout=5)
+        assert echo(pacs) < 5
+        q = Dataset()
+        q.StudyInstanceUID = ""
+        with pytest.raises(PacsUnavailable) as ei:
+            list(find(pacs, "STUDY", q))
+        assert "rejected" in str(ei.value) and "our-scp" in str(ei.value)
+
+
+def test_store_served_over_wado_and_fetched(tmp_path):
+    from meshdcm.pacs import fetch
+    from meshdcm.pacs.webserve import StoreWebServer
+
+    src = synthetic.write_study(synthetic.head_ct(seed=9, size="small", slices=3), tmp_path / "src")
+    comp = tmp_path / "rle.dcm"
+    subprocess.run(["/usr/bin/dcmcrle", str(src[0]), str(comp)], check=True, timeout=60)
+    with StorageSCP(tmp_path / "rx") as scp:
+        exp = scp.expect(str(dcmread(src[0]).StudyInstanceUID), 3)
+        _storescu(scp.port, src[1:])
+        _storescu(scp.port, [comp], "-xr")
+        assert exp.wait(30)
+    study = str(dcmread(src[0]).StudyInstanceUID)
+    with StoreWebServer(tmp_path / "rx", host="127.0.0.1") as web:
+        got = fetch(f"{web.url}/studies/{study}", tmp_path / "fetched")
+        assert len(got) == 3
+        rle = dcmread(comp)
+        one = fetch(f"{web.url}/studies/{study}/series/{rle.SeriesInstanceUID}/instances/{rle.SOPInstanceUID}",
+                    tmp_path / "one")
+        assert len(one) == 1
+        ds = dcmread(one[0])
+        assert str(ds.file_meta.TransferSyntaxUID) == "1.2.840.10008.1.2.5" and ds.PixelData == rle.PixelData
+        import urllib.error
+        import urllib.request
+
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"{web.url}/studies/../../etc/passwd", timeout=5)  # noqa: S310

@@ -37,13 +37,12 @@ from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
 
 from .config import Pacs
 from .errors import PacsError, PacsUnavailable, RetrieveIncomplete
-from .storage import DirectorySink, StorageSCP, StoredInstance
+from .storage import DirectorySink, StorageSCP, StoredInstance, sync_files
 
 __all__ = ["echo", "find", "count_instances", "retrieve", "store", "RetrieveResult", "StoreResult", "LEVELS"]
 
@@ -218,6 +217,14 @@ def count_instances(pacs: Pacs, study_uid: str, series_uid: str | None = None) -
 
 
 def _sop_classes_in_study(pacs: Pacs, study_uid: str, series_uid: str | None) -> list[str]:
+    """SOP classes to offer for C-GET: SOPClassesInStudy (one answer), else IMAGE-level matches."""
+    q = Dataset()
+    q.StudyInstanceUID = study_uid
+    q.SOPClassesInStudy = ""
+    answers = list(find(pacs, "STUDY", q))
+    if len(answers) == 1 and answers[0].get("SOPClassesInStudy"):
+        v = answers[0].SOPClassesInStudy
+        return sorted({str(x) for x in ([v] if isinstance(v, str) else v)})
     q = Dataset()
     q.StudyInstanceUID = study_uid
     if series_uid:
@@ -284,6 +291,17 @@ def _identifier(study_uid: str, series_uid: str | None) -> Dataset:
     return q
 
 
+def _encode_identifier(ds: Dataset, ts: str) -> bytes:
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = ts == ImplicitVRLittleEndian
+    write_dataset(fp, ds)
+    return fp.getvalue()
+
+
 def _retrieve_move(pacs, study_uid, series_uid, scp: StorageSCP, on_progress, on_instance, timeout) -> RetrieveResult:
     expected = count_instances(pacs, study_uid, series_uid)
     res = RetrieveResult(study_uid, "move", total=expected)
@@ -302,42 +320,32 @@ def _retrieve_move(pacs, study_uid, series_uid, scp: StorageSCP, on_progress, on
             on_progress(inst.series_uid, n, max(res.total, n))
 
     scp.add_listener(arrived)
-    ae = _ae(pacs)
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+    from .upper import AssociationRefused, GetRequestor
+
+    def pending(counts: dict) -> None:
+        res.total = max(res.total, sum(counts.get(k, 0) for k in ("remaining", "completed", "failed", "warning")))
+
+    dest = pacs.move_destination or scp.ae_title
     try:
-        assoc = _associate(ae, pacs, "C-MOVE", study_uid)
+        req = GetRequestor(pacs.host, pacs.port, pacs.ae_title, pacs.calling_ae, [], [], None, max_pdu=pacs.max_pdu,
+                           timeout=pacs.timeout, move_destination=dest)
         try:
-            dest = pacs.move_destination or scp.ae_title
-            final = None
-            for status, _ in assoc.send_c_move(_identifier(study_uid, series_uid), dest,
-                                               StudyRootQueryRetrieveInformationModelMove):
-                _check_alive(assoc, pacs, "C-MOVE", study_uid)
-                if status is None:
-                    raise PacsUnavailable(pacs, "no C-MOVE response (timed out)", study_uid, "C-MOVE")
-                final = status
-                if status.Status == 0xFF00:
-                    rem = int(status.get("NumberOfRemainingSuboperations", 0) or 0)
-                    comp = int(status.get("NumberOfCompletedSuboperations", 0) or 0)
-                    fail = int(status.get("NumberOfFailedSuboperations", 0) or 0)
-                    warn = int(status.get("NumberOfWarningSuboperations", 0) or 0)
-                    res.total = max(res.total, rem + comp + fail + warn)
-        finally:
-            if assoc.is_established:
-                assoc.release()
-        code = final.Status if final is not None else None
+            final = req.get(lambda ts: _encode_identifier(_identifier(study_uid, series_uid), ts), on_pending=pending)
+        except AssociationRefused as exc:
+            raise PacsUnavailable(pacs, str(exc), study_uid, "C-MOVE") from exc
+        code = final.get("status")
         if code == 0xA801:
             raise PacsError(pacs, f"move destination {dest!r} unknown: add our storage SCP as a modality on the PACS",
                             study_uid, "C-MOVE")
         if code not in (0x0000, 0xB000):
             raise PacsError(pacs, f"C-MOVE status {code:#06x}" if code is not None else "no final C-MOVE status",
                             study_uid, "C-MOVE", retryable=True)
-        res.failed = int(final.get("NumberOfFailedSuboperations", 0) or 0)
-        comp = int(final.get("NumberOfCompletedSuboperations", 0) or 0) + int(
-            final.get("NumberOfWarningSuboperations", 0) or 0)
+        res.failed = final.get("failed", 0)
+        comp = final.get("completed", 0) + final.get("warning", 0)
         if comp + res.failed:
             res.total = comp + res.failed
         # The PACS reports success once it has sent everything; our SCP has answered (and written) each one.
-        exp.total = res.total
+        exp.set_total(res.total)
         exp.wait(timeout if len(exp.uids) < res.total else 0)
         res.done = exp.done
     finally:
@@ -350,9 +358,6 @@ def _retrieve_move(pacs, study_uid, series_uid, scp: StorageSCP, on_progress, on
 
 def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_instance) -> RetrieveResult:
     """C-GET on our own association (:class:`~meshdcm.pacs.upper.GetRequestor`), sub-operations streamed to disk."""
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_dataset
-
     from .upper import AssociationRefused, GetRequestor
 
     classes = _sop_classes_in_study(pacs, study_uid, series_uid) or _DEFAULT_STORAGE_CLASSES
@@ -373,13 +378,10 @@ def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_insta
         res.total = max(res.total, sum(counts.get(k, 0) for k in ("remaining", "completed", "failed", "warning")))
 
     def encode(ts: str) -> bytes:
-        fp = DicomBytesIO()
-        fp.is_little_endian = True
-        fp.is_implicit_VR = ts == ImplicitVRLittleEndian
-        write_dataset(fp, _identifier(study_uid, series_uid))
-        return fp.getvalue()
+        return _encode_identifier(_identifier(study_uid, series_uid), ts)
 
-    sink = DirectorySink(dest, stored)
+    # The PACS keeps its copy until we are done, so fsync once at the end instead of per sub-operation.
+    sink = DirectorySink(dest, stored, fsync=False)
     syntaxes = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, *_COMPRESSED]
     per_class = max(1, 127 // max(1, len(classes)))
     req = GetRequestor(pacs.host, pacs.port, pacs.ae_title, pacs.calling_ae, classes[:127], syntaxes[:per_class],
@@ -388,6 +390,7 @@ def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_insta
         final = req.get(encode, on_pending=pending)
     except AssociationRefused as exc:
         raise PacsUnavailable(pacs, str(exc), study_uid, "C-GET") from exc
+    sync_files(res.paths)
     code = final.get("status")
     if code not in (0x0000, 0xB000):
         raise PacsError(pacs, f"C-GET status {code:#06x}", study_uid, "C-GET", retryable=code in (0xA702, 0xA701))

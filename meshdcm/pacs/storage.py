@@ -1,23 +1,23 @@
 """Storage SCP: receive C-STORE pushes (from scanners, from a PACS answering our C-MOVE) and write them durably.
 
-Built on pynetdicom's threaded association server (one thread per association, so several senders are
-served at once). Tuned for throughput:
+The network side is :mod:`meshdcm.pacs.upper` (a small hand-written DICOM upper-layer acceptor; see there
+why), one thread per association so several senders are served at once. For each instance:
 
-* the encoded dataset is written as received (``Event.encoded_dataset()``: preamble + file meta with the
-  accepted transfer syntax + the peer's bytes) -- never decoded and re-encoded, so compressed transfer
-  syntaxes (JPEG-LS, RLE, JPEG 2000, deflate...) stay byte-identical;
-* every transfer syntax pynetdicom knows is accepted for every storage SOP class;
-* a large maximum PDU (fewer P-DATA fragments) and TCP_NODELAY on each connection;
-* each instance is written to a temporary name, ``fsync``-ed, then renamed into place *before* success is
-  answered, so a success status means the instance is on disk.
-
-Only the header (up to Pixel Data) is parsed, lazily, to learn the study/series UIDs for the file layout
-``<dir>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm`` and for the ``on_stored`` callback.
+* the dataset fragments are streamed from the socket into ``<dir>/.incoming/<sop>.part`` behind a preamble
+  and a File Meta Information group carrying the accepted transfer syntax (PS3.10) -- never decoded and
+  re-encoded, so compressed transfer syntaxes (JPEG-LS, RLE, JPEG 2000, deflate...) stay byte-identical;
+* the file is ``fdatasync``-ed and renamed to ``<dir>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm``
+  *before* success is answered, so a success status means the instance is on disk;
+* only the Study/Series UIDs are scanned from the first bytes (:func:`scan_study_series`); the full header
+  (up to Pixel Data) is parsed lazily when a callback asks for ``StoredInstance.header``.
 
 Completeness: :meth:`StorageSCP.expect` registers how many instances of a study (or series) are expected
 (from C-FIND counts or a retrieve's sub-operation counts); its :class:`Expectation` completes when they have
 arrived. For data pushed without warning, a quiet timer (``quiet_seconds``) reports a study as settled once
 nothing new arrived for it for that long (``on_quiet``).
+
+:class:`InstanceWriter` does the same for C-STORE requests that arrive through pynetdicom (e.g. the
+embedded PACS).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-__all__ = ["StorageSCP", "StoredInstance", "Expectation", "InstanceWriter", "DirectorySink", "write_durably", "encode_file_meta"]
+__all__ = ["StorageSCP", "StoredInstance", "Expectation", "InstanceWriter", "DirectorySink", "sync_files", "write_durably", "encode_file_meta"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -133,6 +133,12 @@ class Expectation:
     def complete(self) -> bool:
         return self._event.is_set()
 
+    def set_total(self, total: int) -> None:
+        """Correct the expected count (e.g. from the retrieve's final sub-operation counts)."""
+        self.total = int(total)
+        if len(self.uids) >= self.total:
+            self._event.set()
+
     def _add(self, sop_uid: str) -> None:
         self.uids.add(sop_uid)
         if len(self.uids) >= self.total:
@@ -140,6 +146,24 @@ class Expectation:
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._event.wait(timeout)
+
+
+def sync_files(paths) -> None:
+    """fdatasync each file and fsync each parent folder once (batch durability after a retrieve)."""
+    folders = set()
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        folders.add(os.path.dirname(p))
+    for d in folders:
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def write_durably(path: Path, data: bytes | memoryview, fsync: bool = True) -> None:
@@ -292,7 +316,11 @@ class _FileSink:
             if folder not in scp._made_dirs:
                 folder.mkdir(parents=True, exist_ok=True)
                 scp._made_dirs.add(folder)
-            os.replace(self.tmp, path)
+            try:
+                os.replace(self.tmp, path)
+            except FileNotFoundError:  # the folder was removed behind our back: make it again
+                folder.mkdir(parents=True, exist_ok=True)
+                os.replace(self.tmp, path)
         except OSError as exc:
             LOGGER.error("storage SCP: could not move instance %s of study %s into place: %s", self.sop_uid,
                          study_uid, exc)

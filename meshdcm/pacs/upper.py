@@ -35,6 +35,7 @@ IMPLEMENTATION_CLASS_UID = b"1.2.826.0.1.3680043.10.1452.1"
 IMPLEMENTATION_VERSION = b"MESHDCM_01"
 _STORAGE = {str(cx.abstract_syntax) for cx in AllStoragePresentationContexts}
 _SYNTAXES = [str(ts) for ts in ALL_TRANSFER_SYNTAXES]
+_QUICKACK = getattr(socket, "TCP_QUICKACK", 0)
 
 
 def _uid(b: bytes) -> str:
@@ -105,6 +106,8 @@ class _Association(threading.Thread):
             if r == 0:
                 raise _Closed()
             got += r
+            if _QUICKACK:  # ACK at once: a sender with Nagle on (DCMTK's default) would wait for our delayed ACK
+                self.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
 
     def _read(self, n: int) -> memoryview:
         if n > len(self.buf):
@@ -301,6 +304,7 @@ class UpperLayerServer:
 # -- requestor side: C-GET with storage sub-operations on the same association --------------------------
 
 STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
+STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 _RSP_COUNTS = {0x1020: "remaining", 0x1021: "completed", 0x1022: "failed", 0x1023: "warning"}
 
 
@@ -317,15 +321,18 @@ def _pad_ae(ae: str) -> bytes:
 
 
 class GetRequestor(_Association):
-    """One C-GET (PS3.4 C.4.3) over our own association; storage sub-operations are streamed to sinks.
+    """One C-GET (PS3.4 C.4.3) -- or C-MOVE with ``move_destination`` -- over our own association.
 
-    Hand-written for the same reason as the acceptor: pynetdicom's requestor handles each incoming
-    sub-operation through its polling reactor (~20 ms per instance measured against Orthanc).
+    C-GET storage sub-operations are streamed to sinks from ``begin``. Hand-written for the same reason as
+    the acceptor: pynetdicom's requestor handles each sub-operation and each pending response through its
+    polling reactor (~20 ms per instance measured against Orthanc).
     """
 
     def __init__(self, host: str, port: int, called_ae: str, calling_ae: str, storage_classes: list[str],
-                 transfer_syntaxes: list[str], begin: BeginCallback, max_pdu: int = 1 << 20,
-                 timeout: float = 30.0):
+                 transfer_syntaxes: list[str], begin: BeginCallback | None, max_pdu: int = 1 << 20,
+                 timeout: float = 30.0, move_destination: str | None = None):
+        self.move_destination = move_destination
+        self.model = STUDY_ROOT_MOVE if move_destination else STUDY_ROOT_GET
         self.host, self.port, self.called_ae, self.calling_ae_ = host, port, called_ae, calling_ae
         self.storage_classes, self.transfer_syntaxes = storage_classes, transfer_syntaxes
         self.begin, self.max_pdu, self.timeout = begin, max_pdu, timeout
@@ -348,9 +355,9 @@ class GetRequestor(_Association):
         items = [_item(0x10, APPLICATION_CONTEXT)]
         proposed: dict[int, str] = {}
         ctx = 1
-        items.append(_item(0x20, struct.pack(">BBBB", ctx, 0, 0, 0) + _item(0x30, STUDY_ROOT_GET.encode())
+        items.append(_item(0x20, struct.pack(">BBBB", ctx, 0, 0, 0) + _item(0x30, self.model.encode())
                            + _item(0x40, b"1.2.840.10008.1.2.1") + _item(0x40, b"1.2.840.10008.1.2")))
-        proposed[ctx] = STUDY_ROOT_GET
+        proposed[ctx] = self.model
         for uid in self.storage_classes:
             for ts in self.transfer_syntaxes:
                 ctx += 2
@@ -385,13 +392,14 @@ class GetRequestor(_Association):
             if itype == 0x21 and p[2] == 0:
                 c = p[0]
                 ts = _uid(p[8: 8 + struct.unpack_from(">H", p, 6)[0]])
-                if proposed.get(c) == STUDY_ROOT_GET:
+                if proposed.get(c) == self.model:
                     get_ctx, get_ts = c, ts
                 elif c in proposed:
                     self.contexts[c] = (proposed[c], ts)
             i += 4 + ilen
         if not get_ctx:
-            raise AssociationRefused("the PACS does not accept C-GET (Study Root) from us", True)
+            what = "C-MOVE" if self.move_destination else "C-GET"
+            raise AssociationRefused(f"the PACS does not accept {what} (Study Root) from us", True)
         return get_ctx, get_ts
 
     def get(self, identifier: bytes | Callable[[str], bytes], on_pending=None) -> dict[str, int]:
@@ -400,9 +408,13 @@ class GetRequestor(_Association):
         try:
             get_ctx, get_ts = self._request_association()
             ident = identifier(get_ts) if callable(identifier) else identifier
-            cmd = _command([(0x0002, _even(STUDY_ROOT_GET.encode())), (0x0100, struct.pack("<H", 0x0010)),
-                            (0x0110, struct.pack("<H", 1)), (0x0700, struct.pack("<H", 0)),
-                            (0x0800, struct.pack("<H", 0x0001))])
+            elements = [(0x0002, _even(self.model.encode())),
+                        (0x0100, struct.pack("<H", 0x0021 if self.move_destination else 0x0010)),
+                        (0x0110, struct.pack("<H", 1))]
+            if self.move_destination:
+                elements.append((0x0600, _pad_ae(self.move_destination).rstrip(b" ").ljust(16, b" ")))
+            elements += [(0x0700, struct.pack("<H", 0)), (0x0800, struct.pack("<H", 0x0001))]
+            cmd = _command(elements)
             self._send_pdata(get_ctx, cmd)
             pdv = struct.pack(">IBB", len(ident) + 2, get_ctx, 0x02) + ident
             self.sock.sendall(struct.pack(">BBI", 0x04, 0, len(pdv)) + pdv)
@@ -449,11 +461,11 @@ class GetRequestor(_Association):
                         ctx_of_msg = ctx
                         field = struct.unpack("<H", cmd.get(0x0100, b"\x00\x00"))[0]
                         has_data = struct.unpack("<H", cmd.get(0x0800, b"\x01\x01"))[0] != 0x0101
-                        if field == 0x0001:
+                        if field == 0x0001 and self.begin is not None:
                             abstract, ts = self.contexts.get(ctx, ("", ""))
                             sink = self.begin(self.called_ae, _uid(cmd.get(0x0002, b"")) or abstract,
                                               _uid(cmd.get(0x1000, b"")), ts)
-                        elif field == 0x8010:
+                        elif field in (0x8010, 0x8021):  # C-GET-RSP, C-MOVE-RSP
                             counts = {name: struct.unpack("<H", cmd[el])[0] for el, name in _RSP_COUNTS.items()
                                       if el in cmd}
                             counts["status"] = struct.unpack("<H", cmd.get(0x0900, b"\x00\x00"))[0]
