@@ -90,6 +90,7 @@ def role_meshdcm_pub(args) -> None:
         body, index = data[i % len(data)]
         node.publish(TOPIC, body, index=index)
     _pace(args, send)
+    _wait_for_subscriber(args)
     node.stop(timeout=5)
 
 
@@ -103,6 +104,14 @@ def _discovery(args) -> dict:
         return {"port": args.port, "discovery": False, "keyring": args.keyring, "key": me,
                 "peers": (f"{peer}@tcp://127.0.0.1:{args.peer_port}",)}
     return {"port": args.port, "discovery": False, "peers": (f"tcp://127.0.0.1:{args.peer_port}",)}
+
+
+def _wait_for_subscriber(args) -> None:
+    """Stay open until the subscriber has written its result: libzmq drains a closed socket's backlog very slowly
+    during linger, which would slow the tail of the run for reasons that have nothing to do with the transport."""
+    deadline = time.monotonic() + args.timeout
+    while not Path(args.out).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _pace(args, send) -> None:
@@ -164,7 +173,7 @@ def role_zmq_pub(args) -> None:
         msg.timestamp_ns = time.time_ns()
         s.send(msg.to_bytes())
     _pace(args, send)
-    time.sleep(0.5)
+    _wait_for_subscriber(args)
     s.close(linger=5000)
 
 
