@@ -34,7 +34,7 @@ from typing import Any, Mapping
 from .errors import ConfigError
 from .peers import Timing
 
-__all__ = ["DEFAULT_INTERFACE", "DEFAULT_MESH", "NodeConfig", "load_config", "resolve_interface"]
+__all__ = ["DEFAULT_INTERFACE", "DEFAULT_MESH", "NodeConfig", "data_dir", "load_config", "resolve_interface"]
 
 DEFAULT_MESH = "default"
 DEFAULT_INTERFACE = "127.0.0.1"
@@ -71,6 +71,13 @@ class NodeConfig:
         if "interface" in changes and "address" not in changes:
             cfg = replace(cfg, address=resolve_interface(cfg.interface))
         return cfg
+
+
+def data_dir(name: str) -> Path:
+    """Where a node keeps its files unless told otherwise: ``$XDG_DATA_HOME/meshdcm/NAME``
+    (``~/.local/share/meshdcm/NAME``)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "meshdcm" / name
 
 
 def resolve_interface(interface: str) -> str:

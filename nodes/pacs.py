@@ -23,7 +23,6 @@ PACS with the synthetic studies), ``use`` (names of the PACS to use; default all
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import threading
 from collections import Counter
@@ -32,6 +31,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from meshdcm import HandlerError, Message, Node, NodeConfig
+from meshdcm.config import data_dir
 from meshdcm.pacs import Pacs, PacsError, StorageSCP, echo, find, retrieve, store
 from meshdcm.pacs.embedded import EmbeddedPacs
 
@@ -40,11 +40,6 @@ log = logging.getLogger("meshdcm.pacs.node")
 LEVELS = {"find.studies": ("STUDY", "found.study"), "find.series": ("SERIES", "found.series"),
           "find.instances": ("IMAGE", "found.instance")}
 SERIES_KEYS = ("SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "Modality", "NumberOfSeriesRelatedInstances")
-
-
-def default_storage(name: str) -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "meshdcm" / name
 
 
 def header_only(ds: Dataset) -> Dataset:
@@ -59,7 +54,7 @@ def create(config: NodeConfig) -> Node:
     if config.log_level != "DEBUG":  # pynetdicom logs identifiers (patient names) at INFO
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     opts = dict(config.options)
-    storage = Path(opts.get("storage") or default_storage(config.name))
+    storage = Path(opts.get("storage") or data_dir(config.name))
     storage.mkdir(parents=True, exist_ok=True)
     node = Node(config=config, capabilities=("dicom", "dicomweb"))
     node.serve("store", storage)

@@ -22,6 +22,7 @@ import shutil
 from pathlib import Path
 
 from meshdcm import HandlerError, Message, Node, NodeConfig
+from meshdcm.config import data_dir
 from meshdcm.perfusion import DSC_FILTER, PerfusionError, analyse_series
 
 log = logging.getLogger("meshdcm.perfusion.node")
@@ -30,8 +31,7 @@ log = logging.getLogger("meshdcm.perfusion.node")
 def create(config: NodeConfig) -> Node:
     opts = dict(config.options)
     method = str(opts.get("method", "osvd"))
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    work = Path(opts.get("work") or Path(base) / "meshdcm" / config.name)
+    work = Path(opts.get("work") or data_dir(config.name))
     (work / "in").mkdir(parents=True, exist_ok=True)
     (work / "out").mkdir(parents=True, exist_ok=True)
     gpu = _gpu_present()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -25,17 +24,10 @@ DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 
 
 def netns_available() -> str | None:
-    """None if we can build a namespace, else the reason."""
-    if not shutil.which("ip"):
-        return "the `ip` tool (iproute2) is missing"
-    if os.geteuid() != 0:
-        return "creating a network namespace needs root"
-    probe = f"mdcmprobe{os.getpid()}"
-    r = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if r.returncode != 0:
-        return f"`ip netns add` failed: {r.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return None
+    """None if we can build a namespace, else the reason (the same probe as every namespace test)."""
+    from netns import available
+
+    return available()
 
 
 def skip_reason() -> str | None:

@@ -275,8 +275,9 @@ def cmd_up(args) -> int:
     import tomllib
 
     kinds = args.kinds or node_kinds()
-    state = Path(args.state or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-                 / "meshdcm" / "up")
+    from ..config import data_dir
+
+    state = Path(args.state or data_dir("up"))
     state.mkdir(parents=True, exist_ok=True)
     settings = tomllib.loads(Path(args.config).read_text()) if args.config else {}
     pacs_opts = settings.setdefault("nodes", {}).setdefault("pacs", {})
