@@ -420,6 +420,25 @@ class Node:
             return out
         return [self._fetch_file(node_id, rel, dest / Path(rel).name, timeout, first=(kind, info, data))]
 
+    def fetch_folder(self, uris: Iterable[str], dest_dir: str | os.PathLike, timeout: float = TRANSFER_TIMEOUT) -> Path:
+        """A local folder holding what ``uris`` name (e.g. a series): a ``file://`` folder on this machine is used
+        in place, else the first URI that works is fetched into ``dest_dir``. Raises TransferError naming every
+        URI tried and why it failed."""
+        errors = []
+        for uri in sorted(uris, key=lambda u: not u.startswith("file:")):
+            parsed = urlparse(uri)
+            try:
+                if parsed.scheme == "file":
+                    folder = Path(unquote(parsed.path))
+                    if folder.is_dir():
+                        return folder
+                    raise TransferError(f"{folder} is not a folder on this machine")
+                self.fetch(uri, dest_dir, timeout)
+                return Path(dest_dir)
+            except MeshError as exc:
+                errors.append(f"{uri}: {exc}")
+        raise TransferError("nothing could be fetched: " + ("; ".join(errors) or "the message names no URI"))
+
     def _ask(self, node_id: str, rel: str, offset: int, size: int, timeout: float, q=None, req=None):
         own = q is None
         if own:

@@ -17,13 +17,13 @@ Options (``[nodes.perfusion]``): ``method`` (osvd, csvd or ssvd), ``where`` (a f
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 
 from meshdcm import HandlerError, Message, Node, NodeConfig
 from meshdcm.config import data_dir
 from meshdcm.perfusion import DSC_FILTER, PerfusionError, analyse_series
+from meshdcm.transfer import TransferError
 
 log = logging.getLogger("meshdcm.perfusion.node")
 
@@ -45,8 +45,12 @@ def create(config: NodeConfig) -> Node:
         series_uid = msg.get("SeriesInstanceUID")
         if not msg.uris:
             raise HandlerError(f"stored.series for {series_uid} carries no URIs", action="publish it with its URIs")
-        source = work / "in" / str(series_uid)
-        _fetch_first(node, msg.uris, source)
+        inbox = work / "in" / str(series_uid)
+        try:
+            source = node.fetch_folder(msg.uris, inbox)
+        except TransferError as exc:
+            raise HandlerError(f"series {series_uid} could not be fetched: {exc}",
+                               action="check that the node holding it is running; publish stored.series again") from exc
         try:
             result = analyse_series(source, work / "out" / str(series_uid),
                                     method=method, series_uid=series_uid,
@@ -56,7 +60,7 @@ def create(config: NodeConfig) -> Node:
                                action=getattr(exc, "action", None) or "check that it is a DSC series (>= 30 time "
                                "points, T2*-weighted EPI); meshdcm filter-check shows what the filter matches") from exc
         finally:
-            shutil.rmtree(source, ignore_errors=True)
+            shutil.rmtree(inbox, ignore_errors=True)
         for name, output in result.outputs.items():
             if not output.dicom_files:
                 continue
@@ -74,25 +78,6 @@ def create(config: NodeConfig) -> Node:
                  result.seconds, result.array_module)
 
     return node
-
-
-def _fetch_first(node: Node, uris: list[str], dest: Path) -> list[Path]:
-    """The series' files, from the first URI that works (a local path first, then over the mesh)."""
-    errors = []
-    for uri in sorted(uris, key=lambda u: not u.startswith("file:")):
-        try:
-            files = node.fetch(uri, dest)
-            if uri.startswith("file:"):  # used in place: link them into our own folder
-                dest.mkdir(parents=True, exist_ok=True)
-                for f in files:
-                    target = dest / f.name
-                    if not target.exists():
-                        os.symlink(f, target)
-            return files
-        except Exception as exc:  # try the next URI; report all if none works
-            errors.append(f"{uri}: {exc}")
-    raise HandlerError("the series could not be fetched: " + "; ".join(errors),
-                       action="check that the node holding it is running; publish stored.series again")
 
 
 def _gpu_present() -> bool:
