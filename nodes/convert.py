@@ -1,0 +1,52 @@
+"""convert: every stored MR/CT series as NIfTI with a BIDS-style JSON sidecar (dcm2niix-grade geometry).
+
+On ``stored.series`` matching :data:`meshdcm.imaging.DEFAULT_FILTER` (``Modality in ["MR", "CT"] and not ImageType
+contains "DERIVED"``), fetches the series, converts it (``meshdcm.imaging.series_to_nifti``) and publishes
+``stored.series.nii`` with ``meshdcm://`` URIs of the NIfTI files and sidecars, ``derived_from`` and the sidecar
+in ``meta``. Series written by a meshdcm node (provenance, not only ImageType) are never converted.
+
+Options (``[nodes.convert]``): ``where`` (a filter replacing the default), ``work`` (folder), ``compress`` (true).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from meshdcm import HandlerError, Message, Node, NodeConfig
+from meshdcm.config import data_dir
+from meshdcm.imaging import DEFAULT_FILTER, ImagingError, is_own_output, series_to_nifti
+from meshdcm.transfer import TransferError
+
+
+def create(config: NodeConfig) -> Node:
+    opts = dict(config.options)
+    work = Path(opts.get("work") or data_dir(config.name))
+    node = Node(config=config)
+    (work / "out").mkdir(parents=True, exist_ok=True)
+    node.serve("out", work / "out")
+
+    @node.on("stored.series", where=str(opts.get("where", DEFAULT_FILTER)))
+    def convert(msg: Message) -> None:
+        if msg.meta.get("derived_from") or is_own_output(msg.dataset):
+            return
+        series_uid = str(msg.get("SeriesInstanceUID"))
+        inbox = work / "in" / series_uid
+        try:
+            source = node.fetch_folder(msg.uris, inbox)
+            out = work / "out" / series_uid
+            result = series_to_nifti(source, out, compress=bool(opts.get("compress", True)))
+        except TransferError as exc:
+            raise HandlerError(f"series {series_uid} could not be fetched: {exc}",
+                               action="check that the node holding it is running; publish stored.series again") from exc
+        except ImagingError as exc:
+            raise HandlerError(f"series {series_uid} could not be converted: {exc}",
+                               action="meshdcm convert to-nifti on the series shows the problem") from exc
+        finally:
+            shutil.rmtree(inbox, ignore_errors=True)
+        uris = [node.uri_for(p) for p in result.paths + result.sidecar_paths]
+        node.publish("stored.series.nii", msg.body, index=msg.index, reply_to=msg, uris=uris,
+                     meta={"derived_from": series_uid, "sidecar": result.sidecar, "warnings": result.warnings,
+                           "files": [p.name for p in result.paths]})
+
+    return node

@@ -1,0 +1,102 @@
+"""register: every series of a head study registered onto its reference series, and multiplanar reformats.
+
+On ``stored.series`` matching :data:`meshdcm.imaging.DEFAULT_FILTER`:
+- a thin 3D series (slice thickness <= ``reformat_below_mm``, default 1.5 mm; the 3D T1 or the thinnest CT) becomes
+  the study's reference, and its coronal and sagittal reformats (``reformat_mm`` thick, default 3 mm) are published;
+- every other series of the study is registered onto the reference (rigid mutual information; SimpleITK on CPU,
+  CuPy on a GPU node) and published resampled, SeriesDescription suffixed " [reg]". Series that arrive before their
+  study's reference wait for it.
+Outputs are derived ``stored.series`` with ``derived_from``; UIDs derive from the inputs, so redelivery makes no
+second series; series written by a meshdcm node are never inputs.
+
+Options (``[nodes.register]``): ``where``, ``work``, ``transform`` (rigid|affine), ``reformat_mm``,
+``reformat_below_mm``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from pydicom import dcmread
+
+from meshdcm import HandlerError, Message, Node, NodeConfig
+from meshdcm.config import data_dir
+from meshdcm.imaging import DEFAULT_FILTER, ImagingError, is_own_output, reformat_series, register_series
+from meshdcm.transfer import TransferError
+
+log = logging.getLogger("meshdcm.register.node")
+
+
+def create(config: NodeConfig) -> Node:
+    opts = dict(config.options)
+    work = Path(opts.get("work") or data_dir(config.name))
+    (work / "out").mkdir(parents=True, exist_ok=True)
+    (work / "in").mkdir(parents=True, exist_ok=True)
+    thin = float(opts.get("reformat_below_mm", 1.5))
+    slab = float(opts.get("reformat_mm", 3.0))
+    node = Node(config=config)
+    node.serve("out", work / "out")
+    studies: dict[str, dict] = {}  # study UID -> {"reference": folder, "waiting": [(msg, folder)]}
+    lock = threading.Lock()
+
+    def publish_folder(folder: Path, source: Message, what: str) -> None:
+        files = sorted(folder.glob("*.dcm")) or sorted(p for p in folder.rglob("*") if p.is_file())
+        header = dcmread(files[0], stop_before_pixels=True)
+        node.publish("stored.series", header, reply_to=source, uris=[node.uri_for(folder), folder.resolve().as_uri()],
+                     meta={"derived_from": source.get("SeriesInstanceUID"), "derivation": what,
+                           "instances": len(files)})
+
+    def register_onto(reference: Path, msg: Message, folder: Path) -> None:
+        out = work / "out" / f"{msg.get('SeriesInstanceUID')}-reg"
+        try:
+            result = register_series(reference, folder, out, transform=str(opts.get("transform", "rigid")),
+                                     node_name=config.name)
+        except ImagingError as exc:
+            raise HandlerError(f"series {msg.get('SeriesInstanceUID')} could not be registered: {exc}",
+                               action="meshdcm register FIXED MOVING OUT shows the problem") from exc
+        publish_folder(out, msg, f"registered onto {result.fixed_series_uid} ({result.backend}, "
+                                 f"{result.seconds:.1f} s)")
+
+    @node.on("stored.series", where=str(opts.get("where", DEFAULT_FILTER)))
+    def arrived(msg: Message) -> None:
+        if msg.meta.get("derived_from") or is_own_output(msg.dataset):
+            return
+        study_uid, series_uid = str(msg.get("StudyInstanceUID")), str(msg.get("SeriesInstanceUID"))
+        try:
+            folder = node.fetch_folder(msg.uris, work / "in" / series_uid)
+        except TransferError as exc:
+            raise HandlerError(f"series {series_uid} could not be fetched: {exc}",
+                               action="check that the node holding it is running; publish stored.series again") from exc
+        thickness = float(msg.get("SliceThickness") or 99)
+        if thickness <= thin:
+            for plane in ("coronal", "sagittal"):
+                out = work / "out" / f"{series_uid}-{plane}"
+                try:
+                    reformat_series(folder, out, plane=plane, thickness_mm=slab, node_name=config.name)
+                except ImagingError as exc:
+                    raise HandlerError(f"series {series_uid}: {plane} reformat failed: {exc}",
+                                       action="check the series geometry (meshdcm convert to-nifti)") from exc
+                publish_folder(out, msg, f"{plane} reformat {slab:g} mm")
+            with lock:
+                state = studies.setdefault(study_uid, {"reference": None, "waiting": []})
+                first = state["reference"] is None
+                if first:
+                    state["reference"] = folder
+                waiting, state["waiting"] = (state["waiting"], []) if first else ([], state["waiting"])
+            for other, other_folder in waiting:
+                register_onto(folder, other, other_folder)
+            if not first:
+                register_onto(state["reference"], msg, folder)
+            return
+        with lock:
+            state = studies.setdefault(study_uid, {"reference": None, "waiting": []})
+            reference = state["reference"]
+            if reference is None:
+                state["waiting"].append((msg, folder))
+                log.info("series %s waits for a reference series of its study", series_uid)
+                return
+        register_onto(reference, msg, folder)
+
+    return node
