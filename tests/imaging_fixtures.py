@@ -61,3 +61,80 @@ def synthetic_series(tmp_path_factory) -> dict[str, Path]:
         testdata.write_series(root / kind, kind)
         out[kind] = root / kind
     return out
+
+
+class NetnsOrthanc:
+    """A real Orthanc inside a network namespace this fixture creates (only its own loopback exists there).
+
+    Every request runs inside the namespace through ``ip netns exec`` with curl / DCMTK, argument lists only.
+    """
+
+    def __init__(self, workdir: Path):
+        import json as _json
+        import os
+        import uuid
+
+        if os.geteuid() != 0 or shutil.which("ip") is None:
+            pytest.skip("network namespaces need root and iproute2")
+        if not Path("/usr/sbin/Orthanc").exists() or shutil.which("curl") is None:
+            pytest.skip("Orthanc (/usr/sbin/Orthanc) and curl are needed")
+        self.ns = f"mdcmimg{uuid.uuid4().hex[:6]}"
+        subprocess.run(["ip", "netns", "add", self.ns], check=True, capture_output=True)
+        subprocess.run(["ip", "-n", self.ns, "link", "set", "lo", "up"], check=True, capture_output=True)
+        storage = workdir / "orthanc-db"
+        storage.mkdir(parents=True, exist_ok=True)
+        config = workdir / "orthanc.json"
+        config.write_text(_json.dumps({
+            "Name": "MESHDCMTEST", "StorageDirectory": str(storage), "IndexDirectory": str(storage),
+            "HttpPort": 8042, "DicomPort": 4242, "DicomAet": "ORTHANC", "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False, "Plugins": [], "DicomCheckCalledAet": False,
+        }))
+        self.log = open(workdir / "orthanc.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, "/usr/sbin/Orthanc", str(config)],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        import time
+
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Orthanc exited early; see {workdir / 'orthanc.log'}")
+            r = self.curl("/system", check=False)
+            if r.returncode == 0 and r.stdout.strip().startswith("{"):
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("Orthanc did not answer within 30 s")
+
+    def curl(self, path: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", self.ns, "curl", "-sf", *extra, f"http://127.0.0.1:8042{path}"],
+                              capture_output=True, text=True, check=check, timeout=30)
+
+    def upload(self, path: Path) -> dict:
+        import json as _json
+
+        r = self.curl("/instances", "-X", "POST", "--data-binary", f"@{path}")
+        return _json.loads(r.stdout)
+
+    def get(self, path: str):
+        import json as _json
+
+        return _json.loads(self.curl(path).stdout)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory):
+    server = NetnsOrthanc(tmp_path_factory.mktemp("orthanc"))
+    try:
+        yield server
+    finally:
+        server.close()

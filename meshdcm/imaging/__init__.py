@@ -5,6 +5,7 @@ it in a few lines.  See docs/imaging.md.
 """
 
 from .errors import ImagingError, NiftiError, RegistrationError, SeriesError
+from .derived import nifti_to_series, write_derived_series
 from .nifti import NiftiResult, series_to_nifti
 from .series import SeriesVolume, load_series
 
@@ -16,5 +17,7 @@ __all__ = [
     "SeriesError",
     "SeriesVolume",
     "load_series",
+    "nifti_to_series",
     "series_to_nifti",
+    "write_derived_series",
 ]
