@@ -37,6 +37,7 @@ __all__ = [
     "KINDS",
     "Grid",
     "grid",
+    "moved_phantom",
     "phantom",
     "rigid_matrix",
     "write_series",
@@ -74,13 +75,32 @@ def phantom(points: np.ndarray, *, radius: float = 80.0, contrast: str = "t1", e
     table = _CONTRAST[contrast]
     p = np.asarray(points, dtype=np.float64)
     out = np.full(p.shape[:-1], float(table["bg"]))
+    # smooth anatomical "texture" fixed to the object (+-6 % of the tissue value), so that intensity gradients
+    # exist inside tissues too, as in real images
+    u = p / radius * 80.0
+    texture = 1.0 + 0.06 * np.sin(u[..., 0] / 6.0 + 1.0) * np.sin(u[..., 1] / 7.5) * np.sin(u[..., 2] / 6.8 + 0.5)
     for name, centre, axes in _TISSUES:
         c = np.asarray(centre) * radius
         a = np.asarray(axes) * radius
         r = np.sqrt((((p - c) / a) ** 2).sum(axis=-1))
         s = 0.5 * (1.0 - np.tanh((r - 1.0) * a.mean() / edge_mm))
-        out = out * (1.0 - s) + table[name] * s
+        value = table[name] * texture if name not in ("skull",) or contrast != "ct" else table[name]
+        out = out * (1.0 - s) + value * s
     return out
+
+
+def moved_phantom(matrix: np.ndarray, *, radius: float = 80.0, contrast: str = "t1"):
+    """``f(points)`` of the phantom moved by the rigid 4x4 ``matrix`` (LPS): ``f(q) = phantom(matrix^-1 q)``.
+
+    A registration of this image (moving) onto the unmoved phantom (fixed) must recover ``matrix`` as its
+    fixed->moving transform.
+    """
+    inv = np.linalg.inv(matrix)
+
+    def f(points: np.ndarray) -> np.ndarray:
+        return phantom(points @ inv[:3, :3].T + inv[:3, 3], radius=radius, contrast=contrast)
+
+    return f
 
 
 @dataclass(frozen=True)
