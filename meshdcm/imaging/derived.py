@@ -1,0 +1,305 @@
+"""Write a volume as a derived DICOM series of the same study, and NIfTI -> DICOM.
+
+The series follows the MR Image / CT Image IODs (PS3.3 A.4 / A.3) as classic single-frame instances:
+
+* Patient, General Study and (where present) MR/CT acquisition attributes are copied from the source series;
+  the Frame of Reference is the source's (or the geometry reference's, for registered series).
+* ``ImageType`` is ``DERIVED\\SECONDARY``; the source is referenced by ``ReferencedSeriesSequence``
+  (Common Instance Reference, C.12.2) and, per instance, by ``SourceImageSequence`` (General Image, C.7.6.1)
+  naming the nearest source image; provenance marks are added by :func:`meshdcm.imaging.provenance.stamp`.
+* Series and SOP Instance UIDs are derived deterministically (``pydicom.uid.generate_uid(entropy_srcs=...)``)
+  from the input content, the source series, the node name and version, so re-running a node yields the same
+  UIDs (PACS overwrite instead of duplicates).
+* Geometry: each slice's ImagePositionPatient is ``A @ (0, 0, k, 1)`` and its ImageOrientationPatient the
+  normalised first two columns of the LPS affine ``A``; a sheared affine is therefore kept exactly.
+* Float maps are stored as 16-bit integers with RescaleSlope/RescaleIntercept chosen to span the value range
+  (quantisation step = range / 65534); integer data that fits 16 bits is stored unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import logging
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from .._version import __version__
+from .errors import NiftiError
+from .nifti import LPS_TO_RAS, _get
+from .provenance import stamp
+from .series import SeriesVolume, load_series
+
+__all__ = ["align_axes", "encode_values", "nifti_to_series", "write_derived_series"]
+
+log = logging.getLogger(__name__)
+
+MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+
+_PATIENT_STUDY = [
+    "SpecificCharacterSet", "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
+    "PatientAge", "PatientWeight", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+    "ReferringPhysicianName", "StudyDescription", "Manufacturer", "ManufacturerModelName", "InstitutionName",
+    "StationName", "DeviceSerialNumber", "BodyPartExamined", "PatientPosition", "AcquisitionNumber",
+]
+_MR_ATTRS = ["ScanningSequence", "SequenceVariant", "ScanOptions", "MRAcquisitionType", "RepetitionTime",
+             "EchoTime", "EchoTrainLength", "InversionTime", "FlipAngle", "MagneticFieldStrength",
+             "ImagingFrequency", "ImagedNucleus", "EchoNumbers"]
+_CT_ATTRS = ["KVP", "ConvolutionKernel", "XRayTubeCurrent", "ExposureTime", "Exposure"]
+
+
+def _ds(v: float) -> str:
+    s = f"{v:.6f}".rstrip("0").rstrip(".")
+    if s in ("-0", ""):
+        s = "0"
+    return s if len(s) <= 16 else f"{v:.9g}"[:16]
+
+
+def encode_values(values: np.ndarray, *, slope: float | None = None,
+                  intercept: float | None = None) -> tuple[np.ndarray, float, float]:
+    """Values -> (16-bit stored integers, slope, intercept).
+
+    With ``slope``/``intercept`` given, ``values`` are already stored integers.  Integer-valued data in the
+    int16 (or uint16) range is kept exactly; anything else is rescaled to span int16.
+    """
+    if slope is not None:
+        v = np.asarray(values)
+        if v.min() >= -32768 and v.max() <= 32767:
+            return v.astype(np.int16), float(slope), float(intercept or 0.0)
+        if v.min() >= 0 and v.max() <= 65535:
+            return v.astype(np.uint16), float(slope), float(intercept or 0.0)
+        values = v * slope + (intercept or 0.0)
+    v = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(v)):
+        v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = float(v.min()), float(v.max())
+    if np.array_equal(v, np.rint(v)):
+        if lo >= -32768 and hi <= 32767:
+            return v.astype(np.int16), 1.0, 0.0
+        if lo >= 0 and hi <= 65535:
+            return v.astype(np.uint16), 1.0, 0.0
+    if hi == lo:
+        return np.zeros(v.shape, np.int16), 1.0, lo
+    # 6 significant digits survive the DS encoding: compute stored values from the *encoded* slope/intercept
+    slope_f = float(_ds((hi - lo) / 65000.0))
+    inter_f = float(_ds(lo + 32500.0 * slope_f))
+    stored = np.clip(np.rint((v - inter_f) / slope_f), -32768, 32767).astype(np.int16)
+    return stored, slope_f, inter_f
+
+
+def _nearest_frames(vol: SeriesVolume, positions: np.ndarray, normal: np.ndarray) -> list:
+    """For each output slice position, the source frame whose plane centre is nearest."""
+    nx, ny = vol.stored.shape[:2]
+    a = vol.affine_lps
+    centres = []
+    nz = vol.stored.shape[2]
+    for k in range(nz):
+        centres.append(a @ np.array([(nx - 1) / 2, (ny - 1) / 2, k, 1.0]))
+    centres = np.array(centres)[:, :3]
+    out = []
+    for p in positions:
+        k = int(np.argmin(np.linalg.norm(centres - p, axis=1)))
+        out.append(vol.frames[k])
+    return out
+
+
+def write_derived_series(values: np.ndarray, affine_lps: np.ndarray, source: SeriesVolume, out_dir: str | Path, *,
+                         series_description: str, node_name: str, node_version: str, derivation: str,
+                         entropy: list[str], frame_of_reference_uid: str | None = None,
+                         geometry_reference: SeriesVolume | None = None, series_number: int | None = None,
+                         stored_rescale: tuple[float, float] | None = None,
+                         slice_thickness: float | None = None) -> list[Path]:
+    """Write ``values`` (nx, ny, nz), placed by ``affine_lps``, as a derived series of ``source``'s study.
+
+    ``entropy`` (strings identifying the input content) makes the UIDs deterministic;
+    ``geometry_reference`` is the series whose grid and Frame of Reference the values are on, when not the
+    source's (registration).  Returns the written paths, one per slice.
+    """
+    values = np.asarray(values)
+    if values.ndim == 4 and values.shape[3] == 1:
+        values = values[..., 0]
+    if values.ndim != 3:
+        raise NiftiError(f"derived series of {source.series_uid}: need a 3D volume, got shape {values.shape}; "
+                         "split 4D data into one series per volume")
+    ref = source.reference
+    modality = str(ref.get("Modality", ""))
+    if modality not in ("MR", "CT"):
+        raise NiftiError(f"source series {source.series_uid} has modality {modality!r}; derived series are written "
+                         "for MR and CT only")
+    if stored_rescale is not None:
+        stored, slope, intercept = encode_values(values, slope=stored_rescale[0], intercept=stored_rescale[1])
+    else:
+        stored, slope, intercept = encode_values(values)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    series_uid = generate_uid(entropy_srcs=["meshdcm-derived", source.series_uid, node_name, node_version,
+                                            series_description, *entropy])
+    for_uid = frame_of_reference_uid or str((geometry_reference or source).reference.get("FrameOfReferenceUID", ""))
+    a = np.asarray(affine_lps, dtype=np.float64)
+    dc, dr = np.linalg.norm(a[:3, 0]), np.linalg.norm(a[:3, 1])
+    row, col = a[:3, 0] / dc, a[:3, 1] / dr
+    normal = np.cross(row, col)
+    thickness = slice_thickness or abs(float(a[:3, 2] @ normal))
+    nx, ny, nz = values.shape
+    positions = np.array([(a @ np.array([0.0, 0.0, k, 1.0]))[:3] for k in range(nz)])
+    nearest = _nearest_frames(source, positions, normal)
+    now = _dt.datetime.now()
+    real = stored.astype(np.float64) * slope + intercept
+    center, width = float(np.percentile(real, 50.0)), float(np.percentile(real, 99.5) - np.percentile(real, 0.5))
+    if modality == "CT":
+        center, width = 40.0, 80.0
+    refd = Dataset()
+    refd.SeriesInstanceUID = source.series_uid
+    inst_items = []
+    for f in {fr.sop_instance_uid: fr for fr in source.frames}.values():
+        it = Dataset()
+        it.ReferencedSOPClassUID = f.dataset.SOPClassUID
+        it.ReferencedSOPInstanceUID = f.sop_instance_uid
+        inst_items.append(it)
+    refd.ReferencedInstanceSequence = Sequence(inst_items)
+    referenced_series = [refd]
+    if geometry_reference is not None and geometry_reference.series_uid != source.series_uid:
+        geo = Dataset()
+        geo.SeriesInstanceUID = geometry_reference.series_uid
+        geo.ReferencedInstanceSequence = Sequence([])
+        referenced_series.append(geo)
+    paths = []
+    for k in range(nz):
+        ds = Dataset()
+        for kw in _PATIENT_STUDY:
+            if kw in ref:
+                setattr(ds, kw, ref.get(kw))
+        for kw in _MR_ATTRS if modality == "MR" else _CT_ATTRS:
+            v = _get(ref, kw)
+            if v is not None:
+                setattr(ds, kw, v)
+        if modality == "MR" and "EchoTime" not in ds and source.echo_time is not None:
+            ds.EchoTime = _ds(source.echo_time)
+        ds.SOPClassUID = MR_IMAGE if modality == "MR" else CT_IMAGE
+        ds.SOPInstanceUID = generate_uid(entropy_srcs=[series_uid, str(k)])
+        ds.Modality = modality
+        ds.SeriesInstanceUID = series_uid
+        ds.SeriesNumber = series_number if series_number is not None else int(ref.get("SeriesNumber", 0) or 0) + 1000
+        ds.SeriesDescription = series_description[:64]
+        ds.SeriesDate = now.strftime("%Y%m%d")
+        ds.SeriesTime = now.strftime("%H%M%S")
+        ds.ContentDate = ds.SeriesDate
+        ds.ContentTime = ds.SeriesTime
+        ds.InstanceNumber = k + 1
+        ds.FrameOfReferenceUID = for_uid
+        ds.PositionReferenceIndicator = ""
+        ds.ImageType = ["DERIVED", "SECONDARY"]
+        ds.ImagePositionPatient = [_ds(v) for v in positions[k]]
+        ds.ImageOrientationPatient = [_ds(v) for v in (*row, *col)]
+        ds.PixelSpacing = [_ds(dr), _ds(dc)]
+        ds.SliceThickness = _ds(thickness)
+        ds.SpacingBetweenSlices = _ds(abs(float(a[:3, 2] @ normal)))
+        ds.SliceLocation = _ds(float(positions[k] @ normal))
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = ny, nx
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 1 if stored.dtype == np.int16 else 0
+        ds.RescaleIntercept = _ds(intercept)
+        ds.RescaleSlope = _ds(slope)
+        ds.RescaleType = "HU" if modality == "CT" else "US"
+        ds.WindowCenter = _ds(center)
+        ds.WindowWidth = _ds(max(width, 1.0))
+        ds.BurnedInAnnotation = "NO"
+        ds.LossyImageCompression = "00"
+        ds.ReferencedSeriesSequence = Sequence(referenced_series)
+        src = Dataset()
+        src.ReferencedSOPClassUID = nearest[k].dataset.SOPClassUID
+        src.ReferencedSOPInstanceUID = nearest[k].sop_instance_uid
+        if nearest[k].frame_index is not None:
+            src.ReferencedFrameNumber = nearest[k].frame_index + 1
+        ds.SourceImageSequence = Sequence([src])
+        stamp(ds, node_name=node_name, node_version=node_version, source_series_uid=source.series_uid,
+              description=derivation)
+        ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).tobytes()
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
+        meta.ImplementationVersionName = f"MESHDCM_{__version__}"[:16]
+        ds.file_meta = meta
+        ds.preamble = b"\0" * 128
+        path = out / f"{ds.SOPInstanceUID}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    log.info("wrote derived series %s (%d instances) from series %s", series_uid, len(paths), source.series_uid)
+    return paths
+
+
+def align_axes(values: np.ndarray, affine: np.ndarray, like: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flip/permute voxel axes (losslessly) so that they run as ``like``'s do.
+
+    NIfTI files have their rows flipped relative to DICOM (dcm2niix convention); written back unchanged they
+    would display upside down, so derived slices take the source series' row/column directions.
+    """
+    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
+
+    transform = ornt_transform(io_orientation(affine), io_orientation(like))
+    return apply_orientation(values, transform), affine @ inv_ornt_aff(transform, values.shape[:3])
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def nifti_to_series(nifti_path: str | Path, reference_dir: str | Path, out_dir: str | Path, *,
+                    series_description: str, node_name: str, node_version: str,
+                    derivation: str = "converted from NIfTI") -> list[Path]:
+    """Write the NIfTI image (in the reference series' scanner space) as a derived series of the reference.
+
+    The NIfTI must be in the same scanner coordinates as ``reference_dir`` (as a dcm2niix or
+    :func:`series_to_nifti` output of that study and any processing that keeps the affine).
+    """
+    nifti_path = Path(nifti_path)
+    try:
+        img = nib.load(nifti_path)
+    except Exception as exc:  # nibabel raises several types for unreadable files
+        raise NiftiError(f"cannot read NIfTI {nifti_path}: {exc}; give a .nii or .nii.gz file") from exc
+    source = load_series(reference_dir)[0]
+    affine_lps = np.linalg.inv(LPS_TO_RAS) @ img.affine
+    shape = img.shape[:3]
+    # the image must overlap the reference: a NIfTI from another study/space would be placed wrongly
+    corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)
+                        for k in (0, shape[2] - 1)])
+    ours = (corners @ affine_lps.T)[:, :3]
+    ref_shape = source.stored.shape[:3]
+    ref_c = np.array([[i, j, k, 1.0] for i in (0, ref_shape[0] - 1) for j in (0, ref_shape[1] - 1)
+                      for k in (0, ref_shape[2] - 1)]) @ source.affine_lps.T
+    lo, hi = ref_c[:, :3].min(0), ref_c[:, :3].max(0)
+    if np.any(ours.max(0) < lo - 1.0) or np.any(ours.min(0) > hi + 1.0):
+        raise NiftiError(f"{nifti_path.name} does not overlap reference series {source.series_uid}; it is not in "
+                         "that series' scanner space (converted from another study?)")
+    if len(img.shape) > 3 and int(np.prod(img.shape[3:])) > 1:
+        raise NiftiError(f"{nifti_path.name} is {len(img.shape)}D {img.shape}; write one 3D volume per series")
+    raw = np.asarray(img.dataobj.get_unscaled()).reshape(shape)
+    slope, inter = img.dataobj.slope, img.dataobj.inter
+    rescale = None
+    if np.issubdtype(raw.dtype, np.integer):
+        rescale = (float(slope) if slope is not None and np.isfinite(slope) else 1.0,
+                   float(inter) if inter is not None and np.isfinite(inter) else 0.0)
+        values = raw
+    else:
+        values = np.asarray(img.get_fdata()).reshape(shape)
+    values, affine_lps = align_axes(values, affine_lps, source.affine_lps)
+    return write_derived_series(values, affine_lps, source, out_dir, series_description=series_description,
+                                node_name=node_name, node_version=node_version, derivation=derivation,
+                                entropy=[_file_digest(nifti_path)], stored_rescale=rescale)
