@@ -1,0 +1,60 @@
+"""convert and register nodes in a mesh: NIfTI of each stored series; reformats of the reference series and the
+other series registered onto it; derived outputs are never inputs again."""
+
+from __future__ import annotations
+
+import threading
+
+from pydicom import dcmread
+
+from conftest import wait_until
+from meshdcm import Message, Node
+from meshdcm.imaging import testdata
+
+
+def test_convert_and_register_nodes(mesh, tmp_path):
+    study = "1.2.826.0.1.3680043.10.77.1"
+    t1 = tmp_path / "t1"
+    testdata.write_volume_series(t1, lambda p: testdata.phantom(p, radius=25.0, contrast="t1"),
+                                 testdata.grid((36, 36, 30), (1.5, 1.5, 1.5)), description="T1 3D", seed=1,
+                                 study_uid=study)
+    truth = testdata.rigid_matrix((5.0, 0.0, -4.0), (3.0, -4.0, 2.0))
+    t2 = tmp_path / "t2"
+    testdata.write_volume_series(t2, testdata.moved_phantom(truth, radius=25.0, contrast="t2"),
+                                 testdata.grid((18, 18, 12), (3.0, 3.0, 4.0)), description="T2 axial", seed=2,
+                                 study_uid=study, series_number=2)
+    procs = [mesh.start("node", kind, "--config", mesh.config(kind, work=str(tmp_path / kind)))
+             for kind in ("convert", "register")]
+    for p in procs:
+        p.wait_for_output("started on")
+    got: list[Message] = []
+    lock = threading.Lock()
+    with Node("client", mesh=mesh.name) as client:
+        for topic in ("stored", "error"):
+            client.on(topic)(lambda m: (lock.acquire(), got.append(m), lock.release()))
+        assert client.wait_for_peers(2, 10) and client.wait_for_subscribers("stored.series", 10)
+        # the T2 first: it must wait for its study's reference (the thin 3D T1)
+        for folder in (t2, t1):
+            header = dcmread(sorted(folder.iterdir())[0], stop_before_pixels=True)
+            client.publish("stored.series", header, uris=[folder.as_uri()])
+
+        def done():
+            with lock:
+                nii = [m for m in got if m.topic == "stored.series.nii"]
+                derived = [m for m in got if m.topic == "stored.series" and m.meta.get("derived_from")]
+                errors = [m for m in got if m.topic.startswith("error.")]
+            return errors or (len(nii) >= 2 and len(derived) >= 3 and (nii, derived))
+        result = wait_until(done, 180, what="NIfTI files, reformats and the registered series")
+        assert isinstance(result, tuple), [m.meta.get("error") for m in result]
+        nii, derived = result
+        assert sorted(m.meta["derived_from"] for m in nii) == sorted(
+            dcmread(sorted(f.iterdir())[0], stop_before_pixels=True).SeriesInstanceUID for f in (t1, t2))
+        assert all(any(u.startswith("meshdcm://") for u in m.uris) for m in nii)
+        kinds = sorted(m.meta["derivation"].split()[0] for m in derived)
+        assert kinds == ["coronal", "registered", "sagittal"], kinds
+        reg = [m for m in derived if m.meta["derivation"].startswith("registered")][0]
+        assert reg.dataset.SeriesDescription.endswith("[reg]") and "DERIVED" in reg.dataset.ImageType
+        files = client.fetch([u for u in reg.uris if u.startswith("meshdcm://")][0], tmp_path / "reg")
+        assert len(files) == reg.meta["instances"] > 0
+        # outputs are not inputs: no NIfTI of a derived series, no registration of a reformat
+        assert len([m for m in got if m.topic == "stored.series.nii"]) == 2
