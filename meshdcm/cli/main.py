@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from .._version import __version__
@@ -76,14 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--json", action="store_true")
     c.set_defaults(func=mesh.cmd_keys)
 
-    c = sub.add_parser("pacs", help="talk to a PACS without a mesh: echo, find, get, store", add_help=False,
-                       description="meshdcm pacs echo|find|get|store ... (meshdcm pacs --help for details)")
-    c.add_argument("args", nargs=argparse.REMAINDER)
-    c.set_defaults(func=lambda a: _pacs_cli(a.args))
-
-    c = sub.add_parser("perfusion", help="DSC perfusion maps of a series folder, without a mesh", add_help=False,
-                       description="meshdcm perfusion DSC_SERIES_DIR OUT_DIR [--method ssvd|csvd|osvd] [--json]")
-    c.add_argument("args", nargs=argparse.REMAINDER)
+    for name, text in (("pacs", "talk to a PACS without a mesh: echo, find, get, store, scp, serve"),
+                       ("perfusion", "DSC perfusion maps of a series folder: DSC_SERIES_DIR OUT_DIR [--method]"),
+                       ("convert", "DICOM <-> NIfTI: to-nifti SERIES_DIR OUT_DIR | to-dicom IMAGE REFERENCE_DIR OUT_DIR"),
+                       ("register", "register a series onto another: FIXED_DIR MOVING_DIR OUT_DIR"),
+                       ("reformat", "multiplanar reformat of a series: SERIES_DIR OUT_DIR --plane coronal")):
+        c = sub.add_parser(name, help=text, add_help=False, description=f"meshdcm {name} --help for details")
+        c.add_argument("args", nargs=argparse.REMAINDER)
 
     c = sub.add_parser("up", help="run every node kind on this machine (the main job)")
     c.add_argument("kinds", nargs="*", help="node kinds to start (default: all)")
@@ -96,22 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _pacs_cli(argv: list[str]) -> int:
-    from ..pacs.cli import main as pacs_main
-
-    return pacs_main(argv)
-
-
-def _perfusion_cli(argv: list[str]) -> int:
-    from ..perfusion.cli import main as perfusion_main
-
-    return perfusion_main(argv)
+#: Commands whose whole command line belongs to a library's own entry point.
+_DELEGATED = {
+    "pacs": ("meshdcm.pacs.cli", "main"),
+    "perfusion": ("meshdcm.perfusion.cli", "main"),
+    "convert": ("meshdcm.imaging.cli", "main_convert"),
+    "register": ("meshdcm.imaging.cli", "main_register"),
+    "reformat": ("meshdcm.imaging.cli", "main_reformat"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] in (["pacs"], ["perfusion"]):  # their own command lines (argparse's REMAINDER would eat options)
-        return _pacs_cli(argv[1:]) if argv[0] == "pacs" else _perfusion_cli(argv[1:])
+    if argv[:1] and argv[0] in _DELEGATED:  # their own command lines (argparse's REMAINDER would eat options)
+        module, function = _DELEGATED[argv[0]]
+        return getattr(importlib.import_module(module), function)(argv[1:])
     args = build_parser().parse_args(argv)
     return mesh.guarded(args.func)(args)
 
