@@ -105,3 +105,21 @@ def test_affine_option_recovers_a_scaled_motion(tmp_path):
     affine, _, _ = register_volumes(fixed, moving, transform="affine", backend="simpleitk")
     rigid, _, _ = register_volumes(fixed, moving, transform="rigid", backend="simpleitk")
     assert _tre(affine, truth)[0] <= 0.5 < _tre(rigid, truth)[0]
+
+
+@pytest.mark.timeout(120)
+def test_register_study_puts_every_series_on_the_3d_t1(tmp_path):
+    from meshdcm.imaging.register import register_study
+
+    g = testdata.grid((50, 55, 45), (2.0, 2.0, 2.0))
+    motion_ct = testdata.rigid_matrix((0.0, 4.0, -6.0), (3.0, 5.0, -4.0))
+    testdata.write_volume_series(tmp_path / "ct", testdata.moved_phantom(motion_ct, radius=RADIUS, contrast="ct"),
+                                 g, modality="CT", description="Head CT", seed=5, series_number=3)
+    testdata.write_volume_series(tmp_path / "t1", lambda p: testdata.phantom(p, radius=RADIUS), g,
+                                 description="T1 3D MPRAGE", seed=5, series_number=1)
+    results = register_study([tmp_path / "ct", tmp_path / "t1"], tmp_path / "out", backend="simpleitk")
+    assert len(results) == 1  # the T1 is the reference, only the CT moves
+    (res,) = results
+    assert _tre(res.matrix, motion_ct)[0] <= 1.0
+    assert (tmp_path / "out" / res.moving_series_uid).is_dir()
+    assert pydicom.dcmread(res.paths[0]).SeriesDescription == "Head CT [reg]"
