@@ -119,3 +119,19 @@ def test_missing_slice_is_refused(synthetic_series, tmp_path):  # noqa: F811
 def test_empty_folder_is_refused(tmp_path):
     with pytest.raises(SeriesError, match="no DICOM image"):
         series_to_nifti(tmp_path, tmp_path / "out")
+
+
+def test_compressed_series_gives_the_same_image(synthetic_series, tmp_path):  # noqa: F811
+    """RLE Lossless instances go through pydicom's decoder instead of the raw-buffer fast path."""
+    import pydicom
+    from pydicom.uid import RLELossless
+
+    rle = tmp_path / "rle"
+    rle.mkdir()
+    for p in synthetic_series["ct"].iterdir():
+        ds = pydicom.dcmread(p)
+        ds.compress(RLELossless)
+        ds.save_as(rle / p.name)
+    a = series_to_nifti(rle, tmp_path / "a").paths[0]
+    b = series_to_nifti(synthetic_series["ct"], tmp_path / "b").paths[0]
+    assert_same_image(a, b)

@@ -93,3 +93,33 @@ def test_reference_choice_prefers_3d_t1_then_thinnest_ct(tmp_path):
         vols.append(load_series(tmp_path / name)[0])
     assert choose_reference(vols) == 1  # the 3D T1 ("T1 axial", MRAcquisitionType 3D)
     assert choose_reference([vols[0], vols[2]]) == 0  # no 3D T1: the CT
+
+
+@pytest.mark.timeout(120)
+def test_affine_option_recovers_a_scaled_motion(tmp_path):
+    """Affine (12 parameters) after rigid: a 4 % scaling plus rotation is recovered (measured TRE 0.16 mm;
+    rigid alone cannot, 0.94 mm)."""
+    truth = testdata.rigid_matrix((5.0, 0.0, 8.0), (6.0, -4.0, 3.0)) @ np.diag([1.04, 1.04, 1.04, 1.0])
+    fixed_dir, moving_dir = _pair(tmp_path, "t1", "t1", truth, spacing=2.0, shape=(50, 55, 45))
+    fixed, moving = load_series(fixed_dir)[0], load_series(moving_dir)[0]
+    affine, _, _ = register_volumes(fixed, moving, transform="affine", backend="simpleitk")
+    rigid, _, _ = register_volumes(fixed, moving, transform="rigid", backend="simpleitk")
+    assert _tre(affine, truth)[0] <= 0.5 < _tre(rigid, truth)[0]
+
+
+@pytest.mark.timeout(120)
+def test_register_study_puts_every_series_on_the_3d_t1(tmp_path):
+    from meshdcm.imaging.register import register_study
+
+    g = testdata.grid((50, 55, 45), (2.0, 2.0, 2.0))
+    motion_ct = testdata.rigid_matrix((0.0, 4.0, -6.0), (3.0, 5.0, -4.0))
+    testdata.write_volume_series(tmp_path / "ct", testdata.moved_phantom(motion_ct, radius=RADIUS, contrast="ct"),
+                                 g, modality="CT", description="Head CT", seed=5, series_number=3)
+    testdata.write_volume_series(tmp_path / "t1", lambda p: testdata.phantom(p, radius=RADIUS), g,
+                                 description="T1 3D MPRAGE", seed=5, series_number=1)
+    results = register_study([tmp_path / "ct", tmp_path / "t1"], tmp_path / "out", backend="simpleitk")
+    assert len(results) == 1  # the T1 is the reference, only the CT moves
+    (res,) = results
+    assert _tre(res.matrix, motion_ct)[0] <= 1.0
+    assert (tmp_path / "out" / res.moving_series_uid).is_dir()
+    assert pydicom.dcmread(res.paths[0]).SeriesDescription == "Head CT [reg]"

@@ -65,7 +65,7 @@ def volume_to_nifti(vol: SeriesVolume) -> nib.Nifti1Image:
     if data.shape[3] == 1:
         data = data[..., 0]
     affine = LPS_TO_RAS @ vol.affine_lps @ _flip_rows(vol.stored.shape[1])
-    img = nib.Nifti1Image(np.ascontiguousarray(data), None)
+    img = nib.Nifti1Image(np.asfortranarray(data), None)
     hdr = img.header
     hdr.set_sform(affine, code=1)
     if vol.sheared:

@@ -129,6 +129,44 @@ def _float_list(value, n: int, what: str, ds: Dataset) -> np.ndarray:
     return np.array([float(v) for v in value], dtype=np.float64)
 
 
+def _raw_text(ds: Dataset, tag: int) -> str | None:
+    """The text of a string-valued element (DS, IS, TM) without pydicom's per-value conversion.
+
+    Converting DS/IS values through pydicom dominates reading many small instances (a 200-image DSC series);
+    the raw bytes are split here instead, falling back to the converted value when already converted.
+    """
+    try:
+        elem = ds.get_item(tag)
+    except KeyError:
+        return None
+    if elem is None:
+        return None
+    value = elem.value
+    if isinstance(value, bytes | bytearray):
+        text = value.decode("ascii", "replace").strip(" \x00")
+        return text or None
+    if value is None or value == "":
+        return None
+    if isinstance(value, list | tuple | pydicom.multival.MultiValue):
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def _raw_floats(ds: Dataset, tag: int) -> list[float] | None:
+    text = _raw_text(ds, tag)
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split("\\")]
+    except ValueError:
+        return None
+
+
+def _raw_float(ds: Dataset, tag: int, default: float | None) -> float | None:
+    v = _raw_floats(ds, tag)
+    return v[0] if v else default
+
+
 def _seq_item(ds: Dataset, keyword: str) -> Dataset | None:
     seq = ds.get(keyword)
     return seq[0] if seq else None
@@ -190,36 +228,57 @@ def _frames_of(ds: Dataset) -> list[Frame]:
         raise SeriesError(f"instance {ds.SOPInstanceUID} of series {ds.SeriesInstanceUID} has {nframes} frames but "
                           "no per-frame functional groups; legacy multi-frame needs conversion first "
                           "(e.g. dcm2niix or emf2sf)")
-    ipp = _float_list(ds.get("ImagePositionPatient"), 3, "ImagePositionPatient", ds)
-    iop = _float_list(ds.get("ImageOrientationPatient"), 6, "ImageOrientationPatient", ds)
-    ps = _float_list(ds.get("PixelSpacing"), 2, "PixelSpacing", ds)
-    echo_number = ds.get("EchoNumbers")
-    if isinstance(echo_number, pydicom.multival.MultiValue):
-        echo_number = echo_number[0] if echo_number else None
-    te = ds.get("EchoTime")
-    return [Frame(ipp, iop, (ps[0], ps[1]), float(ds.get("RescaleSlope", 1.0) or 1.0),
-                  float(ds.get("RescaleIntercept", 0.0) or 0.0), ds, None,
-                  echo_number=int(echo_number) if echo_number not in (None, "") else None,
-                  echo_time=float(te) if te not in (None, "") else None,
-                  time_key=(int(ds.get("TemporalPositionIdentifier", 0) or 0),
-                            _acq_seconds(ds.get("AcquisitionTime")), int(ds.get("InstanceNumber", 0) or 0)),
-                  thickness=float(ds.SliceThickness) if ds.get("SliceThickness") else None)]
+    ipp = _float_list(_raw_floats(ds, 0x00200032), 3, "ImagePositionPatient", ds)
+    iop = _float_list(_raw_floats(ds, 0x00200037), 6, "ImageOrientationPatient", ds)
+    ps = _float_list(_raw_floats(ds, 0x00280030), 2, "PixelSpacing", ds)
+    echo_number = _raw_float(ds, 0x00180086, None)  # EchoNumbers
+    te = _raw_float(ds, 0x00180081, None)  # EchoTime
+    thick = _raw_float(ds, 0x00180050, None)  # SliceThickness
+    return [Frame(ipp, iop, (ps[0], ps[1]), _raw_float(ds, 0x00281053, 1.0) or 1.0,  # RescaleSlope
+                  _raw_float(ds, 0x00281052, 0.0) or 0.0, ds, None,  # RescaleIntercept
+                  echo_number=int(echo_number) if echo_number is not None else None,
+                  echo_time=te,
+                  time_key=(int(_raw_float(ds, 0x00200100, 0) or 0),  # TemporalPositionIdentifier
+                            _acq_seconds(_raw_text(ds, 0x00080032)),  # AcquisitionTime
+                            int(_raw_float(ds, 0x00200013, 0) or 0)),  # InstanceNumber
+                  thickness=thick or None)]
 
 
-def _frame_pixels(ds: Dataset, frame_index: int | None) -> np.ndarray:
-    rows, cols = int(ds.Rows), int(ds.Columns)
+def _layout(ds: Dataset):
+    """(rows, columns, dtype, bits stored) when the pixel data is uncompressed single-sample, else None."""
     meta = getattr(ds, "file_meta", None)
     ts = str(meta.TransferSyntaxUID) if meta is not None and "TransferSyntaxUID" in meta else ""
-    if ts in _UNCOMPRESSED and int(ds.get("SamplesPerPixel", 1)) == 1 and int(ds.BitsAllocated) in (8, 16, 32):
+    bits = int(ds.BitsAllocated)
+    if ts not in _UNCOMPRESSED or int(ds.get("SamplesPerPixel", 1)) != 1 or bits not in (8, 16, 32):
+        return None
+    signed = int(ds.PixelRepresentation) == 1
+    dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}").newbyteorder("<")
+    return int(ds.Rows), int(ds.Columns), dtype, int(ds.get("BitsStored", bits))
+
+
+def _same_shape(ds: Dataset, ref: Dataset) -> bool:
+    """Rows/Columns/BitsAllocated/PixelRepresentation identical to ``ref`` (raw bytes, no conversion)."""
+    for tag in (0x00280010, 0x00280011, 0x00280100, 0x00280103):
+        try:
+            a, b = ds.get_item(tag), ref.get_item(tag)
+        except KeyError:
+            return False
+        if a is None or b is None or a.value != b.value:
+            return False
+    return True
+
+
+def _frame_pixels(ds: Dataset, frame_index: int | None, layout=None) -> np.ndarray:
+    layout = layout if layout is not None else _layout(ds)
+    if layout is not None:
         # fast path: view the uncompressed PixelData buffer directly (pydicom's pixel_array copies and checks more)
-        bits = int(ds.BitsAllocated)
-        signed = int(ds.PixelRepresentation) == 1
-        dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}").newbyteorder("<")
+        rows, cols, dtype, stored = layout
         n = rows * cols
         start = (frame_index or 0) * n
         arr = np.frombuffer(ds.PixelData, dtype=dtype, count=n, offset=start * dtype.itemsize).reshape(rows, cols)
-        stored = int(ds.get("BitsStored", bits))
+        bits = dtype.itemsize * 8
         if stored < bits:  # mask/sign-extend unused high bits
+            signed = dtype.kind == "i"
             arr = arr.astype(np.int32 if signed else np.uint32) & ((1 << stored) - 1)
             if signed:
                 arr = np.where(arr >= (1 << (stored - 1)), arr - (1 << stored), arr)
@@ -228,7 +287,7 @@ def _frame_pixels(ds: Dataset, frame_index: int | None) -> np.ndarray:
     try:
         arr = ds.pixel_array
     except Exception as exc:  # pydicom raises many types for missing codecs
-        raise SeriesError(f"cannot decode pixel data of instance {ds.SOPInstanceUID} (transfer syntax {ts}): {exc}; "
+        raise SeriesError(f"cannot decode pixel data of instance {ds.SOPInstanceUID}: {exc}; "
                           "install pylibjpeg / python-gdcm for compressed series") from exc
     return arr[frame_index] if frame_index is not None else arr
 
@@ -298,10 +357,14 @@ def stack_frames(frames: list[Frame], series_uid: str) -> SeriesVolume:
     affine[:3, 3] = first.position
     slopes = {(f.slope, f.intercept) for f in ordered}
     dtype = first.pixels().dtype
-    stored = np.empty((cols, rows, nz, nt), dtype=dtype if len(slopes) == 1 else np.float32)
+    # Fortran order: each slice is then one contiguous block, the DICOM (row, column) frame's transpose copies
+    # straight in, and NIfTI (also Fortran order) is written without a reordering copy
+    stored = np.empty((cols, rows, nz, nt), dtype=dtype if len(slopes) == 1 else np.float32, order="F")
+    layout = _layout(first.dataset)
     for n, f in enumerate(ordered):
         t, k = divmod(n, nz)
-        px = f.pixels()
+        same = layout is not None and (f.dataset is first.dataset or _same_shape(f.dataset, first.dataset))
+        px = _frame_pixels(f.dataset, f.frame_index, layout if same else None)
         if px.shape != (rows, cols):
             raise SeriesError(f"series {series_uid} mixes image sizes ({px.shape} vs {(rows, cols)}); "
                               "it cannot be one volume")
