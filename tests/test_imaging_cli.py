@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.imaging_fixtures import synthetic_series  # noqa: F401
+from imaging_fixtures import synthetic_series  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ import pytest
 
 from meshdcm.imaging import SeriesError, series_to_nifti, testdata
 from meshdcm.imaging.nifti import LPS_TO_RAS
-from tests.imaging_fixtures import assert_same_image, run_dcm2niix, synthetic_series  # noqa: F401
+from imaging_fixtures import assert_same_image, run_dcm2niix, synthetic_series  # noqa: F401
 
 # kinds where our output must equal dcm2niix's file for file (enhanced_reversed: see test below)
 SAME_AS_DCM2NIIX = ["axial", "ct", "oblique", "enhanced", "dsc", "multiecho", "float_map"]

@@ -11,7 +11,7 @@ from meshdcm.imaging import testdata
 from meshdcm.imaging.nifti import LPS_TO_RAS
 from meshdcm.imaging.reformat import reformat_series, reformat_volume
 from meshdcm.imaging.series import load_series
-from tests.imaging_fixtures import run_dcm2niix
+from imaging_fixtures import run_dcm2niix
 
 RADIUS = 40.0
 

@@ -12,7 +12,7 @@ import pytest
 
 from meshdcm.imaging import NiftiError, nifti_to_series, series_to_nifti
 from meshdcm.imaging.provenance import is_own_output, produced_by
-from tests.imaging_fixtures import orthanc, reorient_like, run_dcm2niix, synthetic_series  # noqa: F401
+from imaging_fixtures import orthanc, reorient_like, run_dcm2niix, synthetic_series  # noqa: F401
 
 KW = dict(series_description="T1 axial [test]", node_name="convert", node_version="0.1.0")
 

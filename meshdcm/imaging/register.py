@@ -162,7 +162,7 @@ def _register_sitk(fixed: np.ndarray, fixed_affine: np.ndarray, moving: np.ndarr
         reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
         reg.SetMetricSamplingStrategy(reg.RANDOM)
         pct = [min(1.0, samples / (float(f_small.size) / f**3)) for f in levels]
-        reg.SetMetricSamplingPercentagePerLevel(pct, seed)
+        reg.SetMetricSamplingPercentagePerLevel(pct, seed + 1)  # seed 0 is sitkWallClock: random on every run
         reg.SetInterpolator(sitk.sitkLinear)
         reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-3, numberOfIterations=300,
                                                      relaxationFactor=0.85, gradientMagnitudeTolerance=1e-8)
