@@ -288,12 +288,7 @@ class Engine(threading.Thread):
                 frame = recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            if sock.rcvmore:  # a meshdcm message is one frame: drop the whole multipart message
-                while sock.rcvmore:
-                    recv()
-                self.node._count("malformed")
-                continue
-            handle(frame)
+            handle(frame)  # every frame is checked on its own: extra frames of a multipart message are malformed
         # more may be waiting: the next poll returns at once
         self.node._flush_dispatch()
 
