@@ -69,7 +69,6 @@ def create(config: NodeConfig) -> Node:
             raise HandlerError(f"no PACS called {', '.join(missing)} in [nodes.pacs.servers]")
         servers = {n: servers[n] for n in wanted}
     announce_instances = bool(opts.get("instance_events", False))
-    state: dict = {}
 
     def uris_for(path: Path) -> list[str]:
         return [node.uri_for(path), path.resolve().as_uri()]
@@ -224,20 +223,22 @@ def create(config: NodeConfig) -> Node:
                                    action="check the PACS log; send the store request again")
             node.publish("uploaded.series", ds, reply_to=msg, meta={"pacs": pacs.name, "count": len(result.stored)})
 
+    # the storage SCP and the embedded PACS start before the node joins the mesh, so that no request ever finds
+    # the node without its PACS
+    host, port = scp.start()
+    log.info("storage SCP %s listening on %s:%d, store %s", ae_title, host, port, storage)
+    embedded = None
+    if opts.get("embedded"):
+        embedded = EmbeddedPacs(storage.parent / f"{storage.name}-embedded-pacs", destinations={ae_title: (host, port)},
+                                size=str(opts.get("embedded_size", "small")))
+        ehost, eport = embedded.start()
+        servers["embedded"] = Pacs("embedded", ae_title=embedded.ae_title, host=ehost, port=eport,
+                                   retrieve=str(opts.get("embedded_retrieve", "move")), calling_ae=ae_title,
+                                   move_destination=ae_title)
+        log.info("embedded PACS %s on %s:%d (synthetic studies)", embedded.ae_title, ehost, eport)
+
     @node.task
     def run(stopping: threading.Event) -> None:
-        embedded = None
-        host, port = scp.start()
-        log.info("storage SCP %s listening on %s:%d, store %s", ae_title, host, port, storage)
-        if opts.get("embedded"):
-            embedded = EmbeddedPacs(storage.parent / f"{storage.name}-embedded-pacs",
-                                    destinations={ae_title: (host, port)},
-                                    size=str(opts.get("embedded_size", "small")))
-            ehost, eport = embedded.start()
-            servers["embedded"] = Pacs("embedded", ae_title=embedded.ae_title, host=ehost, port=eport,
-                                       retrieve=str(opts.get("embedded_retrieve", "move")), calling_ae=ae_title,
-                                       move_destination=ae_title)
-            log.info("embedded PACS %s on %s:%d (synthetic studies)", embedded.ae_title, ehost, eport)
         reach = {}
         for name, pacs in servers.items():
             try:
@@ -247,7 +248,6 @@ def create(config: NodeConfig) -> Node:
                 log.error("C-ECHO to PACS %s failed: %s", name, exc)
         node.extra.update({"pacs": reach, "storage_scp": {"ae_title": ae_title, "host": host, "port": port}})
         node.manifest_changed()
-        state["ready"] = True
         stopping.wait()
         scp.stop()
         if embedded is not None:
