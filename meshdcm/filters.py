@@ -69,7 +69,7 @@ class _Test:
         if op == "contains":
             def contains(get):
                 value = get(tag)
-                if value is None:
+                if value is None or value is True:  # True: a sequence or binary value, not comparable
                     return False
                 if value.__class__ is tuple:
                     return any(_equal(v, operand) for v in value)
@@ -80,7 +80,7 @@ class _Test:
 
             def matches(get):
                 value = get(tag)
-                return value is not None and search(_whole(value)) is not None
+                return value is not None and value is not True and search(_whole(value)) is not None
             return matches
         if op == "in":
             options = operand
@@ -88,7 +88,7 @@ class _Test:
 
             def is_in(get):
                 value = get(tag)
-                if value is None:
+                if value is None or value is True:
                     return False
                 if value.__class__ is str and len(strings) == len(options):
                     return value in strings
@@ -99,7 +99,7 @@ class _Test:
 
             def string_test(get):
                 value = get(tag)
-                return value is not None and compare(_whole(value), operand)
+                return value is not None and value is not True and compare(_whole(value), operand)
             return string_test
         compare = _NUMBER_OPS[op]
 

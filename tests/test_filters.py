@@ -382,3 +382,22 @@ def test_repeating_group_tags_round_trip_as_numbers():
         f = attribute(tag).exists()
         assert parse(str(f)) == f
         assert str(f) == f"({tag >> 16:04X},{tag & 0xFFFF:04X}) exists"
+
+
+def test_sequences_and_binary_values_only_exist():
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from meshdcm import codec
+    from meshdcm.dataview import element_index, view_of
+
+    ds = Dataset()
+    ds.ReferencedImageSequence = Sequence([Dataset()])
+    ds.add_new(0x00091010, "OB", b"\x01\x02")
+    body = codec.encode(ds)
+    for text, expected in [("ReferencedImageSequence exists", True), ('ReferencedImageSequence == "True"', False),
+                           ('ReferencedImageSequence ~ "T"', False), ('ReferencedImageSequence in ["True"]', False),
+                           ('ReferencedImageSequence contains "True"', False), ("(0009,1010) exists", True),
+                           ('(0009,1010) != "x"', False)]:
+        f = parse(text)
+        assert {f.matches(ds), f.matches(body), f.evaluate(view_of(body, element_index(body)).get)} == {expected}, text
