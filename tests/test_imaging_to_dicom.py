@@ -12,7 +12,8 @@ import pytest
 
 from meshdcm.imaging import NiftiError, nifti_to_series, series_to_nifti
 from meshdcm.imaging.provenance import is_own_output, produced_by
-from imaging_fixtures import orthanc, reorient_like, run_dcm2niix, synthetic_series  # noqa: F401
+from imaging_fixtures import reorient_like, run_dcm2niix, synthetic_series  # noqa: F401
+from pacs_fixtures import orthanc  # noqa: F401
 
 KW = dict(series_description="T1 axial [test]", node_name="convert", node_version="0.1.0")
 
@@ -93,12 +94,12 @@ def _far() -> np.ndarray:
 
 def test_orthanc_accepts_the_derived_series(orthanc, synthetic_series, tmp_path):  # noqa: F811
     _, _, paths = _roundtrip("oblique", synthetic_series, tmp_path, as_float=True)
-    statuses = {orthanc.upload(p)["Status"] for p in paths}
+    statuses = {orthanc.rest("/instances", "POST", p.read_bytes())["Status"] for p in paths}
     assert statuses <= {"Success", "AlreadyStored"}
     uid = pydicom.dcmread(paths[0]).SeriesInstanceUID
-    series = [s for s in orthanc.get("/series?expand") if s["MainDicomTags"]["SeriesInstanceUID"] == uid]
+    series = [s for s in orthanc.rest("/series?expand") if s["MainDicomTags"]["SeriesInstanceUID"] == uid]
     assert len(series) == 1 and len(series[0]["Instances"]) == len(paths)
-    tags = orthanc.get(f"/instances/{series[0]['Instances'][0]}/simplified-tags")
+    tags = orthanc.rest(f"/instances/{series[0]['Instances'][0]}/simplified-tags")
     assert tags["ImageType"].startswith("DERIVED\\SECONDARY")
 
 
