@@ -4,7 +4,7 @@
 # that refuses every service start is in place while apt runs; tests and benches start them on loopback or
 # inside network namespaces they create.
 set -euo pipefail
-packages=(iproute2 nftables curl rabbitmq-server orthanc orthanc-dicomweb dcmtk dcm2niix)
+packages=(iproute2 nftables rabbitmq-server orthanc orthanc-dicomweb dcmtk dcm2niix)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
