@@ -106,9 +106,10 @@ def test_revoked_key_is_refused_for_new_connections(keyring):
         old.authorize("gamma", keyring.revoked_dir / "gamma.key")
         old.authorize("alpha", keyring.authorized_dir / "alpha.key")
         (old.secret_dir / "gamma.key_secret").write_bytes((keyring.secret_dir / "gamma.key_secret").read_bytes())
-        wait_until(lambda: True, 0)
-        import time
-        time.sleep(1.2)  # alpha re-reads its keyring once a second
+        import zmq.auth
+        gamma_public = zmq.auth.load_certificate(keyring.revoked_dir / "gamma.key")[0]
+        # alpha re-reads its keyring once a second: wait until it has dropped gamma's key
+        wait_until(lambda: gamma_public not in alpha._engine._authorized, 5, what="alpha to re-read its keyring")
         with Node("gamma", mesh=mesh, discovery=False, keyring=str(old.path), key="gamma",
                   peers=(f"alpha@{alpha.endpoints['control']}",)) as gamma:
             assert not gamma.wait_for_peers(1, 2)
