@@ -484,7 +484,7 @@ class Engine(threading.Thread):
                             "(a node of another site, or a forgery)", advert.name, advert.node_id[:12], advert.control)
             return
         peer = self.peers.get(advert.node_id)
-        if peer is not None and self.node.manifest_digest_of(peer) == advert.digest:
+        if peer is not None and peer.manifest.digest == advert.digest:
             return
         self._seed(advert.control, for_seconds=self.node.config.rediscover_for, key=advert.key)
         self._say(advert.control, [b"HELLO", self._hello_payload()])

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
-from pydicom.datadict import dictionary_VR, keyword_dict, tag_for_keyword
+from pydicom.datadict import keyword_dict, tag_for_keyword
 
 from .errors import FilterError, FilterSyntaxError
 
@@ -95,13 +95,13 @@ class _Test:
                 return any(_equal(value, o) for o in options)
             return is_in
         if isinstance(operand, str):
-            compare = _STRING_OPS[op]
+            compare = _COMPARE[op]
 
             def string_test(get):
                 value = get(tag)
                 return value is not None and value is not True and compare(_whole(value), operand)
             return string_test
-        compare = _NUMBER_OPS[op]
+        compare = _COMPARE[op]
 
         def number_test(get):
             value = get(tag)
@@ -208,11 +208,10 @@ def _equal(value, operand) -> bool:
     return number is not None and number == operand
 
 
-_STRING_OPS = {
+_COMPARE = {
     "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
     "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
 }
-_NUMBER_OPS = _STRING_OPS
 
 
 def _tag_text(tag: int) -> str:
@@ -597,9 +596,3 @@ def parse(text: str | None) -> Filter:
         return ALL
     return Filter(_Parser(text).parse())
 
-
-def keyword_vr(tag: int) -> str | None:
-    try:
-        return dictionary_VR(tag)
-    except KeyError:
-        return None

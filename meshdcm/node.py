@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import ipaddress
-import itertools
 import logging
 import os
 import queue
@@ -139,13 +138,13 @@ class Node:
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._submitted = 0
-        self._done = itertools.count()
         self._done_value = 0
         self._done_lock = threading.Lock()
         self._counters: dict[str, int] = {}
         self._peers_snapshot: list[dict] = []
         self._peers_cond = threading.Condition()
         self._stopped = threading.Event()
+        self._stop_request = threading.Event()  # set by SIGINT/SIGTERM or request_stop(); run() then stops
         self._started = False
         self._started_at = 0.0
         self._manifest_cache: Manifest | None = None
@@ -224,9 +223,6 @@ class Node:
                 capabilities=self.capabilities, started=self._started_at, extra=self.extra,
             )
         return self._manifest_cache
-
-    def manifest_digest_of(self, peer) -> str:
-        return peer.manifest.digest
 
     def _advert(self) -> Advert:
         m = self.manifest()
@@ -320,22 +316,15 @@ class Node:
         self.start()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: self._stopped_requested.set())
-        while not self._stopped_requested.wait(0.5):
+                signal.signal(sig, lambda *_: self._stop_request.set())
+        while not self._stop_request.wait(0.5):
             if self._engine is not None and not self._engine.is_alive():
                 break
         self.stop()
 
-    @property
-    def _stopped_requested(self) -> threading.Event:
-        ev = getattr(self, "_stop_request", None)
-        if ev is None:
-            ev = self._stop_request = threading.Event()
-        return ev
-
     def request_stop(self) -> None:
         """Ask :meth:`run` to return (safe from any thread or a signal handler)."""
-        self._stopped_requested.set()
+        self._stop_request.set()
 
     # --- publishing ---------------------------------------------------------------------------------
     def publish(
