@@ -8,7 +8,7 @@ from perfusion_fixtures import phantom  # noqa: F401  (pytest fixture)
 
 from meshdcm.perfusion import boxerman_correction, deconvolve, manual_aif, select_aif
 from meshdcm.perfusion.concentration import detect_baseline, otsu_threshold, signal_to_concentration
-from meshdcm.perfusion.deconvolution import OSVD_LEVELS, convolution_matrix, oscillation_index
+from meshdcm.perfusion.deconvolution import convolution_matrix, osvd_per_voxel
 from meshdcm.perfusion.errors import PerfusionError
 from meshdcm.perfusion.phantom import _gamma
 
@@ -27,29 +27,10 @@ def _curves(delays=(0.0,), mtts=(4.0,), tr=1.0, n=60, noise=0.0, seed=0):
     return aif, c + noise * c.max() * rng.standard_normal(c.shape)
 
 
-def _osvd_per_voxel(conc, aif, dt, oi_thr):
-    """Straightforward per-voxel oSVD (the DSC-MRI toolbox loop), the reference for the batched one."""
-    n = aif.size
-    a = convolution_matrix(aif, dt, circulant=True)
-    u, s, vt = np.linalg.svd(a)
-    out = []
-    for v in range(conc.shape[1]):
-        cv = np.zeros(2 * n)
-        cv[:n] = conc[:, v]
-        for p in OSVD_LEVELS:
-            w = np.where(s >= p * s[0], 1 / s, 0)
-            r = vt.T @ (w * (u.T @ cv))
-            oi = oscillation_index(r[:, None], xp=np)[0]
-            if oi < oi_thr:
-                break
-        out.append((r.max(), p))
-    return np.array(out)
-
-
 def test_batched_osvd_matches_per_voxel_loop():
     aif, c = _curves(delays=(0, 1.5, 3), mtts=(2, 4, 8, 12), noise=0.03)
     dec = deconvolve(c, aif, 1.0, method="osvd", xp=np, chunk=5)  # chunk < nvox exercises chunking
-    ref = _osvd_per_voxel(c, aif, 1.0, 0.095)
+    ref = osvd_per_voxel(c, aif, 1.0, 0.095)
     np.testing.assert_allclose(dec.threshold, ref[:, 1], atol=1e-6)
     np.testing.assert_allclose(dec.flow, ref[:, 0], rtol=2e-4)
 

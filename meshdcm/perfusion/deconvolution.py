@@ -38,7 +38,7 @@ from ._xp import get_xp
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["METHODS", "DEFAULT_THRESHOLDS", "OSVD_LEVELS", "Deconvolution", "aif_column", "convolution_matrix",
+__all__ = ["METHODS", "DEFAULT_THRESHOLDS", "OSVD_LEVELS", "Deconvolution", "aif_column", "convolution_matrix", "osvd_per_voxel",
            "deconvolve", "oscillation_index"]
 
 METHODS = ("ssvd", "csvd", "osvd")
@@ -99,6 +99,28 @@ def oscillation_index(residue, xp=None):
     with np.errstate(divide="ignore", invalid="ignore"):
         oi = xp.abs(d2).sum(axis=0) / (r.shape[0] * peak)
     return xp.where(peak > 0, oi, xp.inf)
+
+
+def osvd_per_voxel(conc, aif, dt: float, oi_threshold: float = 0.095) -> np.ndarray:
+    """The straightforward oSVD of Wu et al. 2003, one voxel at a time (the DSC-MRI toolbox loop), NumPy only.
+
+    The reference the batched :func:`deconvolve` is checked and timed against; far too slow for whole series.
+    ``conc`` is (T, N). Returns (N, 2): each voxel's flow (the residue's peak) and the threshold chosen for it.
+    """
+    conc = np.asarray(conc, dtype=np.float64)
+    n = np.asarray(aif).size
+    u, s, vt = np.linalg.svd(convolution_matrix(aif, dt, circulant=True))
+    out = np.empty((conc.shape[1], 2))
+    for v in range(conc.shape[1]):
+        cv = np.zeros(2 * n)
+        cv[:n] = conc[:, v]
+        for p in OSVD_LEVELS:
+            w = np.where(s >= p * s[0], 1 / s, 0)
+            r = vt.T @ (w * (u.T @ cv))
+            if oscillation_index(r[:, None], xp=np)[0] < oi_threshold:
+                break
+        out[v] = r.max(), p
+    return out
 
 
 def _tmax(index, n: int, dt: float, xp):
