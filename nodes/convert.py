@@ -17,6 +17,7 @@ from meshdcm import HandlerError, Message, Node, NodeConfig
 from meshdcm.config import data_dir
 from meshdcm.imaging import DEFAULT_FILTER, ImagingError, is_own_output, series_to_nifti
 from meshdcm.transfer import TransferError
+from meshdcm.uids import path_part
 
 
 def create(config: NodeConfig) -> Node:
@@ -30,7 +31,7 @@ def create(config: NodeConfig) -> Node:
     def convert(msg: Message) -> None:
         if msg.meta.get("derived_from") or is_own_output(msg.dataset):
             return
-        series_uid = str(msg.get("SeriesInstanceUID"))
+        series_uid = path_part(msg.get("SeriesInstanceUID"), "SeriesInstanceUID")
         inbox = work / "in" / series_uid
         try:
             source = node.fetch_folder(msg.uris, inbox)

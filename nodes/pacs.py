@@ -34,6 +34,7 @@ from meshdcm import HandlerError, Message, Node, NodeConfig
 from meshdcm.config import data_dir
 from meshdcm.pacs import Pacs, PacsError, StorageSCP, echo, find, retrieve, store
 from meshdcm.pacs.embedded import EmbeddedPacs
+from meshdcm.uids import path_part
 
 log = logging.getLogger("meshdcm.pacs.node")
 
@@ -139,10 +140,10 @@ def create(config: NodeConfig) -> Node:
     def on_get(msg: Message) -> None:
         if msg.topic not in ("get.study", "get.series"):
             return
-        study_uid = msg.get("StudyInstanceUID")
-        series_uid = msg.get("SeriesInstanceUID") if msg.topic == "get.series" else None
-        if not study_uid:
+        if not msg.get("StudyInstanceUID"):
             raise HandlerError("the request names no StudyInstanceUID", action="publish get.study with one")
+        study_uid = path_part(msg.get("StudyInstanceUID"), "StudyInstanceUID")
+        series_uid = path_part(msg.get("SeriesInstanceUID"), "SeriesInstanceUID") if msg.topic == "get.series" else None
         last: Exception | None = None
         for pacs in choose(msg):
             try:

@@ -24,6 +24,7 @@ from meshdcm import HandlerError, Message, Node, NodeConfig
 from meshdcm.config import data_dir
 from meshdcm.perfusion import DSC_FILTER, PerfusionError, analyse_series
 from meshdcm.transfer import TransferError
+from meshdcm.uids import path_part
 
 log = logging.getLogger("meshdcm.perfusion.node")
 
@@ -42,7 +43,7 @@ def create(config: NodeConfig) -> Node:
     def analyse(msg: Message) -> None:
         if msg.meta.get("derived_from"):
             return  # a derived series (ours or another node's): never an input
-        series_uid = msg.get("SeriesInstanceUID")
+        series_uid = path_part(msg.get("SeriesInstanceUID"), "SeriesInstanceUID")
         if not msg.uris:
             raise HandlerError(f"stored.series for {series_uid} carries no URIs", action="publish it with its URIs")
         inbox = work / "in" / str(series_uid)

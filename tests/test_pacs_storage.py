@@ -165,3 +165,25 @@ def test_store_served_over_wado_and_fetched(tmp_path):
 
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(f"{web.url}/studies/../../etc/passwd", timeout=5)  # noqa: S310
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
+@pytest.mark.parametrize("attribute", ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
+def test_storage_scp_refuses_uids_that_would_escape_its_folder(tmp_path, attribute):
+    src = synthetic.write_study(synthetic.head_ct(seed=7, size="small", slices=2), tmp_path / "src")
+    hostile = dcmread(src[0])
+    setattr(hostile, attribute, "../../escaped")
+    if attribute == "SOPInstanceUID":
+        hostile.file_meta.MediaStorageSOPInstanceUID = hostile.SOPInstanceUID
+    bad = tmp_path / "bad.dcm"
+    hostile.save_as(bad)
+    got = []
+    with StorageSCP(tmp_path / "store" / "rx", on_stored=got.append) as scp:
+        r = subprocess.run(["/usr/bin/storescu", "-v", "-aec", "ANY", "127.0.0.1", str(scp.port), str(bad)],
+                           capture_output=True, text=True, timeout=60)
+        assert "error: cannotunderstand" in (r.stdout + r.stderr).lower(), r.stdout + r.stderr  # 0xC000
+        _storescu(scp.port, src[1:])  # and the SCP goes on serving
+    assert [g.sop_instance_uid for g in got] == [str(dcmread(src[1]).SOPInstanceUID)]
+    written = [p for p in (tmp_path / "store").rglob("*") if p.is_file()]
+    assert all(p.is_relative_to(tmp_path / "store" / "rx") and "escaped" not in str(p) for p in written), written
+    assert not list(tmp_path.rglob("escaped*"))

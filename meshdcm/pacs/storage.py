@@ -23,6 +23,7 @@ embedded PACS).
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import os
 import struct
@@ -35,6 +36,8 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
+from ..uids import path_part
+
 __all__ = ["StorageSCP", "StoredInstance", "Expectation", "InstanceWriter", "DirectorySink", "sync_files", "write_durably", "encode_file_meta"]
 
 LOGGER = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ LOGGER = logging.getLogger(__name__)
 _SUCCESS = 0x0000
 _OUT_OF_RESOURCES = 0xA700
 _CANNOT_UNDERSTAND = 0xC000
+_PART_NAMES = itertools.count()  # temporary file names never come from the (untrusted) UIDs
 
 _HEADER_TAGS = None  # parse everything up to Pixel Data, lazily
 
@@ -194,9 +198,10 @@ class InstanceWriter:
         try:
             raw = event.encoded_dataset(include_meta=True)
             header = dcmread(io.BytesIO(raw), stop_before_pixels=True)
-            study_uid, series_uid = str(header.StudyInstanceUID), str(header.SeriesInstanceUID)
-            sop_uid = str(event.request.AffectedSOPInstanceUID)
-        except Exception as exc:  # a dataset we cannot even find the UIDs in
+            study_uid = path_part(header.StudyInstanceUID, "StudyInstanceUID")
+            series_uid = path_part(header.SeriesInstanceUID, "SeriesInstanceUID")
+            sop_uid = path_part(event.request.AffectedSOPInstanceUID, "SOPInstanceUID")
+        except Exception as exc:  # a dataset we cannot even find (usable) UIDs in
             LOGGER.error("could not read the header of an instance from %s: %s",
                          event.assoc.requestor.ae_title, exc)
             return _CANNOT_UNDERSTAND, None
@@ -262,7 +267,7 @@ class _FileSink:
 
     def __init__(self, scp: StorageSCP | DirectorySink, calling_ae: str, sop_class: str, sop_uid: str, ts: str):
         self.scp, self.calling_ae, self.sop_class, self.sop_uid, self.ts = scp, calling_ae, sop_class, sop_uid, ts
-        self.tmp = scp._incoming / f"{sop_uid}.{threading.get_ident()}.part"
+        self.tmp = scp._incoming / f"{next(_PART_NAMES)}.{threading.get_ident()}.part"
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         self.head = b""
         self._write(memoryview(encode_file_meta(sop_class, sop_uid, ts, calling_ae)))
@@ -303,9 +308,11 @@ class _FileSink:
             if uids is None:
                 header = dcmread(self.tmp, stop_before_pixels=True)
                 uids = str(header.StudyInstanceUID), str(header.SeriesInstanceUID)
-            study_uid, series_uid = uids
+            study_uid = path_part(uids[0], "StudyInstanceUID")
+            series_uid = path_part(uids[1], "SeriesInstanceUID")
+            path_part(self.sop_uid, "SOPInstanceUID")
         except Exception as exc:
-            LOGGER.error("storage SCP: instance %s from %s has no readable study/series UIDs: %s", self.sop_uid,
+            LOGGER.error("storage SCP: instance %s from %s has no usable study/series/SOP UIDs: %s", self.sop_uid,
                          self.calling_ae, exc)
             self.tmp.unlink(missing_ok=True)
             scp.failures += 1
