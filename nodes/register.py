@@ -6,6 +6,8 @@ On ``stored.series`` matching :data:`meshdcm.imaging.DEFAULT_FILTER`:
 - every other series of the study is registered onto the reference (rigid mutual information; SimpleITK on CPU,
   CuPy on a GPU node) and published resampled, SeriesDescription suffixed " [reg]". Series that arrive before their
   study's reference wait for it.
+The choice of reference and the series waiting for one are kept under ``work`` (``references.json`` and
+``waiting/<study>/<series>.msg|.folder``), so a restarted node goes on where it stopped.
 Outputs are derived ``stored.series`` with ``derived_from``; UIDs derive from the inputs, so redelivery makes no
 second series; series written by a meshdcm node are never inputs.
 
@@ -15,7 +17,9 @@ Options (``[nodes.register]``): ``where``, ``work``, ``transform`` (rigid|affine
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -25,6 +29,7 @@ from meshdcm import HandlerError, Message, Node, NodeConfig
 from meshdcm.config import data_dir
 from meshdcm.imaging import DEFAULT_FILTER, ImagingError, is_own_output, reformat_series, register_series
 from meshdcm.transfer import TransferError
+from meshdcm.uids import path_part
 
 log = logging.getLogger("meshdcm.register.node")
 
@@ -38,7 +43,7 @@ def create(config: NodeConfig) -> Node:
     slab = float(opts.get("reformat_mm", 3.0))
     node = Node(config=config)
     node.serve("out", work / "out")
-    studies: dict[str, dict] = {}  # study UID -> {"reference": folder, "waiting": [(msg, folder)]}
+    references = _References(work)
     lock = threading.Lock()
 
     def publish_folder(folder: Path, source: Message, what: str) -> None:
@@ -49,7 +54,7 @@ def create(config: NodeConfig) -> Node:
                            "instances": len(files)})
 
     def register_onto(reference: Path, msg: Message, folder: Path) -> None:
-        out = work / "out" / f"{msg.get('SeriesInstanceUID')}-reg"
+        out = work / "out" / f"{path_part(msg.get('SeriesInstanceUID'))}-reg"
         try:
             result = register_series(reference, folder, out, transform=str(opts.get("transform", "rigid")),
                                      node_name=config.name)
@@ -63,7 +68,8 @@ def create(config: NodeConfig) -> Node:
     def arrived(msg: Message) -> None:
         if msg.meta.get("derived_from") or is_own_output(msg.dataset):
             return
-        study_uid, series_uid = str(msg.get("StudyInstanceUID")), str(msg.get("SeriesInstanceUID"))
+        study_uid = path_part(msg.get("StudyInstanceUID"), "StudyInstanceUID")
+        series_uid = path_part(msg.get("SeriesInstanceUID"), "SeriesInstanceUID")
         try:
             folder = node.fetch_folder(msg.uris, work / "in" / series_uid)
         except TransferError as exc:
@@ -80,23 +86,68 @@ def create(config: NodeConfig) -> Node:
                                        action="check the series geometry (meshdcm convert to-nifti)") from exc
                 publish_folder(out, msg, f"{plane} reformat {slab:g} mm")
             with lock:
-                state = studies.setdefault(study_uid, {"reference": None, "waiting": []})
-                first = state["reference"] is None
-                if first:
-                    state["reference"] = folder
-                waiting, state["waiting"] = (state["waiting"], []) if first else ([], state["waiting"])
+                reference = references.get(study_uid)
+                if reference is None:
+                    references.set(study_uid, folder)
+                waiting = references.take_waiting(study_uid) if reference is None else []
             for other, other_folder in waiting:
                 register_onto(folder, other, other_folder)
-            if not first:
-                register_onto(state["reference"], msg, folder)
+                references.done_waiting(study_uid, other)
+            if reference is not None:
+                register_onto(reference, msg, folder)
             return
         with lock:
-            state = studies.setdefault(study_uid, {"reference": None, "waiting": []})
-            reference = state["reference"]
+            reference = references.get(study_uid)
             if reference is None:
-                state["waiting"].append((msg, folder))
+                references.wait(study_uid, msg, folder)
                 log.info("series %s waits for a reference series of its study", series_uid)
                 return
         register_onto(reference, msg, folder)
 
     return node
+
+
+class _References:
+    """Each study's reference series folder and the series waiting for one, on disk under ``work``."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.path = work / "references.json"
+        self.waiting_dir = work / "waiting"
+        self.studies: dict[str, str] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def get(self, study_uid: str) -> Path | None:
+        folder = self.studies.get(study_uid)
+        return None if folder is None else Path(folder)
+
+    def set(self, study_uid: str, folder: Path) -> None:
+        self.studies[study_uid] = str(folder.resolve())
+        _write_atomically(self.path, json.dumps(self.studies).encode())
+
+    def wait(self, study_uid: str, msg: Message, folder: Path) -> None:
+        msg_file, folder_file = self._files(study_uid, msg)
+        msg_file.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(folder_file, str(folder.resolve()).encode())
+        _write_atomically(msg_file, msg.to_bytes())  # last: a .msg always has its .folder
+
+    def take_waiting(self, study_uid: str) -> list[tuple[Message, Path]]:
+        """The study's waiting series (message, fetched folder); each stays on disk until :meth:`done_waiting`."""
+        out = []
+        for msg_file in sorted((self.waiting_dir / study_uid).glob("*.msg")):
+            msg = Message.from_bytes(msg_file.read_bytes())
+            out.append((msg, Path(self._files(study_uid, msg)[1].read_text())))
+        return out
+
+    def done_waiting(self, study_uid: str, msg: Message) -> None:
+        for path in self._files(study_uid, msg):
+            path.unlink(missing_ok=True)
+
+    def _files(self, study_uid: str, msg: Message) -> tuple[Path, Path]:
+        base = self.waiting_dir / study_uid / path_part(msg.get("SeriesInstanceUID"))
+        return base.with_name(base.name + ".msg"), base.with_name(base.name + ".folder")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -58,3 +58,27 @@ def test_convert_and_register_nodes(mesh, tmp_path):
         assert len(files) == reg.meta["instances"] > 0
         # outputs are not inputs: no NIfTI of a derived series, no registration of a reformat
         assert len([m for m in got if m.topic == "stored.series.nii"]) == 2
+
+
+def test_register_keeps_its_references_and_waiting_series_across_restarts(tmp_path):
+    from pydicom.dataset import Dataset
+
+    from nodes.register import _References
+
+    def stored(study, series):
+        ds = Dataset()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        return Message("stored.series", ds, uris=[f"meshdcm://pacs/store/{study}/{series}"])
+
+    first = _References(tmp_path)
+    first.wait("1.2.3", stored("1.2.3", "1.2.3.1"), tmp_path / "in" / "1.2.3.1")
+    first.wait("1.2.3", stored("1.2.3", "1.2.3.2"), tmp_path / "in" / "1.2.3.2" / "sub")
+    first.set("1.2.3", tmp_path / "in" / "1.2.3.9" / "series")
+    again = _References(tmp_path)  # a restarted node
+    assert again.get("1.2.3") == tmp_path / "in" / "1.2.3.9" / "series" and again.get("4.5") is None
+    waiting = again.take_waiting("1.2.3")
+    assert [(m.get("SeriesInstanceUID"), m.uris, f.name) for m, f in waiting] == [
+        ("1.2.3.1", ["meshdcm://pacs/store/1.2.3/1.2.3.1"], "1.2.3.1"),
+        ("1.2.3.2", ["meshdcm://pacs/store/1.2.3/1.2.3.2"], "sub")]
+    again.done_waiting("1.2.3", waiting[0][0])
+    assert [m.get("SeriesInstanceUID") for m, _ in _References(tmp_path).take_waiting("1.2.3")] == ["1.2.3.2"]
