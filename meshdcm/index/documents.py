@@ -50,6 +50,8 @@ SERIES_LEVEL = {"found.series", "stored.series", "store.series"}
 INSTANCE_LEVEL = {"found.instance", "stored.instance", "store.instance"}
 #: Answers of index nodes: never recorded (they are what an index already knows, not news).
 ANSWER_TOPICS = ("got",)
+#: Requests only an index answers: reading the memory is not an event in a study's life.
+READ_TOPICS = frozenset({"get.reports", "get.timeline"})
 
 BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 BULK_LIMIT = 1024  # bytes; larger binary values stay where the URIs point
@@ -146,7 +148,7 @@ def _fields(ds: Dataset, **known) -> dict:
 def writes_for(msg: Message, sender_name: str) -> Writes | None:
     """The writes one received message causes, or None when it changes nothing (no study named, an index answer)."""
     topic = msg.topic
-    if topic.split(".", 1)[0] in ANSWER_TOPICS:
+    if topic.split(".", 1)[0] in ANSWER_TOPICS or topic in READ_TOPICS:
         return None
     meta = msg.meta
     if topic.startswith("found.") and meta.get("source") == "index":

@@ -171,7 +171,7 @@ class Index:
     def reports(self, query: Dataset, exclude_study: str | None = None) -> list[tuple[Dataset, str]]:
         """Stored SR reports matching ``query`` (PatientID / PatientName, ...), newest study first: (dataset, text)."""
         keys = Dataset()
-        for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "StudyDate"):
+        for keyword in ("PatientID", "PatientName", "StudyDate"):  # a StudyInstanceUID is the one to exclude
             if keyword in query and query[keyword].value not in (None, ""):
                 keys.add(query[keyword])
         if "PatientID" not in keys and "PatientName" not in keys:
