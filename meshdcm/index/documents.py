@@ -19,14 +19,15 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
 
 from ..message import Message
 from .reports import is_report, report_text
 
-__all__ = ["KINDS", "Event", "Upsert", "Writes", "iso_time", "merge", "without_bulk", "writes_for"]
+__all__ = ["KINDS", "Event", "Upsert", "Writes", "dicom_json", "iso_time", "merge", "writes_for"]
 
 log = logging.getLogger("meshdcm.index")
 
@@ -98,34 +99,28 @@ def iso_time(ns: int) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
-def _is_bulk(elem) -> bool:
-    group = elem.tag.group
-    if group in (0x7FE0, 0x5400) or (group & 0xFF00 == 0x6000 and elem.tag.element == 0x3000):
-        return True
-    if elem.VR in BULK_VRS:
-        value = elem.value
-        return value is not None and len(value) > BULK_LIMIT
-    return False
+def _is_bulk_tag(tag: str) -> bool:
+    group, element = int(tag[:4], 16), tag[4:]
+    return group in (0x7FE0, 0x5400) or (group & 0xFF00 == 0x6000 and element == "3000")
 
 
-def without_bulk(ds: Dataset) -> Dataset:
-    """A copy of ``ds`` without large binary elements, at any depth (see the module docstring)."""
-    out = Dataset()
-    for elem in ds:
-        if _is_bulk(elem):
+def _drop_bulk(data: dict) -> dict:
+    out = {}
+    for tag, elem in data.items():
+        if "BulkDataURI" in elem or _is_bulk_tag(tag) or not ("Value" in elem or "InlineBinary" in elem):
             continue
-        if elem.VR == "SQ":
-            items = Sequence([without_bulk(item) for item in elem.value or ()])
-            out.add_new(elem.tag, "SQ", items)
-        else:
-            out.add(elem)
+        if elem.get("vr") == "SQ":
+            elem = {**elem, "Value": [_drop_bulk(item) for item in elem["Value"]]}
+        out[tag] = elem
     return out
 
 
 def dicom_json(ds: Dataset) -> dict:
-    """DICOM JSON of ``ds`` (bulk removed), without elements that carry no value."""
-    data = without_bulk(ds).to_json_dict(suppress_invalid_tags=True)
-    return {tag: elem for tag, elem in data.items() if "Value" in elem or "InlineBinary" in elem}
+    """DICOM JSON of ``ds`` without bulk data (see the module docstring) and without elements that carry no
+    value. pydicom's bulk data hook marks binary values over the limit; they are then left out."""
+    data = ds.to_json_dict(bulk_data_threshold=BULK_LIMIT, bulk_data_element_handler=lambda _elem: "",
+                           suppress_invalid_tags=True)
+    return _drop_bulk(data)
 
 
 def _text(ds: Dataset, keyword: str) -> str | None:
@@ -198,9 +193,8 @@ def _data_upserts(topic: str, ds: Dataset, meta: dict, uids: dict) -> list[Upser
     return out
 
 
+@lru_cache(maxsize=4096)
 def _keyword(tag_hex: str) -> str:
-    from pydicom.datadict import keyword_for_tag
-
     return keyword_for_tag(int(tag_hex, 16))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from typing import Iterable, Protocol
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
@@ -95,8 +96,18 @@ def _values(value) -> list[str]:
     return [str(value)]
 
 
-def _dataset(doc: dict) -> Dataset:
-    return Dataset.from_json(doc.get("dicom", {}))
+def _dataset(doc: dict, tags: set[str] | None = None) -> Dataset:
+    """The document's DICOM elements as a Dataset; only ``tags`` when given (decoding is what queries cost)."""
+    dicom = doc.get("dicom", {})
+    if tags is not None:
+        dicom = {t: dicom[t] for t in tags if t in dicom}
+    return Dataset.from_json(dicom)
+
+
+def _tags(query: Dataset, *keywords: str) -> set[str]:
+    out = {f"{int(elem.tag):08X}" for elem in query}
+    out.update(f"{tag_for_keyword(k):08X}" for k in keywords)
+    return out
 
 
 def _response(record: Dataset, query: Dataset, level: str, computed: dict) -> Dataset:
@@ -149,8 +160,9 @@ class Index:
             for at in range(0, len(uids), CHUNK):
                 for s in self.backend.candidates("series", {"study": ("in", uids[at:at + CHUNK])}):
                     series_of.setdefault(s.get("study", ""), []).append(s)
+        tags = _tags(query, "SpecificCharacterSet", "StudyInstanceUID", "SeriesInstanceUID")
         for doc in sorted(docs, key=lambda d: (d.get("study_date") or "", d["uid"])):
-            record = _dataset(doc)
+            record = _dataset(doc, tags)
             if not matches(record, query):
                 continue
             computed = {}
@@ -177,12 +189,12 @@ class Index:
         if "PatientID" not in keys and "PatientName" not in keys:
             return []  # never "every report of every patient"
         found = []
+        wanted = _tags(keys)
         for doc in self.backend.candidates("report", prefilter("report", keys)):
             if exclude_study and doc.get("study") == exclude_study:
                 continue
-            record = _dataset(doc)
-            if matches(record, keys):
-                found.append((doc, record))
+            if matches(_dataset(doc, wanted), keys):
+                found.append((doc, _dataset(doc)))
         found.sort(key=lambda dr: (dr[0].get("study_date") or "", str(dr[1].get("ContentDate", "")), dr[0]["uid"]),
                    reverse=True)
         return [(record, str(doc.get("meta", {}).get("text", ""))) for doc, record in found]
