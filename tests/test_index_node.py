@@ -22,7 +22,7 @@ class Client:
         self.node = Node("web", mesh=mesh_name)
         self.got: list[Message] = []
         self.lock = threading.Lock()
-        for topic in ("found", "got"):
+        for topic in ("found", "got", "error", "stored", "progress"):
             self.node.on(topic)(self._keep)
 
     def _keep(self, msg: Message) -> None:
@@ -107,6 +107,49 @@ def test_contract_over_the_mesh(mesh, client, tmp_path):
         ("stored.series", "web", None), ("error.perfusion", "web", "too few time points"),
         ("find.series", "web", None)]  # reading the index (get.reports, get.timeline) is not an event
     assert events[0]["series"] == study.SeriesInstanceUID and events[0]["time"].endswith("Z")
+
+    bad = client.node.publish("stored.series", b"\x08\x00\x20\x00DA\xff\x7fgarbage", index=b"")
+    wait_until(lambda: [m for m in client.replies(bad) if m.topic == "error.index"], 20, what="error.index")
+    (error,) = [m for m in client.replies(bad) if m.topic == "error.index"]
+    assert "could not be read" in error.meta["error"]["reason"] and error.meta["error"]["action"]
+    assert client.count_studies(PatientID="P1") == 2  # and it keeps answering
+
+
+def test_a_study_found_or_fetched_through_the_pacs_is_known(mesh, client, tmp_path):
+    cfg = mesh.config("pacs", embedded=True, storage=str(tmp_path / "store"), quiet_seconds=2)
+    mesh.start("node", "pacs", "--config", cfg).wait_for_output("embedded PACS")
+    start_index(mesh, tmp_path / "index.sqlite3")
+    wait_until(lambda: {"pacs", "index"} <= {p["kind"] for p in client.node.peers}, 20, what="pacs and index")
+    assert client.node.wait_for_subscribers("find.studies", 10)
+    search = query(PatientName="MESH*", StudyInstanceUID="", ModalitiesInStudy="", StudyDescription="")
+    replies = client.ask("find.studies", search, "found.end")  # the index knows nothing yet: only the PACS answers
+    assert [m.meta.get("pacs") for m in replies if m.topic == "found.study"] == ["embedded"] * 2
+    assert not [m for m in replies if m.meta.get("source") == "index"]
+    wait_until(lambda: client.count_studies(PatientName="MESH*") == 2, 20, what="the PACS' answers indexed")
+    again = client.node.publish("find.studies", search)
+    wait_until(lambda: len([m for m in client.replies(again) if m.topic == "found.end"]) == 2, 20,
+               what="answers from both the PACS and the index")
+    from_index = [m for m in client.replies(again) if m.topic == "found.study" and m.meta.get("source") == "index"]
+    assert len(from_index) == 2 and all(m.dataset.StudyDescription for m in from_index)
+
+    mr = [m.dataset for m in from_index if "MR" in str(m.dataset.get("ModalitiesInStudy", ""))][0]
+    get = Dataset()
+    get.StudyInstanceUID = mr.StudyInstanceUID
+    fetched = client.ask("get.study", get, "stored.study", timeout=120)
+    stored = {m.dataset.SeriesInstanceUID for m in fetched if m.topic == "stored.series"}
+
+    def timeline():  # the index may still be committing the last answers when it is asked
+        events = client.ask("get.timeline", get, "got.timeline")[-1].meta["events"]
+        return events if events and events[-1]["topic"] == "stored.study" else None
+    timeline = wait_until(timeline, 20, interval=0.2, what="stored.study in the timeline")
+    topics = [e["topic"] for e in timeline]
+    assert topics[0] == "found.study"  # the PACS' answers named the study first
+    assert topics.index("get.study") < topics.index("progress.study") < topics.index("stored.study")
+    assert {e["series"] for e in timeline if e["topic"] == "stored.series"} == stored
+    assert {e["node"] for e in timeline} == {"web", "pacs"}
+    series = client.ask("find.series", query(StudyInstanceUID=mr.StudyInstanceUID, SeriesInstanceUID="",
+                                             Modality=""), "found.end", meta={"to": "index"})
+    assert {m.dataset.SeriesInstanceUID for m in series if m.topic == "found.series"} == stored
 
 
 def test_acknowledged_messages_survive_sigkill_and_replays_change_nothing(mesh, client, tmp_path):
