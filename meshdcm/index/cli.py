@@ -17,6 +17,7 @@ import time
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from ..cli.common import add_mesh_options, config_from, fail, setup_logging
 from ..errors import ConfigError, MeshError
@@ -83,7 +84,7 @@ def _plain(ds: Dataset, keyword: str):
     value = ds.get(keyword)
     if value is None or value == "":
         return None
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+    if isinstance(value, (list, tuple, MultiValue)):
         return [str(v) for v in value]
     return value if isinstance(value, (int, float)) else str(value)
 
