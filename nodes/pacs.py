@@ -118,8 +118,8 @@ def create(config: NodeConfig) -> Node:
 
     @node.on("find")
     def on_find(msg: Message) -> None:
-        if msg.topic not in LEVELS:
-            return
+        if msg.topic not in LEVELS or msg.meta.get("to") not in (None, "", "pacs", node.name):
+            return  # meta "to" addresses a search to other nodes (e.g. "index": meshdcm index query)
         level, answer = LEVELS[msg.topic]
         identifier = msg.dataset
         count, failures = 0, []

@@ -18,7 +18,7 @@ def test_up_serves_a_search_and_stops_cleanly(mesh, tmp_path):
     from conftest import wait_until
 
     peers = wait_until(ready, 60, interval=0.5, what="the pacs node with its embedded PACS")
-    assert {"monitor", "pacs", "perfusion"} <= {p["kind"] for p in peers}
+    assert {"monitor", "pacs", "perfusion", "index"} <= {p["kind"] for p in peers}
     tail = mesh.start("tail", "--topic", "found", "--json", "--count", "3", "--timeout", "30")
     tail.wait_for_output("# tail")
     mesh.run("publish", "find.studies", "--set", "PatientName=MESH*", "--set", "StudyInstanceUID=",

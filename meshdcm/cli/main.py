@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("perfusion", "DSC perfusion maps of a series folder: DSC_SERIES_DIR OUT_DIR [--method]"),
                        ("convert", "DICOM <-> NIfTI: to-nifti SERIES_DIR OUT_DIR | to-dicom IMAGE REFERENCE_DIR OUT_DIR"),
                        ("register", "register a series onto another: FIXED_DIR MOVING_DIR OUT_DIR"),
-                       ("reformat", "multiplanar reformat of a series: SERIES_DIR OUT_DIR --plane coronal")):
+                       ("reformat", "multiplanar reformat of a series: SERIES_DIR OUT_DIR --plane coronal"),
+                       ("index", "ask the index node: query studies|series|reports|timeline [--json]")):
         c = sub.add_parser(name, help=text, add_help=False, description=f"meshdcm {name} --help for details")
         c.add_argument("args", nargs=argparse.REMAINDER)
 
@@ -103,6 +104,7 @@ _DELEGATED = {
     "convert": ("meshdcm.imaging.cli", "main_convert"),
     "register": ("meshdcm.imaging.cli", "main_register"),
     "reformat": ("meshdcm.imaging.cli", "main_reformat"),
+    "index": ("meshdcm.index.cli", "main"),
 }
 
 

@@ -288,6 +288,7 @@ def cmd_up(args) -> int:
         pacs_opts["use"] = args.pacs
     else:
         pacs_opts["embedded"] = True
+    settings["nodes"].setdefault("index", {}).setdefault("path", str(state / "index.sqlite3"))
     config = state / "up.toml"
     config.write_text(_toml(settings))
     base = [sys.executable, "-m", "meshdcm.cli.main", "node"]

@@ -5,14 +5,11 @@ For demos and meshes without a site PACS. Received instances go through the same
 from the folder at start). On first start an empty folder is loaded with the synthetic studies
 (:mod:`meshdcm.synthetic`), so a demo has something to find.
 
-Matching follows PS3.4 C.2.2.2 in the subset that matters here: single value (case-sensitive, PN
-case-insensitive), ``*``/``?`` wildcards, UID lists, and DA/TM/DT ranges ``a-b``, ``a-``, ``-b``; empty
-elements are return keys. Hand-written because pynetdicom leaves matching to the application.
+Matching is :func:`meshdcm.cfind.matches` (PS3.4 C.2.2.2 subset), shared with the index node.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import io
 import logging
 import threading
@@ -25,6 +22,7 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.presentation import AllStoragePresentationContexts, QueryRetrievePresentationContexts
 from pynetdicom.sop_class import Verification
 
+from ..cfind import matches
 from .storage import InstanceWriter, StoredInstance
 
 __all__ = ["EmbeddedPacs", "matches"]
@@ -34,45 +32,6 @@ LOGGER = logging.getLogger(__name__)
 _LEVEL_KEY = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID",
               "IMAGE": "SOPInstanceUID"}
 _ORDER = ["PATIENT", "STUDY", "SERIES", "IMAGE"]
-# Computed per study/series (matched on the group, not on one header)
-_SKIP = {"QueryRetrieveLevel", "SpecificCharacterSet", "ModalitiesInStudy", "SOPClassesInStudy",
-         "NumberOfStudyRelatedInstances", "NumberOfSeriesRelatedInstances", "NumberOfStudyRelatedSeries"}
-
-
-def matches(header: Dataset, query: Dataset) -> bool:
-    """Whether ``header`` matches every non-empty key of ``query`` (PS3.4 C.2.2.2 subset)."""
-    for elem in query:
-        kw = elem.keyword
-        if not kw or kw in _SKIP or elem.VR == "SQ":
-            continue
-        want = elem.value
-        if want in (None, "", b"") or (isinstance(want, (list, tuple)) and not want):
-            continue
-        have = header[elem.tag] if elem.tag in header else None
-        if have is None:
-            return False
-        have_v = have.value
-        if elem.VR == "UI":
-            wanted = list(want) if not isinstance(want, str) else str(want).split("\\")
-            if str(have_v) not in {str(w) for w in wanted}:
-                return False
-            continue
-        w, h = str(want), str(have_v)
-        if elem.VR in ("DA", "TM", "DT") and "-" in w:
-            lo, _, hi = w.partition("-")
-            if (lo and h < lo) or (hi and h[: len(hi)] > hi):
-                return False
-            continue
-        if elem.VR == "PN":
-            w, h = w.upper(), h.upper()
-        if "*" in w or "?" in w:
-            if not fnmatch.fnmatchcase(h, w.replace("[", "[[]")):
-                return False
-        elif h != w and not (isinstance(have_v, (list, tuple)) and w in [str(v) for v in have_v]):
-            return False
-    return True
-
-
 class EmbeddedPacs:
     """A small PACS serving ``directory`` at ``host:port`` as AE ``ae_title``.
 
