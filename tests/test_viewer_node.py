@@ -132,7 +132,7 @@ def test_open_study_sends_it_then_its_derived_series_even_after_a_restart(mesh, 
     viewer.start()
     pacs_cfg = mesh.config("pacs", embedded=True, storage=str(tmp_path / "store"), quiet_seconds=2)
     pacs = mesh.start("node", "pacs", "--config", pacs_cfg)
-    pacs.wait_for_output("embedded PACS")
+    pacs.wait_for_output("embedded PACS", timeout=60)  # synthetic studies are made on first start
     cfg = viewer_config(mesh, tmp_path / "viewer-work", viewer.ns)
     node = mesh.start("node", "viewer", "--config", cfg)
     client = Client(mesh.name, tmp_path / "derived")
