@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("args", nargs=argparse.REMAINDER)
 
     c = sub.add_parser("up", help="run every node kind on this machine (the main job)")
-    c.add_argument("kinds", nargs="*", help="node kinds to start (default: all)")
+    c.add_argument("kinds", nargs="*", help="node kinds to start (default: all; viewer only when [nodes.viewer.viewers.NAME] is configured)")
     c.add_argument("--config", metavar="FILE.toml", help="settings for the nodes ([nodes.pacs.servers.NAME] for PACS)")
     c.add_argument("--mesh")
     c.add_argument("--pacs", metavar="NAME", help="use this PACS of the config instead of the embedded one")

@@ -271,7 +271,8 @@ def cmd_up(args) -> int:
     """Start every node kind on this machine, on loopback, until Ctrl-C: the main job.
 
     Without --pacs the pacs node starts an embedded PACS loaded with the synthetic studies; with --pacs NAME it
-    uses that PACS from the config's [nodes.pacs.servers.NAME]."""
+    uses that PACS from the config's [nodes.pacs.servers.NAME]. The viewer node starts only when the config names a
+    viewer ([nodes.viewer.viewers.NAME]): it has nothing to send to otherwise."""
     import tomllib
 
     kinds = args.kinds or node_kinds()
@@ -281,6 +282,8 @@ def cmd_up(args) -> int:
     state.mkdir(parents=True, exist_ok=True)
     settings = tomllib.loads(Path(args.config).read_text()) if args.config else {}
     pacs_opts = settings.setdefault("nodes", {}).setdefault("pacs", {})
+    if not args.kinds and not settings["nodes"].get("viewer", {}).get("viewers"):
+        kinds = [k for k in kinds if k != "viewer"]  # nothing to send to without [nodes.viewer.viewers.NAME]
     pacs_opts.setdefault("storage", str(state / "store"))
     if args.pacs:
         if args.pacs not in pacs_opts.get("servers", {}):
