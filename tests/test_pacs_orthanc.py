@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -119,11 +120,28 @@ def test_retrieve_by_move(pacs, studies, scp):
     uid, paths = studies["mr"]
     progress = []
     seen = []
+    reporters = set()
     res = retrieve(pacs, uid, method="move", scp=scp, on_progress=lambda s, d, t: progress.append((s, d, t)),
-                   on_instance=lambda p, h: seen.append(h.SOPInstanceUID))
+                   on_instance=lambda p, h: (seen.append(h.SOPInstanceUID),
+                                             reporters.add(threading.current_thread().name.split("_")[0])))
     _check_retrieved(res, paths)
     assert progress and progress[-1][1:] == (len(paths), len(paths))
     assert len(seen) == len(paths)
+    # our own C-MOVE's sub-operations are answered at once and reported only once made durable beside the
+    # transfer (the PACS keeps its copy); a push is on disk before success is answered, in the association
+    assert reporters == {"durable"}, reporters
+    pushed = []
+
+    def listener(inst):
+        pushed.append(threading.current_thread().name)
+
+    scp.add_listener(listener)
+    try:
+        r = subprocess.run(["/usr/bin/storescu", "-aec", "MESHDCM", scp.host, str(scp.port), str(paths[0])],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        scp.remove_listener(listener)
+    assert r.returncode == 0 and pushed and not pushed[0].startswith("durable"), (r.stderr, pushed)
 
 
 def test_retrieve_by_get(pacs, studies, tmp_path):

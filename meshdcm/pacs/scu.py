@@ -42,7 +42,7 @@ from pynetdicom.sop_class import (
 
 from .config import Pacs
 from .errors import PacsError, PacsUnavailable, RetrieveIncomplete
-from .storage import DirectorySink, StorageSCP, StoredInstance, sync_files
+from .storage import DirectorySink, StorageSCP, StoredInstance
 
 __all__ = ["echo", "find", "count_instances", "retrieve", "store", "RetrieveResult", "StoreResult", "LEVELS"]
 
@@ -325,13 +325,13 @@ def _retrieve_move(pacs, study_uid, series_uid, scp: StorageSCP, on_progress, on
     def arrived(inst: StoredInstance) -> None:
         if inst.study_uid != study_uid or (series_uid and inst.series_uid != series_uid):
             return
-        with lock:
+        with lock:  # instances are reported from several threads: callbacks in turn, progress never goes back
             res.paths.append(inst.path)
             n = exp.done
-        if on_instance:
-            on_instance(inst.path, inst.header)
-        if on_progress:
-            on_progress(inst.series_uid, n, max(res.total, n))
+            if on_instance:
+                on_instance(inst.path, inst.header)
+            if on_progress:
+                on_progress(inst.series_uid, n, max(res.total, n))
 
     scp.add_listener(arrived)
     from .upper import AssociationRefused, GetRequestor
@@ -382,14 +382,14 @@ def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_insta
     lock = threading.Lock()
 
     def stored(inst: StoredInstance) -> None:
-        with lock:
+        with lock:  # instances are reported from several threads: callbacks in turn, progress never goes back
             res.paths.append(inst.path)
             res.done += 1
             n = res.done
-        if on_instance:
-            on_instance(inst.path, inst.header)
-        if on_progress:
-            on_progress(inst.series_uid, n, max(res.total, n))
+            if on_instance:
+                on_instance(inst.path, inst.header)
+            if on_progress:
+                on_progress(inst.series_uid, n, max(res.total, n))
 
     def pending(counts: dict) -> None:
         res.total = max(res.total, sum(counts.get(k, 0) for k in ("remaining", "completed", "failed", "warning")))
@@ -397,8 +397,9 @@ def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_insta
     def encode(ts: str) -> bytes:
         return _encode_identifier(_identifier(study_uid, series_uid), ts)
 
-    # The PACS keeps its copy until we are done, so fsync once at the end instead of per sub-operation.
-    sink = DirectorySink(dest, stored, fsync=False)
+    # The PACS keeps its copy until we are done, so the sub-operations are answered at once and made durable
+    # beside the transfer; each instance is reported (and so announced) only once it is on disk.
+    sink = DirectorySink(dest, stored, own_retrieve=True)
     syntaxes = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, *_COMPRESSED]
     per_class = max(1, 127 // max(1, len(classes)))
     req = GetRequestor(pacs.host, pacs.port, pacs.ae_title, pacs.calling_ae, classes[:127], syntaxes[:per_class],
@@ -407,7 +408,8 @@ def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_insta
         final = req.get(encode, on_pending=pending)
     except AssociationRefused as exc:
         raise PacsUnavailable(pacs, str(exc), study_uid, "C-GET") from exc
-    sync_files(res.paths)
+    finally:
+        sink.syncer.drain()
     code = final.get("status")
     if code not in (0x0000, 0xB000):
         raise PacsError(pacs, f"C-GET status {code:#06x}", study_uid, "C-GET", retryable=code in (0xA702, 0xA701))

@@ -30,6 +30,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from pydicom.dataset import Dataset
 
 from ..uids import path_part
 
-__all__ = ["StorageSCP", "StoredInstance", "Expectation", "InstanceWriter", "DirectorySink", "sync_files", "write_durably", "encode_file_meta"]
+__all__ = ["StorageSCP", "StoredInstance", "Expectation", "InstanceWriter", "DirectorySink", "make_durable", "write_durably", "encode_file_meta"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ LOGGER = logging.getLogger(__name__)
 _SUCCESS = 0x0000
 _OUT_OF_RESOURCES = 0xA700
 _CANNOT_UNDERSTAND = 0xC000
+_SYNC_THREADS = 16
 _PART_NAMES = itertools.count()  # temporary file names never come from the (untrusted) UIDs
 
 _HEADER_TAGS = None  # parse everything up to Pixel Data, lazily
@@ -152,26 +154,58 @@ class Expectation:
         return self._event.wait(timeout)
 
 
-def sync_files(paths) -> None:
-    """fdatasync each file and fsync each parent folder once (batch durability after a retrieve)."""
-    folders = set()
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY)
+def _flush(path, data_only: bool = True) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        (os.fdatasync if data_only else os.fsync)(fd)
+    finally:
+        os.close(fd)
+
+
+def make_durable(path: Path) -> None:
+    """The file's data and its name in its folder on disk (fdatasync the file, fsync the folder)."""
+    _flush(path)
+    _flush(path.parent, data_only=False)
+
+
+class _Syncer:
+    """Makes instances of our own retrieves durable off the association's thread, then reports them.
+
+    The PACS keeps its copy until the retrieve is over, so the C-STORE response need not wait for the disk; what
+    must wait is the announcement: an instance is reported (listeners, expectations, ``stored.*``) only once its
+    data and its directory entry are on disk. Concurrent flushes share journal commits."""
+
+    def __init__(self):
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, sink: "_FileSink", inst: StoredInstance) -> None:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=_SYNC_THREADS, thread_name_prefix="durable")
+            self._pool.submit(self._durable_then_report, sink, inst)
+
+    @staticmethod
+    def _durable_then_report(sink: "_FileSink", inst: StoredInstance) -> None:
         try:
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
-        folders.add(os.path.dirname(p))
-    for d in folders:
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            make_durable(inst.path)
+        except OSError as exc:  # not reported: the retrieve counts it missing and fails loudly
+            LOGGER.error("storage: instance %s of study %s could not be made durable: %s", inst.sop_instance_uid,
+                         inst.study_uid, exc)
+            sink.scp.failures += 1
+            return
+        sink.scp._stored(inst)
+
+    def drain(self) -> None:
+        """Wait until every submitted instance is durable and reported."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 def write_durably(path: Path, data: bytes | memoryview, fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` via a temporary file, fsync and atomic rename (no partial files)."""
+    """Write ``data`` to ``path`` via a temporary file, fdatasync, atomic rename and folder fsync (no partial files)."""
     tmp = path.with_name(f".{path.name}.{threading.get_ident()}.part")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     try:
@@ -184,6 +218,8 @@ def write_durably(path: Path, data: bytes | memoryview, fsync: bool = True) -> N
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    if fsync:
+        _flush(path.parent, data_only=False)  # the new name is on disk too
 
 
 class InstanceWriter:
@@ -246,17 +282,23 @@ def encode_file_meta(sop_class: str, sop_uid: str, transfer_syntax: str, source_
 class DirectorySink:
     """Where incoming instances go outside a StorageSCP (e.g. C-GET sub-operations): same layout and writes."""
 
-    def __init__(self, directory: str | Path, on_stored: Callable[[StoredInstance], None], fsync: bool = True):
+    def __init__(self, directory: str | Path, on_stored: Callable[[StoredInstance], None], fsync: bool = True,
+                 own_retrieve: bool = False):
         self.directory = Path(directory)
         self._incoming = self.directory / ".incoming"
         self._incoming.mkdir(parents=True, exist_ok=True)
         self._made_dirs: set[Path] = set()
         self.fsync = fsync
+        self.own_retrieve = own_retrieve  # every instance comes from our retrieve: durable before reported
         self.failures = 0
         self._on_stored = on_stored
+        self.syncer = _Syncer()
 
-    def begin(self, calling_ae: str, sop_class: str, sop_uid: str, ts: str) -> _FileSink:
+    def begin(self, calling_ae: str, sop_class: str, sop_uid: str, ts: str, move_originator: str = "") -> _FileSink:
         return _FileSink(self, calling_ae, sop_class, sop_uid, ts)
+
+    def _defer_sync(self, sink: _FileSink, study_uid: str) -> bool:
+        return self.own_retrieve
 
     def _stored(self, inst: StoredInstance) -> None:
         self._on_stored(inst)
@@ -265,8 +307,10 @@ class DirectorySink:
 class _FileSink:
     """Streams one incoming C-STORE dataset into a temporary file, then fsync + rename into the layout."""
 
-    def __init__(self, scp: StorageSCP | DirectorySink, calling_ae: str, sop_class: str, sop_uid: str, ts: str):
+    def __init__(self, scp: StorageSCP | DirectorySink, calling_ae: str, sop_class: str, sop_uid: str, ts: str,
+                 move_originator: str = ""):
         self.scp, self.calling_ae, self.sop_class, self.sop_uid, self.ts = scp, calling_ae, sop_class, sop_uid, ts
+        self.move_originator = move_originator
         self.tmp = scp._incoming / f"{next(_PART_NAMES)}.{threading.get_ident()}.part"
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         self.head = b""
@@ -293,8 +337,6 @@ class _FileSink:
     def finish(self) -> int:
         scp = self.scp
         try:
-            if scp.fsync:
-                os.fdatasync(self.fd)
             os.close(self.fd)
             self.fd = -1
         except OSError as exc:
@@ -319,7 +361,10 @@ class _FileSink:
             return _CANNOT_UNDERSTAND
         folder = scp.directory / study_uid / series_uid
         path = folder / f"{self.sop_uid}.dcm"
+        deferred = scp.fsync and scp._defer_sync(self, study_uid)
         try:
+            if scp.fsync and not deferred:
+                _flush(self.tmp)
             if folder not in scp._made_dirs:
                 folder.mkdir(parents=True, exist_ok=True)
                 scp._made_dirs.add(folder)
@@ -328,14 +373,20 @@ class _FileSink:
             except FileNotFoundError:  # the folder was removed behind our back: make it again
                 folder.mkdir(parents=True, exist_ok=True)
                 os.replace(self.tmp, path)
+            if scp.fsync and not deferred:
+                _flush(folder, data_only=False)  # the name too, before success is answered
         except OSError as exc:
             LOGGER.error("storage SCP: could not move instance %s of study %s into place: %s", self.sop_uid,
                          study_uid, exc)
             self.tmp.unlink(missing_ok=True)
             scp.failures += 1
             return _OUT_OF_RESOURCES
-        scp._stored(StoredInstance(path, study_uid, series_uid, self.sop_uid, self.sop_class, self.ts,
-                                   self.calling_ae, header))
+        inst = StoredInstance(path, study_uid, series_uid, self.sop_uid, self.sop_class, self.ts, self.calling_ae,
+                              header)
+        if deferred:
+            scp.syncer.submit(self, inst)
+        else:
+            scp._stored(inst)
         return _SUCCESS
 
 
@@ -360,6 +411,7 @@ class StorageSCP:
         self._server = None
         self._incoming = self.directory / ".incoming"
         self._made_dirs: set[Path] = set()
+        self.syncer = _Syncer()
         self._lock = threading.Lock()
         self._expect: dict[tuple[str, str | None], list[Expectation]] = {}
         self._recent: dict[str, tuple[float, dict[str, int]]] = {}
@@ -391,6 +443,7 @@ class StorageSCP:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+        self.syncer.drain()
         if self._quiet_thread is not None:
             self._quiet_thread.join(timeout=5)
             self._quiet_thread = None
@@ -440,8 +493,16 @@ class StorageSCP:
             if fn in self._listeners:
                 self._listeners.remove(fn)
 
-    def _begin(self, calling_ae: str, sop_class: str, sop_uid: str, ts: str) -> _FileSink:
-        return _FileSink(self, calling_ae, sop_class, sop_uid, ts)
+    def _begin(self, calling_ae: str, sop_class: str, sop_uid: str, ts: str, move_originator: str = "") -> _FileSink:
+        return _FileSink(self, calling_ae, sop_class, sop_uid, ts, move_originator)
+
+    def _defer_sync(self, sink: _FileSink, study_uid: str) -> bool:
+        """A sub-operation of our own C-MOVE (we are its originator and expect the study): made durable off the
+        association's thread and reported once on disk. Anything else (a push) is on disk before success."""
+        if sink.move_originator != self.ae_title:
+            return False
+        with self._lock:
+            return any(key[0] == study_uid for key in self._expect)
 
     def _stored(self, inst: StoredInstance) -> None:
         self._note(inst)

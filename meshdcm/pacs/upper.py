@@ -82,7 +82,8 @@ class IncomingInstance:
         raise NotImplementedError
 
 
-BeginCallback = Callable[[str, str, str, str], IncomingInstance]  # (calling_ae, sop_class, sop_instance, ts)
+# (calling_ae, sop_class, sop_instance, ts, move_originator): the last is the C-STORE's Move Originator AE title
+BeginCallback = Callable[[str, str, str, str, str], IncomingInstance]
 
 
 class _Closed(Exception):
@@ -241,7 +242,7 @@ class _Association(threading.Thread):
             abstract, ts = self.contexts.get(ctx, ("", ""))
             sop_class = _uid(cmd.get(0x0002, b"")) or abstract
             sop_uid = _uid(cmd.get(0x1000, b""))
-            return self.server.begin(self.calling_ae, sop_class, sop_uid, ts)
+            return self.server.begin(self.calling_ae, sop_class, sop_uid, ts, _uid(cmd.get(0x1030, b"")))
         raise _Closed()  # unsupported DIMSE service: drop the association
 
     def _respond_store(self, ctx: int, cmd: dict[int, bytes], status: int) -> None:
