@@ -1,0 +1,207 @@
+"""The publisher's outbox journal: every frame a node sends, kept in SQLite until retention drops it.
+
+A message counts as *accepted* once the batch holding it is committed (the engine commits once per loop
+iteration, one transaction with ``executemany``; WAL mode with ``synchronous=NORMAL``: a commit survives a killed
+process, not a power cut). Receivers that miss frames ask for them again (``REPLAY``, docs/delivery.md) and the
+engine answers from here; work items stay in the ``work`` table until a member of their group acknowledges them.
+
+A *stream* is one incarnation of a node: its 16-byte node id, new at every start. A restarted node opens the
+journal of its name and mesh, so it still answers replays for its former streams and re-sends their unacknowledged
+work. Sequence numbers are unsigned 64-bit and wrap from 2**64-1 to 0 (:func:`after`); SQLite stores them signed,
+and rows are ordered by insertion (``n``), never by ``seq``, so the wrap is invisible here.
+
+Retention: rows older than ``max_age`` seconds, and the oldest rows beyond ``max_bytes`` of frames, are deleted
+(checked every few seconds); unacknowledged work items are never deleted by size, only by age.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+__all__ = ["SEQ_MOD", "Outbox", "after", "seq_add", "to_signed", "to_unsigned"]
+
+SEQ_MOD = 1 << 64
+_HALF = 1 << 63
+
+
+def after(a: int, b: int) -> bool:
+    """True if sequence number ``a`` comes after ``b`` (modulo 2**64, within half the range: RFC 1982 style)."""
+    d = (a - b) % SEQ_MOD
+    return 0 < d < _HALF
+
+
+def seq_add(a: int, n: int) -> int:
+    return (a + n) % SEQ_MOD
+
+
+def to_signed(seq: int) -> int:
+    return seq - SEQ_MOD if seq >= _HALF else seq
+
+
+def to_unsigned(value: int) -> int:
+    return value % SEQ_MOD
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS frames (
+    n INTEGER PRIMARY KEY,            -- insertion order: the only order used (seq wraps)
+    stream BLOB NOT NULL,             -- the sending incarnation's node id (16 bytes)
+    seq INTEGER NOT NULL,             -- unsigned 64-bit stored signed
+    at REAL NOT NULL,                 -- unix time it was accepted
+    frame BLOB NOT NULL,
+    UNIQUE (stream, seq)
+);
+CREATE TABLE IF NOT EXISTS work (    -- work items not yet acknowledged by a member of their group
+    stream BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    grp TEXT NOT NULL,
+    PRIMARY KEY (stream, seq, grp)
+) WITHOUT ROWID;
+"""
+
+
+def open_db(path: Path | None) -> sqlite3.Connection:
+    """A SQLite connection in WAL mode (``:memory:`` when ``path`` is None); autocommit, transactions explicit."""
+    db = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None, check_same_thread=False,
+                         timeout=10.0)
+    if path:
+        db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+class Outbox:
+    """The journal of one node (used by its engine thread only)."""
+
+    def __init__(self, path: Path | None, *, max_age: float, max_bytes: int, enabled: bool = True):
+        self.enabled = enabled
+        self.max_age, self.max_bytes = max_age, max_bytes
+        self.db = open_db(path if enabled else None)
+        self.db.executescript(_SCHEMA)
+        self._frames: list[tuple] = []
+        self._work: list[tuple] = []
+        self._acked: list[tuple] = []
+        self._bytes = self.db.execute("SELECT COALESCE(SUM(LENGTH(frame)), 0) FROM frames").fetchone()[0]
+        self._last_prune = 0.0
+
+    # --- writing (engine thread) ---------------------------------------------------------------------
+    def append(self, stream: bytes, seq: int, frame, groups=()) -> None:
+        if not self.enabled:
+            return
+        s = to_signed(seq)
+        self._frames.append((stream, s, time.time(), bytes(frame)))
+        for group in groups:
+            self._work.append((stream, s, group))
+
+    def acknowledge(self, stream: bytes, seq: int, group: str) -> None:
+        if self.enabled:
+            self._acked.append((stream, to_signed(seq), group))
+
+    def commit(self) -> int:
+        """Write the batch in one transaction; returns how many frames it held."""
+        frames, work, acked = self._frames, self._work, self._acked
+        if not (frames or work or acked):
+            return 0
+        self._frames, self._work, self._acked = [], [], []
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            if frames:
+                db.executemany("INSERT OR IGNORE INTO frames (stream, seq, at, frame) VALUES (?, ?, ?, ?)", frames)
+            if work:
+                db.executemany("INSERT OR IGNORE INTO work (stream, seq, grp) VALUES (?, ?, ?)", work)
+            if acked:
+                db.executemany("DELETE FROM work WHERE stream = ? AND seq = ? AND grp = ?", acked)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._bytes += sum(len(f[3]) for f in frames)
+        return len(frames)
+
+    def prune(self, now: float | None = None) -> int:
+        """Apply retention (age, then size); returns the number of frames deleted."""
+        if not self.enabled:
+            return 0
+        now = time.time() if now is None else now
+        self.commit()
+        db = self.db
+        deleted = db.execute("DELETE FROM frames WHERE at < ?", (now - self.max_age,)).rowcount
+        db.execute("DELETE FROM work WHERE NOT EXISTS "
+                   "(SELECT 1 FROM frames f WHERE f.stream = work.stream AND f.seq = work.seq)")
+        if self._bytes > self.max_bytes or deleted:
+            self._bytes = db.execute("SELECT COALESCE(SUM(LENGTH(frame)), 0) FROM frames").fetchone()[0]
+        while self._bytes > self.max_bytes:
+            rows = db.execute("SELECT f.n, LENGTH(f.frame) FROM frames f WHERE NOT EXISTS (SELECT 1 FROM work w "
+                              "WHERE w.stream = f.stream AND w.seq = f.seq) ORDER BY f.n LIMIT 1000").fetchall()
+            if not rows:
+                break
+            cut, size = [], 0
+            for n, length in rows:
+                cut.append((n,))
+                size += length
+                if self._bytes - size <= self.max_bytes:
+                    break
+            db.executemany("DELETE FROM frames WHERE n = ?", cut)
+            deleted += len(cut)
+            self._bytes -= size
+        return deleted
+
+    def maybe_prune(self, now: float) -> None:
+        if now - self._last_prune >= 5.0:
+            self._last_prune = now
+            self.prune()
+
+    # --- reading -------------------------------------------------------------------------------------
+    def streams(self) -> dict[bytes, int]:
+        """Every stream in the journal and its last sequence number."""
+        self.commit()
+        rows = self.db.execute("SELECT stream, seq FROM frames WHERE n IN "
+                               "(SELECT MAX(n) FROM frames GROUP BY stream)").fetchall()
+        return {bytes(stream): to_unsigned(seq) for stream, seq in rows}
+
+    def replay(self, stream: bytes, first: int, last: int, limit: int) -> tuple[list[tuple[int, bytes]], int | None]:
+        """Frames of ``stream`` from ``first`` to ``last`` (inclusive, modulo 2**64), at most ``limit``.
+
+        Returns (frames, oldest): ``oldest`` is the first sequence number the journal still holds for the stream
+        when ``first`` is no longer there (pruned or never journaled), else None."""
+        self.commit()
+        db = self.db
+        row = db.execute("SELECT n FROM frames WHERE stream = ? AND seq = ?", (stream, to_signed(first))).fetchone()
+        oldest = None
+        if row is None:
+            # find the first journaled seq at or after ``first``
+            rows = db.execute("SELECT n, seq FROM frames WHERE stream = ? ORDER BY n", (stream,)).fetchall()
+            start_n = None
+            for n, seq in rows:
+                u = to_unsigned(seq)
+                if u == first or after(u, first):
+                    start_n, oldest = n, u
+                    break
+            if start_n is None:
+                return [], seq_add(last, 1)
+        else:
+            start_n = row[0]
+        out = []
+        for seq, frame in db.execute("SELECT seq, frame FROM frames WHERE stream = ? AND n >= ? ORDER BY n LIMIT ?",
+                                     (stream, start_n, limit)):
+            u = to_unsigned(seq)
+            if after(u, last):
+                break
+            out.append((u, bytes(frame)))
+        return out, oldest
+
+    def pending_work(self) -> list[tuple[bytes, int, str, bytes]]:
+        """Unacknowledged work items: (stream, seq, group, frame) in the order they were sent."""
+        self.commit()
+        return [(bytes(s), to_unsigned(q), g, bytes(f)) for s, q, g, f in self.db.execute(
+            "SELECT w.stream, w.seq, w.grp, f.frame FROM work w JOIN frames f ON f.stream = w.stream AND "
+            "f.seq = w.seq ORDER BY f.n")]
+
+    def close(self) -> None:
+        try:
+            self.commit()
+        finally:
+            self.db.close()
