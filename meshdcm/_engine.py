@@ -298,6 +298,7 @@ class Engine(threading.Thread):
                     continue
                 if sock in events:
                     self._drain(sock, self._on_reply)
+            node._flush_dispatch()  # replayed frames (FRAME over the control sockets) wait in the batch
             self.outbox.commit()  # what was sent in this iteration is now accepted
             if self._syncs:
                 for token in self._syncs:
@@ -356,6 +357,8 @@ class Engine(threading.Thread):
             if peer is None or not self._say(peer.manifest.control, frames):
                 self.node._transfers.deliver(b"NOFILE", json.dumps(
                     {"req": request["req"], "reason": "the node holding it is not reachable now"}).encode(), b"")
+        elif kind == b"acks":
+            self._send_work_reports()
         elif kind == b"sync":
             self._syncs.append(payload.decode())
         elif kind == b"stop":
@@ -472,7 +475,7 @@ class Engine(threading.Thread):
             matched.append(handler)
         if not matched:
             if work:
-                inbox.record_work([(msg.sender, msg.seq)])
+                inbox.record_work(msg.sender, msg.seq)
                 self._work_report(msg.sender)[0].append(msg.seq)
             else:
                 inbox.settle(stream, msg.seq)
@@ -907,6 +910,8 @@ class Engine(threading.Thread):
         inbox = self.receipts
         for stream, first, last in inbox.wanted(now):
             home = self.peers.get(self._homes.get(stream.id, stream.id.hex()))
+            log.debug("asking %s to replay %s %d..%d", home.manifest.name if home else "nobody",
+                      stream.id.hex()[:12], first, last)
             if home is not None:
                 self._say(home.manifest.control, [b"REPLAY", json.dumps(
                     {"stream": stream.id.hex(), "first": first, "last": last}).encode()])

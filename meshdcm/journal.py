@@ -155,12 +155,15 @@ class Outbox:
             self.prune()
 
     # --- reading -------------------------------------------------------------------------------------
-    def streams(self) -> dict[bytes, int]:
-        """Every stream in the journal and its last sequence number."""
+    def streams(self) -> dict[bytes, tuple[int, float]]:
+        """Every stream in the journal: (its last sequence number, when its first frame was accepted)."""
         self.commit()
-        rows = self.db.execute("SELECT stream, seq FROM frames WHERE n IN "
-                               "(SELECT MAX(n) FROM frames GROUP BY stream)").fetchall()
-        return {bytes(stream): to_unsigned(seq) for stream, seq in rows}
+        rows = self.db.execute("SELECT stream, MAX(n), MIN(at) FROM frames GROUP BY stream").fetchall()
+        out = {}
+        for stream, n, started in rows:
+            seq = self.db.execute("SELECT seq FROM frames WHERE n = ?", (n,)).fetchone()[0]
+            out[bytes(stream)] = (to_unsigned(seq), started)
+        return out
 
     def replay(self, stream: bytes, first: int, last: int, limit: int) -> tuple[list[tuple[int, bytes]], int | None]:
         """Frames of ``stream`` from ``first`` to ``last`` (inclusive, modulo 2**64), at most ``limit``.

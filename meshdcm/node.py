@@ -668,15 +668,10 @@ class Node:
         exc = fut.exception()
         if exc is None:
             self._count("handled")
-            complete = True
-        else:
-            complete = self._failed(handler, msg, receipt, attempt, exc)
-        if complete:
-            events: list = []
-            work: list = []
-            self._complete(receipt, events, work)
-            self._record(events, work)
-            self._finished()
+        elif not self._failed(handler, msg, receipt, attempt, exc):
+            return  # retried later: still pending
+        self._complete(receipt)
+        self._finished()
 
     def _worker(self) -> None:
         get = self._work.get
@@ -685,8 +680,6 @@ class Node:
             if batch is None:
                 return
             handled = completed = 0
-            events: list = []
-            work: list = []
             for handler, msg, receipt, attempt in batch:
                 try:
                     handler.func(msg)
@@ -696,34 +689,27 @@ class Node:
                         continue  # retried later: still pending
                 completed += 1
                 if receipt is not None:
-                    self._complete(receipt, events, work)
-            self._record(events, work)
+                    self._complete(receipt)
             self._count("handled", handled)
             self._finished(completed)
 
-    def _complete(self, receipt: _Receipt | None, events: list, work: list) -> None:
-        """One handler of the message is done; when it was the last, the message is settled."""
-        if receipt is None:
+    def _complete(self, receipt: _Receipt | None) -> None:
+        """One handler of the message is done; after the last one the message is recorded (so it is never handled
+        again, even after a restart) and, for a work item, acknowledged to its sender."""
+        if receipt is None or self._inbox is None:
             return
         with self._done_lock:
             receipt.left -= 1
             if receipt.left:
                 return
         if receipt.work:
-            work.append((receipt.sender, receipt.seq))
-        elif receipt.stream is not None:
-            events.append((receipt.stream, receipt.seq))
-
-    def _record(self, events: list, work: list) -> None:
-        """Write what was handled (one transaction per batch), then acknowledge work items to their senders."""
-        if self._inbox is None:
-            return
-        if events:
-            self._inbox.record(events)
-        if work:
-            self._inbox.record_work(work)
+            self._inbox.record_work(receipt.sender, receipt.seq)
             with self._done_lock:
-                self._work_acks.extend(work)
+                self._work_acks.append((receipt.sender, receipt.seq))
+            if self._mailbox is not None and not self._stopped.is_set():
+                self._mailbox.send(b"\x00acks")  # acknowledged at once: the sender must not give it to another
+        elif receipt.stream is not None:
+            self._inbox.record(receipt.stream, receipt.seq)
 
     def _take_work_acks(self) -> list[tuple[bytes, int]]:
         with self._done_lock:
