@@ -3,7 +3,8 @@
 Options ([nodes.ledger]): ledger (a folder: the ledger is <folder>/<node name>.sqlite, kept across restarts), topic,
 where, delay (seconds of work per message), gate (a file: while it exists, the handler waits *before* its side effect
 and appends a line to <gate>.waiting — the test kills the node then, in the middle of a message), hwm and
-max_pending (node settings, to make a slow consumer), max_attempts, fail_when (a filter: raise on those messages).
+max_pending (node settings, to make a slow consumer), max_attempts and retry_backoff, fail_when (a filter: raise on
+those messages) and fail_while (a file: raise on them only while it exists).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def create(config: NodeConfig) -> Node:
     gate = Path(opts["gate"]) if opts.get("gate") else None
     delay = float(opts.get("delay", 0))
     fail_when = parse_filter(opts.get("fail_when", ""))
+    fail_while = Path(opts["fail_while"]) if opts.get("fail_while") else None
 
     @node.on(opts.get("topic", "stored"), where=opts.get("where", ""))
     def count(msg: Message) -> None:
@@ -46,7 +48,7 @@ def create(config: NodeConfig) -> Node:
                 fh.write(f"{os.getpid()} {msg.get('SeriesInstanceUID')}\n")
             while gate.exists():
                 time.sleep(0.005)
-        if not fail_when.is_all and fail_when.matches(msg):
+        if not fail_when.is_all and fail_when.matches(msg) and (fail_while is None or fail_while.exists()):
             raise RuntimeError(f"cannot handle series {msg.get('SeriesInstanceUID')} (test failure)")
         if delay:
             time.sleep(delay)
