@@ -908,10 +908,12 @@ class Engine(threading.Thread):
 
     def _delivery_tick(self, now: float) -> None:
         inbox = self.receipts
-        for stream, first, last in inbox.wanted(now):
+        node = self.node
+        # replays are asked for only while the handlers keep up: the receiver's own credit
+        for stream, first, last in inbox.wanted(now) if node._pending() < node.config.max_pending else ():
             home = self.peers.get(self._homes.get(stream.id, stream.id.hex()))
-            log.debug("asking %s to replay %s %d..%d", home.manifest.name if home else "nobody",
-                      stream.id.hex()[:12], first, last)
+            log.info("asking %s to replay %d..%d of stream %s (missed here)",
+                     home.manifest.name if home else "nobody", first, last, stream.id.hex()[:12])
             if home is not None:
                 self._say(home.manifest.control, [b"REPLAY", json.dumps(
                     {"stream": stream.id.hex(), "first": first, "last": last}).encode()])
@@ -924,7 +926,6 @@ class Engine(threading.Thread):
         inbox.flush()
         self.outbox.maybe_prune(time.time())
         # a consumer that falls behind says so (docs/delivery.md): the engine has stopped reading
-        node = self.node
         if node._pending() >= node.config.max_pending:
             if self._behind_since is None:
                 self._behind_since = now

@@ -95,3 +95,25 @@ def test_publisher_killed_and_restarted_delivers_what_it_had_accepted(mesh, tmp_
     assert after["done"] and lost == 0
     assert duplicates == 0
     assert handled_at_kill < before["accepted"], "the kill left accepted messages undelivered (replay was needed)"
+
+
+def test_a_slow_consumer_loses_nothing_and_says_it_is_behind(mesh, tmp_path):
+    """Backpressure first (the consumer stops reading, queues fill), then the publisher's small high-water mark drops
+    frames for it at the events socket: gaps, which the consumer has replayed once its handlers keep up."""
+    folder, log = tmp_path / "ledgers", tmp_path / "pub.log"
+    count = 3000
+    slow = mesh.node("ledger", "--name", "slow", "--workers", "1", ledger=str(folder), topic="stored", delay=0.002,
+                     max_pending=50, hwm=100)
+    errors = mesh.start("tail", "--topic", "error.slow", "--count", "1", "--timeout", "60")
+    slow.wait_for_output("started on")
+    errors.wait_for_output("# tail")
+    mesh.node("burst", "--name", "pub", count=count, rate=20000, subscribers=1, log=str(log), hwm=100, pad=8000)
+    assert errors.popen.wait(timeout=60) == 0
+    assert "falling behind" in errors.output and "nothing is dropped" in errors.output
+    expected = {f"1.2.3.{n}" for n in range(1, count + 1)}
+    wait_until(lambda: len(ledger(folder, "slow")) >= count, 60, interval=0.2, what="every message at the slow node")
+    seen = ledger(folder, "slow")
+    duplicates, lost = report("chaos 4 (slow consumer)", count, seen, expected)
+    assert set(seen) == expected and lost == 0 and duplicates == 0
+    assert "falling behind" in slow.output
+    print(f"chaos 4: {slow.output.count('asking pub to replay')} replay requests filled the frames dropped for it")

@@ -4,7 +4,9 @@ It waits until ``subscribers`` nodes of kind ``ledger`` are in the mesh and read
 members of the worker group are there), then publishes at ``rate`` per second. Before each chunk of ``every``
 messages it appends ``chunk FIRST LAST`` to the ``log`` file, and after the chunk, once the journal has it
 (``Node.sync``), ``accepted LAST``: the messages the mesh owes delivery. Restarted with the same ``log`` it goes on
-after the last chunk it started (``done N`` when finished).
+after the last chunk it started (``done N`` when finished). ``hwm``: its high-water mark (small: it drops frames
+for a slow subscriber at its events socket, which the subscriber then has replayed); ``pad``: bytes of
+ImageComments in each message.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ def create(config: NodeConfig) -> Node:
     count, rate, every = int(opts["count"]), float(opts.get("rate", 1000)), int(opts.get("every", 50))
     prefix, topic = str(opts.get("prefix", "1.2.3")), str(opts.get("topic", "stored.series"))
     wanted, group = int(opts.get("subscribers", 1)), opts.get("group")
+    pad = "x" * int(opts.get("pad", 0))  # bytes of ImageComments per message: more than the sockets' buffers hold
     log = Path(opts["log"])
-    node = Node(config=config)
+    node = Node(config=config.with_(high_water_mark=int(opts["hwm"])) if "hwm" in opts else config)
 
     def ready(peers) -> bool:
         if group:
@@ -48,6 +51,8 @@ def create(config: NodeConfig) -> Node:
                 ds = Dataset()
                 ds.Modality = "MR"
                 ds.SeriesInstanceUID = f"{prefix}.{i}"
+                if pad:
+                    ds.ImageComments = pad
                 node.publish(topic, ds)
             if node.sync(30):
                 with open(log, "a") as fh:
