@@ -9,6 +9,7 @@ documented in docs/delivery.md (outputs are idempotent for that reason).
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 from conftest import wait_until
@@ -117,3 +118,43 @@ def test_a_slow_consumer_loses_nothing_and_says_it_is_behind(mesh, tmp_path):
     assert set(seen) == expected and lost == 0 and duplicates == 0
     assert "falling behind" in slow.output
     print(f"chaos 4: {slow.output.count('asking pub to replay')} replay requests filled the frames dropped for it")
+
+
+def test_a_network_partition_loses_nothing(mesh, tmp_path):
+    """Two hosts (network namespaces on a bridge); the subscriber's link goes down for 5 s, then up again."""
+    import pytest
+
+    import netns
+
+    reason = netns.available()
+    if reason is not None:
+        pytest.skip(f"no network namespaces: {reason}")
+    lan = netns.Lan(hosts=2)
+    try:
+        h1, h2 = lan.hosts
+        folder, log = tmp_path / "ledgers", tmp_path / "pub.log"
+        count = 3000
+        sub = mesh.node("ledger", "--name", "far", "--interface", "eth0", "--insecure", ledger=str(folder),
+                        topic="stored", netns=h2)
+        sub.wait_for_output("started on 10.77.0.2")
+        pub = mesh.node("burst", "--name", "pub", "--interface", "eth0", "--insecure", count=count, rate=300,
+                        subscribers=1, log=str(log), netns=h1)
+        wait_until(lambda: len(ledger(folder, "far")) >= 500, 60, interval=0.05, what="messages before the partition")
+        netns._ip("-n", h2, "link", "set", "eth0", "down")
+        cut = time.monotonic()
+        at_cut = len(ledger(folder, "far"))
+        # hold the partition for 5 s (the issue's figure), long enough for both sides to expire each other
+        wait_until(lambda: time.monotonic() - cut >= 5.0 and "stopped answering" in pub.output, 30, interval=0.1,
+                   what="a 5 s partition that the publisher noticed")
+        during = len(ledger(folder, "far")) - at_cut
+        netns._ip("-n", h2, "link", "set", "eth0", "up")
+        wait_until(lambda: burst_log(log)["done"], 60, interval=0.2, what="the publisher")
+        expected = {f"1.2.3.{n}" for n in range(1, count + 1)}
+        wait_until(lambda: len(ledger(folder, "far")) >= count, 60, interval=0.2, what="every message after the heal")
+        seen = ledger(folder, "far")
+        duplicates, lost = report(f"chaos 3 (partition 5 s; {during} handled while cut off, "
+                                  f"{sub.output.count('asking pub to replay')} replay requests)", count, seen, expected)
+        assert set(seen) == expected and lost == 0 and duplicates == 0
+    finally:
+        mesh.close()
+        lan.close()
