@@ -90,6 +90,7 @@ class Engine(threading.Thread):
         self.seq = 0
         self.stream = node.id_bytes  # this incarnation's stream: the node id
         self.outbox = node._outbox
+        self.outbox.on_commit = node._synced
         self.receipts = node._inbox
         timing = node.config.timing
         self.leases = Leases(node.config.lease, claim_timeout=max(5.0, 2 * timing.expire_after))
@@ -299,11 +300,8 @@ class Engine(threading.Thread):
                 if sock in events:
                     self._drain(sock, self._on_reply)
             node._flush_dispatch()  # replayed frames (FRAME over the control sockets) wait in the batch
-            self.outbox.commit()  # what was sent in this iteration is now accepted
-            if self._syncs:
-                for token in self._syncs:
-                    node._synced(token)
-                self._syncs = []
+            self.outbox.commit(self._syncs)  # what was sent in this iteration is accepted once written
+            self._syncs = []
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + tick

@@ -1,8 +1,9 @@
 """The publisher's outbox journal: every frame a node sends, kept in SQLite until retention drops it.
 
-A message counts as *accepted* once the batch holding it is committed (the engine commits once per loop
-iteration, one transaction with ``executemany``; WAL mode with ``synchronous=NORMAL``: a commit survives a killed
-process, not a power cut). Receivers that miss frames ask for them again (``REPLAY``, docs/delivery.md) and the
+A message counts as *accepted* once the batch holding it is committed. The engine hands its batch over once per
+loop iteration; a writer thread commits it (one transaction with ``executemany``; WAL mode with
+``synchronous=NORMAL``: a commit survives a killed process, not a power cut), so the engine never waits for SQLite
+(sqlite3 releases the GIL while it writes). Reads (replay) first wait for what was handed over to be committed. Receivers that miss frames ask for them again (``REPLAY``, docs/delivery.md) and the
 engine answers from here; work items stay in the ``work`` table until a member of their group acknowledges them.
 
 A *stream* is one incarnation of a node: its 16-byte node id, new at every start. A restarted node opens the
@@ -16,9 +17,12 @@ Retention: rows older than ``max_age`` seconds, and the oldest rows beyond ``max
 
 from __future__ import annotations
 
+import queue
 import sqlite3
+import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 __all__ = ["SEQ_MOD", "Outbox", "after", "seq_add", "to_signed", "to_unsigned"]
 
@@ -62,10 +66,12 @@ CREATE TABLE IF NOT EXISTS work (    -- work items not yet acknowledged by a mem
 """
 
 
-def open_db(path: Path | None) -> sqlite3.Connection:
+def open_db(path: Path | None, page_size: int = 0) -> sqlite3.Connection:
     """A SQLite connection in WAL mode (``:memory:`` when ``path`` is None); autocommit, transactions explicit."""
     db = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None, check_same_thread=False,
                          timeout=10.0)
+    if page_size:
+        db.execute(f"PRAGMA page_size={int(page_size)}")  # frames of a few KB fit a page: no overflow chains
     if path:
         db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
@@ -73,20 +79,30 @@ def open_db(path: Path | None) -> sqlite3.Connection:
 
 
 class Outbox:
-    """The journal of one node (used by its engine thread only)."""
+    """The journal of one node: written by its own thread, read by the node's engine thread."""
 
-    def __init__(self, path: Path | None, *, max_age: float, max_bytes: int, enabled: bool = True):
+    def __init__(self, path: Path | None, *, max_age: float, max_bytes: int, enabled: bool = True,
+                 on_commit: Callable[[str], None] | None = None):
         self.enabled = enabled
         self.max_age, self.max_bytes = max_age, max_bytes
-        self.db = open_db(path if enabled else None)
+        self.on_commit = on_commit
+        path = path if enabled else None
+        self.db = open_db(path, page_size=16384)  # reads (engine thread); in memory: the only connection
         self.db.executescript(_SCHEMA)
+        self._writer_db = open_db(path) if path is not None else self.db
         self._frames: list[tuple] = []
         self._work: list[tuple] = []
         self._acked: list[tuple] = []
         self._bytes = self.db.execute("SELECT COALESCE(SUM(LENGTH(frame)), 0) FROM frames").fetchone()[0]
         self._last_prune = 0.0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._handed = self._written = 0
+        self._cond = threading.Condition()
+        self.failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._write_loop, name="meshdcm-journal", daemon=True)
+        self._thread.start()
 
-    # --- writing (engine thread) ---------------------------------------------------------------------
+    # --- writing ---------------------------------------------------------------------------------------
     def append(self, stream: bytes, seq: int, frame, groups=()) -> None:
         if not self.enabled:
             return
@@ -99,13 +115,67 @@ class Outbox:
         if self.enabled:
             self._acked.append((stream, to_signed(seq), group))
 
-    def commit(self) -> int:
-        """Write the batch in one transaction; returns how many frames it held."""
+    def commit(self, tokens=()) -> int:
+        """Engine thread: hand the batch to the writer; ``tokens`` are passed to ``on_commit`` once it is written.
+        Returns how many frames the batch held."""
         frames, work, acked = self._frames, self._work, self._acked
-        if not (frames or work or acked):
+        if not (frames or work or acked or tokens):
             return 0
         self._frames, self._work, self._acked = [], [], []
-        db = self.db
+        self._hand(("batch", frames, work, acked, list(tokens)))
+        return len(frames)
+
+    def _hand(self, item) -> None:
+        with self._cond:
+            self._handed += 1
+        self._queue.put(item)
+
+    def wait_written(self, timeout: float = 30.0) -> bool:
+        """Wait until everything handed to the writer is committed."""
+        self.commit()
+        with self._cond:
+            target = self._handed
+            return self._cond.wait_for(lambda: self._written >= target or self.failure is not None, timeout)
+
+    def _write_loop(self) -> None:
+        get = self._queue.get
+        while True:
+            items = [get()]
+            while True:  # merge what else is waiting into one transaction
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(item is None for item in items)
+            batches = [item for item in items if item is not None and item[0] == "batch"]
+            try:
+                if batches:
+                    self._write([row for b in batches for row in b[1]], [row for b in batches for row in b[2]],
+                                [row for b in batches for row in b[3]])
+                for item in items:
+                    if item is not None and item[0] == "prune":
+                        item[2].append(self._prune(item[1]))
+            except Exception as exc:  # a full disk: said loudly, and accepted-ness is never claimed
+                self.failure = exc
+                import logging
+
+                logging.getLogger("meshdcm.node").error("the journal cannot be written (%s): messages are sent but "
+                                                        "no longer replayable; free disk space and restart", exc)
+            with self._cond:
+                self._written += len(items) - (1 if stop else 0)
+                self._cond.notify_all()
+            if self.failure is None and self.on_commit is not None:
+                for b in batches:
+                    for token in b[4]:
+                        self.on_commit(token)
+            for item in items:
+                if item is not None and item[0] == "prune":
+                    item[3].set()
+            if stop:
+                return
+
+    def _write(self, frames, work, acked) -> None:
+        db = self._writer_db
         db.execute("BEGIN")
         try:
             if frames:
@@ -119,15 +189,20 @@ class Outbox:
             db.execute("ROLLBACK")
             raise
         self._bytes += sum(len(f[3]) for f in frames)
-        return len(frames)
 
     def prune(self, now: float | None = None) -> int:
-        """Apply retention (age, then size); returns the number of frames deleted."""
+        """Apply retention (age, then size) on the writer thread; returns the number of frames deleted."""
         if not self.enabled:
             return 0
-        now = time.time() if now is None else now
+        result: list[int] = []
+        done = threading.Event()
         self.commit()
-        db = self.db
+        self._hand(("prune", time.time() if now is None else now, result, done))
+        done.wait(60)
+        return result[0] if result else 0
+
+    def _prune(self, now: float) -> int:
+        db = self._writer_db
         deleted = db.execute("DELETE FROM frames WHERE at < ?", (now - self.max_age,)).rowcount
         db.execute("DELETE FROM work WHERE NOT EXISTS "
                    "(SELECT 1 FROM frames f WHERE f.stream = work.stream AND f.seq = work.seq)")
@@ -150,14 +225,15 @@ class Outbox:
         return deleted
 
     def maybe_prune(self, now: float) -> None:
-        if now - self._last_prune >= 5.0:
+        """Engine tick: retention every few seconds, on the writer thread (the engine does not wait)."""
+        if self.enabled and now - self._last_prune >= 5.0:
             self._last_prune = now
-            self.prune()
+            self._hand(("prune", time.time(), [], threading.Event()))
 
-    # --- reading -------------------------------------------------------------------------------------
+    # --- reading (engine thread) -----------------------------------------------------------------------
     def streams(self) -> dict[bytes, tuple[int, float]]:
         """Every stream in the journal: (its last sequence number, when its first frame was accepted)."""
-        self.commit()
+        self.wait_written()
         rows = self.db.execute("SELECT stream, MAX(n), MIN(at) FROM frames GROUP BY stream").fetchall()
         out = {}
         for stream, n, started in rows:
@@ -170,7 +246,7 @@ class Outbox:
 
         Returns (frames, oldest): ``oldest`` is the first sequence number the journal still holds for the stream
         when ``first`` is no longer there (pruned or never journaled), else None."""
-        self.commit()
+        self.wait_written()
         db = self.db
         row = db.execute("SELECT n FROM frames WHERE stream = ? AND seq = ?", (stream, to_signed(first))).fetchone()
         oldest = None
@@ -198,7 +274,7 @@ class Outbox:
 
     def pending_work(self) -> list[tuple[bytes, int, str, bytes]]:
         """Unacknowledged work items: (stream, seq, group, frame) in the order they were sent."""
-        self.commit()
+        self.wait_written()
         return [(bytes(s), to_unsigned(q), g, bytes(f)) for s, q, g, f in self.db.execute(
             "SELECT w.stream, w.seq, w.grp, f.frame FROM work w JOIN frames f ON f.stream = w.stream AND "
             "f.seq = w.seq ORDER BY f.n")]
@@ -206,5 +282,9 @@ class Outbox:
     def close(self) -> None:
         try:
             self.commit()
+            self._queue.put(None)
+            self._thread.join(timeout=30)
         finally:
             self.db.close()
+            if self._writer_db is not self.db:
+                self._writer_db.close()

@@ -52,7 +52,7 @@ __all__ = [
     "topic_matches",
 ]
 
-PROTOCOL_VERSION = (1, 1)  # 1.1: streams in HELLO, status in PING/PONG, REPLAY/FRAME/REPLAYED, WORK (docs/delivery.md)
+PROTOCOL_VERSION = (1, 0)
 MAGIC = b"MDCM"
 FLAG_REPLAY = 0x1
 FLAG_WORK = 0x2

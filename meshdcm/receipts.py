@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS senders (name TEXT PRIMARY KEY, since REAL NOT NULL);
 
 class Stream:
     __slots__ = ("id", "name", "upto", "done", "inflight", "highest", "missing", "asked", "announced", "dirty",
-                 "absorbed", "lost")
+                 "absorbed", "lost", "heard")
 
     def __init__(self, stream_id: bytes, name: str, upto: int):
         self.id, self.name, self.upto = stream_id, name, upto
@@ -63,6 +63,7 @@ class Stream:
         self.dirty = True
         self.absorbed: list[int] = []
         self.lost = 0
+        self.heard = 0.0  # when a message of this stream last arrived (monotonic)
 
     # --- gaps (caller holds the inbox lock) ------------------------------------------------------------
     def _add_missing(self, first: int, count: int) -> None:
@@ -238,6 +239,7 @@ class Inbox:
     def accept(self, st: Stream, seq: int) -> bool:
         """Engine thread: True if the message is new (it is then in flight), False for a duplicate."""
         with self.lock:
+            st.heard = time.monotonic()
             if not after(seq, st.upto) or seq in st.done or seq in st.inflight:
                 self.duplicates += 1
                 return False
@@ -281,7 +283,10 @@ class Inbox:
         out = []
         with self.lock:
             for st in self.streams.values():
-                if st.announced is not None and now - st.announced[1] >= _ANNOUNCE_GRACE:
+                # a tail loss shows only once the stream is quiet here: while its messages still arrive (or wait in
+                # our queues because we are behind), the next one reveals any gap
+                if st.announced is not None and now - st.announced[1] >= _ANNOUNCE_GRACE \
+                        and now - st.heard >= _ANNOUNCE_GRACE:
                     seq = st.announced[0]
                     st.announced = None
                     if after(seq, st.highest):
