@@ -369,10 +369,10 @@ class Engine(threading.Thread):
         groups = ()
         if self._group_push:
             groups = self._groups_for(frame[:frame.index(b" ")].decode())
-        self.outbox.append(self.stream, seq, stamped, groups)
+        work = stamp(frame, seq, FLAG_WORK) if groups else None
+        self.outbox.append(self.stream, seq, stamped, groups, work)
         self._streams[self.stream][0] = seq
         if groups:
-            work = stamp(frame, seq, FLAG_WORK)
             for group in groups:
                 self.leases.add(group, self.stream, seq, work)
                 self._pump(group)

@@ -67,14 +67,15 @@ def test_journal_replays_across_the_wrap_and_reports_what_it_no_longer_has(tmp_p
 
 
 def test_journal_retention_by_age_and_size_keeps_unacknowledged_work(tmp_path):
-    size = len(frame(1))
+    size = len(frame(1)) + 4  # a frame in a page: its length, then its bytes
     outbox = Outbox(tmp_path / "outbox.sqlite", max_age=3600, max_bytes=size * 5)
-    for seq in range(1, 11):
+    for seq in range(1, 11):  # one page per commit, as the engine commits once per loop iteration
         outbox.append(STREAM, seq, frame(seq), groups=("convert",) if seq == 2 else ())
-    outbox.commit()
+        outbox.commit()
     assert outbox.prune() == 5
-    kept = [s for s, _ in outbox.replay(STREAM, 1, 10, 100)[0]]
-    assert kept == [2, 7, 8, 9, 10]  # the work item 2 is not acknowledged yet: kept
+    kept, oldest = outbox.replay(STREAM, 1, 10, 100)
+    assert [s for s, _ in kept] == [6, 7, 8, 9, 10] and oldest == 6
+    # the work item 2 is not acknowledged yet: kept (with its frame) whatever the size
     assert [(s, g) for _, s, g, _ in outbox.pending_work()] == [(2, "convert")]
     outbox.acknowledge(STREAM, 2, "convert")
     outbox.commit()
