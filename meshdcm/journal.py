@@ -21,6 +21,7 @@ Retention: pages older than ``max_age`` seconds, and the oldest pages beyond ``m
 
 from __future__ import annotations
 
+import logging
 import queue
 import sqlite3
 import struct
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Callable
 
 __all__ = ["SEQ_MOD", "Outbox", "after", "seq_add", "to_signed", "to_unsigned"]
+
+log = logging.getLogger("meshdcm.node")
 
 SEQ_MOD = 1 << 64
 _HALF = 1 << 63
@@ -190,9 +193,7 @@ class Outbox:
                         item[2].append(self._prune(item[1]))
             except Exception as exc:  # a full disk: said loudly, and accepted-ness is never claimed
                 self.failure = exc
-                import logging
-
-                logging.getLogger("meshdcm.node").error("the journal cannot be written (%s): messages are sent but "
+                log.error("the journal cannot be written (%s): messages are sent but "
                                                         "no longer replayable; free disk space and restart", exc)
             with self._cond:
                 self._written += len(items) - (1 if stop else 0)

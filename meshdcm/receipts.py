@@ -303,10 +303,6 @@ class Inbox:
         with self.lock:
             st.asked = 0.0  # ask for the next range at the next tick
 
-    def missing_count(self) -> int:
-        with self.lock:
-            return sum(c for st in self.streams.values() for _, c in st.missing)
-
     # --- work items ------------------------------------------------------------------------------------
     def accept_work(self, stream_id: bytes, seq: int) -> str:
         """"new", "done" (acknowledge it again) or "inflight" (being handled here)."""
