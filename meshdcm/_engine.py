@@ -435,7 +435,7 @@ class Engine(threading.Thread):
             return
         inbox = self.receipts
         if work:
-            verdict = inbox.accept_work(msg.sender, msg.seq)
+            verdict = inbox.accept_work(msg.message_id, msg.sender, msg.seq)
             if verdict != "new":
                 node._count("duplicates")
                 if verdict == "done":  # its sender missed our acknowledgement: say it again
@@ -473,7 +473,7 @@ class Engine(threading.Thread):
             matched.append(handler)
         if not matched:
             if work:
-                inbox.record_work(msg.sender, msg.seq)
+                inbox.record_work(msg.message_id)
                 self._work_report(msg.sender)[0].append(msg.seq)
             else:
                 inbox.settle(stream, msg.seq)
@@ -892,7 +892,7 @@ class Engine(threading.Thread):
         for sid, seq in acks:
             self._work_report(sid)[0].append(seq)
         if refresh:
-            for sid, seq in list(self.receipts.work_inflight):
+            for sid, seq in self.receipts.held_work():
                 self._work_report(sid)[1].append(seq)
         for sid, (done, held) in list(self._work_reports.items()):
             if not done and not held:

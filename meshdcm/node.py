@@ -98,10 +98,11 @@ class _Bound:
 class _Receipt:
     """One received message's bookkeeping: settled (recorded, acknowledged) when its last handler is done."""
 
-    __slots__ = ("stream", "sender", "seq", "work", "left", "first_failed")
+    __slots__ = ("stream", "sender", "seq", "message_id", "work", "left", "first_failed")
 
-    def __init__(self, stream: Stream | None, sender: bytes, seq: int, work: bool, left: int):
-        self.stream, self.sender, self.seq, self.work, self.left = stream, sender, seq, work, left
+    def __init__(self, stream: Stream | None, msg: Message, work: bool, left: int):
+        self.stream, self.sender, self.seq, self.message_id = stream, msg.sender, msg.seq, msg.message_id
+        self.work, self.left = work, left
         self.first_failed: float | None = None
 
 
@@ -631,7 +632,7 @@ class Node:
         return self._submitted + self._redriven - self._done_value
 
     def _receipt(self, stream: Stream | None, msg: Message, handlers: int) -> _Receipt:
-        return _Receipt(stream, msg.sender, msg.seq, msg.flags & 0x2 != 0, handlers)
+        return _Receipt(stream, msg, stream is None, handlers)
 
     def _dispatch(self, handler: _Bound, msg: Message, receipt: _Receipt | None = None, attempt: int = 1) -> None:
         """Engine thread: queue a matching message for its handler (sent on at the end of the batch)."""
@@ -703,7 +704,7 @@ class Node:
             if receipt.left:
                 return
         if receipt.work:
-            self._inbox.record_work(receipt.sender, receipt.seq)
+            self._inbox.record_work(receipt.message_id)
             with self._done_lock:
                 self._work_acks.append((receipt.sender, receipt.seq))
             if self._mailbox is not None and not self._stopped.is_set():

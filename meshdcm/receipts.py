@@ -14,8 +14,8 @@ engine folds the log into SQLite (WAL, ``synchronous=NORMAL``) every few seconds
 ``upto``. A node killed between a handler's side effect and that append sees the message again after its restart:
 the one window where a handler can run twice (docs/delivery.md says why outputs are idempotent).
 
-Work items (one member of a group handles each) are remembered by (stream, seq) for ``keep`` seconds, so a
-re-sent item is acknowledged again instead of being handled twice.
+Work items (one member of a group handles each) are remembered by message id for ``keep`` seconds, so a re-sent
+item is acknowledged again instead of being handled twice.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ _ASK_AGAIN = 1.0  # seconds before a replay request that got no answer is sent a
 _ASK_MAX = 256  # frames per replay request: the answer must fit the control socket's queue
 _ANNOUNCE_GRACE = 1.0  # a sender's announced seq counts as missing here only if still not seen after this
 
-_RECORD = struct.Struct("<c16sQd")  # b"e" event / b"w" work item, stream, seq, unix time
+_RECORD = struct.Struct("<c16sQd")  # b"e" event (stream, seq) / b"w" work item (message id, 0), unix time
 _FOLD_EVERY = 5.0  # seconds between folds of the log into SQLite
 
 _SCHEMA = """
@@ -42,8 +42,7 @@ CREATE TABLE IF NOT EXISTS streams (stream BLOB PRIMARY KEY, name TEXT NOT NULL,
                                     seen REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS done (stream BLOB NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (stream, seq))
     WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS work (stream BLOB NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL,
-                                 PRIMARY KEY (stream, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS work (id BLOB PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS senders (name TEXT PRIMARY KEY, since REAL NOT NULL);
 """
 
@@ -115,8 +114,8 @@ class Inbox:
         self.db_lock = threading.Lock()
         self.streams: dict[bytes, Stream] = {}
         self.senders: dict[str, float] = dict(self.db.execute("SELECT name, since FROM senders"))
-        self.work_done: dict[tuple[bytes, int], float] = {}
-        self.work_inflight: set[tuple[bytes, int]] = set()
+        self.work_done: dict[bytes, float] = {}  # message id -> when it was finished
+        self.work_inflight: dict[bytes, tuple[bytes, int]] = {}  # message id -> (sender stream, seq)
         self.duplicates = 0
         now = time.time()
         self.db.execute("DELETE FROM streams WHERE seen < ?", (now - keep,))
@@ -134,8 +133,8 @@ class Inbox:
                 stale.append((sid, seq))
         if stale:
             self._write_many("DELETE FROM done WHERE stream = ? AND seq = ?", stale)
-        for sid, seq, at in self.db.execute("SELECT stream, seq, at FROM work"):
-            self.work_done[(bytes(sid), to_unsigned(seq))] = at
+        for mid, at in self.db.execute("SELECT id, at FROM work"):
+            self.work_done[bytes(mid)] = at
         self._log_fd = None
         if self.log_path is not None:
             self._apply_log()
@@ -154,7 +153,7 @@ class Inbox:
         for at in range(0, len(data) - len(data) % size, size):
             kind, sid, seq, when = _RECORD.unpack_from(data, at)
             if kind == b"w":
-                self.work_done[(sid, seq)] = when
+                self.work_done[sid] = when
             else:
                 st = self.streams.get(sid)
                 if st is not None and after(seq, st.upto):
@@ -304,28 +303,31 @@ class Inbox:
             st.asked = 0.0  # ask for the next range at the next tick
 
     # --- work items ------------------------------------------------------------------------------------
-    def accept_work(self, stream_id: bytes, seq: int) -> str:
+    def accept_work(self, message_id: bytes, stream_id: bytes, seq: int) -> str:
         """"new", "done" (acknowledge it again) or "inflight" (being handled here)."""
-        key = (stream_id, seq)
         with self.lock:
-            if key in self.work_done:
+            if message_id in self.work_done:
                 self.duplicates += 1
                 return "done"
-            if key in self.work_inflight:
+            if message_id in self.work_inflight:
                 self.duplicates += 1
                 return "inflight"
-            self.work_inflight.add(key)
+            self.work_inflight[message_id] = (stream_id, seq)
             return "new"
 
-    def record_work(self, stream_id: bytes, seq: int) -> None:
+    def record_work(self, message_id: bytes) -> None:
         now = time.time()
         if self._log_fd is not None:
             with self.log_lock:
-                os.write(self._log_fd, _RECORD.pack(b"w", stream_id, seq, now))
-        key = (stream_id, seq)
+                os.write(self._log_fd, _RECORD.pack(b"w", message_id, 0, now))
         with self.lock:
-            self.work_inflight.discard(key)
-            self.work_done[key] = now
+            self.work_inflight.pop(message_id, None)
+            self.work_done[message_id] = now
+
+    def held_work(self) -> list[tuple[bytes, int]]:
+        """(stream, seq) of the work items being handled here."""
+        with self.lock:
+            return list(self.work_inflight.values())
 
     # --- persistence -----------------------------------------------------------------------------------
     def _write(self, sql: str, args: tuple) -> None:
@@ -364,14 +366,14 @@ class Inbox:
             for at in range(0, len(data) - len(data) % size, size):
                 kind, sid, seq, when = _RECORD.unpack_from(data, at)
                 if kind == b"w":
-                    work.append((sid, to_signed(seq), when))
+                    work.append((sid, when))
                 else:
                     events.append((sid, to_signed(seq)))
             with self.db_lock:
                 self.db.execute("BEGIN")
                 try:
                     self.db.executemany("INSERT OR IGNORE INTO done (stream, seq) VALUES (?, ?)", events)
-                    self.db.executemany("INSERT OR REPLACE INTO work (stream, seq, at) VALUES (?, ?, ?)", work)
+                    self.db.executemany("INSERT OR REPLACE INTO work (id, at) VALUES (?, ?)", work)
                     self.db.execute("COMMIT")
                 except BaseException:
                     self.db.execute("ROLLBACK")

@@ -64,6 +64,8 @@ def test_journal_replays_across_the_wrap_and_reports_what_it_no_longer_has(tmp_p
     # asked for numbers older than the journal holds: it says from where it has them
     frames, oldest = again.replay(STREAM, TOP - 10, TOP - 2, limit=100)
     assert oldest == TOP - 3 and [s for s, _ in frames] == [TOP - 3, TOP - 2]
+    outbox.close()
+    again.close()
 
 
 def test_journal_retention_by_age_and_size_keeps_unacknowledged_work(tmp_path):
@@ -81,6 +83,7 @@ def test_journal_retention_by_age_and_size_keeps_unacknowledged_work(tmp_path):
     outbox.commit()
     assert outbox.pending_work() == []
     assert outbox.prune(now=time.time() + 7200) == 5  # all older than max_age
+    outbox.close()
 
 
 def test_receipts_survive_a_process_that_never_closed_them(tmp_path):
@@ -90,13 +93,15 @@ def test_receipts_survive_a_process_that_never_closed_them(tmp_path):
         inbox.accept(st, seq)
     for seq in (1, 2, 3, 5, 9):  # handled; 4, 6-8 and 10 were still in flight when the node "died"
         inbox.record(st, seq)
-    inbox.record_work(STREAM, 77)
+    inbox.accept_work(b"w" * 16, STREAM, 77)
+    inbox.record_work(b"w" * 16)
     reopened = Inbox(tmp_path / "inbox.sqlite")  # the first one was never closed nor folded
     st2 = reopened.streams[STREAM]
     assert st2.upto == 3 and st2.done == {5, 9}
     assert st2.missing == [[4, 1], [6, 3]]
     assert [reopened.accept(st2, s) for s in (4, 5, 9, 10)] == [True, False, False, True]
-    assert reopened.accept_work(STREAM, 77) == "done" and reopened.accept_work(STREAM, 78) == "new"
+    assert reopened.accept_work(b"w" * 16, STREAM, 77) == "done"  # by message id
+    assert reopened.accept_work(b"v" * 16, STREAM, 77) == "new"
 
 
 def test_a_restarted_sender_s_new_stream_is_wanted_from_its_start_by_those_who_knew_it(tmp_path):
