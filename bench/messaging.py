@@ -249,12 +249,14 @@ def run_pair(transport: str, count: int, rate: int, broker_port: int | None = No
     common = ["--count", str(count), "--rate", str(rate), "--out", out, "--timeout", "60"]
     if keyring:
         common += ["--keyring", keyring]
-    sub = subprocess.Popen(me + ["--role", f"{transport}-sub"] + sub_args + common, stdout=subprocess.PIPE, text=True)
+    env = dict(os.environ, XDG_DATA_HOME=tmp)  # each run's delivery state (journal, receipts) starts empty
+    sub = subprocess.Popen(me + ["--role", f"{transport}-sub"] + sub_args + common, stdout=subprocess.PIPE, text=True,
+                           env=env)
     assert sub.stdout is not None
     line = sub.stdout.readline()
     if "ready" not in line:
         raise RuntimeError(f"{transport} subscriber did not start")
-    pub = subprocess.Popen(me + ["--role", f"{transport}-pub"] + pub_args + common)
+    pub = subprocess.Popen(me + ["--role", f"{transport}-pub"] + pub_args + common, env=env)
     pub.wait(timeout=120)
     sub.wait(timeout=120)
     result = json.loads(Path(out).read_text())

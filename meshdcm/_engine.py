@@ -6,7 +6,7 @@ Sockets (docs/architecture.md draws them):
     inbox    SUB   connects  to every peer's events endpoint, subscribed to this node's broadcast topics
     work     PULL  bound     work items for this node's worker group
     groups   PUSH  connects  one per worker group that wants what this node publishes, to each member's work
-    control  ROUTER bound    HELLO / WELCOME / PING / PONG / BYE from peers
+    control  ROUTER bound    HELLO / WELCOME / PING / PONG / BYE, REPLAY and WORK reports from peers
     outbox   DEALER connects one per peer control endpoint (ZRE style)
     commands PULL  inproc    publish requests and discovery news from other threads
 
@@ -14,6 +14,10 @@ Other threads never touch these sockets: they send commands over thread-local in
 (:class:`Mailbox`).  Received messages are parsed and filtered here, and matching (handler, message) pairs go
 to the node's worker threads, so a slow handler never blocks reception; when too many are pending the engine
 stops reading (ZeroMQ's queues then push back) instead of growing without bound.
+
+Delivery (docs/delivery.md): every frame sent is journaled (:mod:`meshdcm.journal`, committed once per loop
+iteration); receivers track each sender's stream (:mod:`meshdcm.receipts`), drop duplicates and ask for gaps to be
+replayed over the control sockets; work items stay leased until a member acknowledges them (:mod:`meshdcm.leases`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import json
 import logging
 import threading
 import time
-from collections import deque
 from typing import TYPE_CHECKING
 
 import zmq
@@ -30,7 +33,9 @@ import zmq
 from .discovery import Advert
 from .errors import ConfigError, MalformedMessage, VersionError
 from .manifest import Manifest
-from .message import FLAG_WORK, PROTOCOL_VERSION, Message, stamp, topic_matches
+from .journal import SEQ_MOD, after, seq_add
+from .leases import Leases
+from .message import FLAG_REPLAY, FLAG_WORK, PROTOCOL_VERSION, Message, stamp, topic_matches
 from .peers import PeerTable
 
 if TYPE_CHECKING:
@@ -40,7 +45,8 @@ log = logging.getLogger("meshdcm.node")
 
 READY_MARKER = b"\xffready."  # sorts after every topic, so ZeroMQ sends it last when a SUB connects
 _BATCH = 512
-_GROUP_BACKLOG = 10_000
+_GROUP_BACKLOG = 10_000  # work items waiting for a group: over this, the node says so loudly (none is dropped)
+_HOLD_EVERY = 1.0  # seconds between a member's reports of the work items it holds
 _CONTROL_MAX = 1024 * 1024  # bytes: manifests are small
 
 
@@ -82,6 +88,20 @@ class Engine(threading.Thread):
         self.failure: BaseException | None = None
         self.peers = PeerTable(node.config.timing)
         self.seq = 0
+        self.stream = node.id_bytes  # this incarnation's stream: the node id
+        self.outbox = node._outbox
+        self.outbox.on_commit = node._synced
+        self.receipts = node._inbox
+        timing = node.config.timing
+        self.leases = Leases(node.config.lease, claim_timeout=max(5.0, 2 * timing.expire_after))
+        self._streams: dict[bytes, list] = {}  # stream -> [last seq, started]: ours and our journal's former ones
+        self._homes: dict[bytes, str] = {}  # stream -> id of the peer that answers replays for it
+        self._work_reports: dict[bytes, list] = {}  # stream -> [done seqs, held-new seqs] to report to its sender
+        self._last_hold = 0.0
+        self._behind_since: float | None = None
+        self._behind_reported = False
+        self._backlog_warned: set[str] = set()
+        self._syncs: list[str] = []
         self.endpoints: dict[str, str] = {}
         self._dealers: dict[str, zmq.Socket] = {}  # control endpoint -> DEALER
         # control endpoints to HELLO until a peer answers there -> [last try, give up at (None: never)]
@@ -92,7 +112,6 @@ class Engine(threading.Thread):
         self._untrusted_warned: set[str] = set()
         self._group_push: dict[str, zmq.Socket] = {}
         self._group_members: dict[str, set[str]] = {}  # group -> work endpoints connected
-        self._group_backlog: dict[str, deque] = {}
         self._sub_connected: set[str] = set()
         self._sub_retire: dict[str, float] = {}  # events endpoint -> when to disconnect the SUB from it
         self._ready_ids: set[str] = set()
@@ -184,6 +203,15 @@ class Engine(threading.Thread):
         for spec in cfg.peers:
             endpoint, key = self._static_peer(spec)
             self._seed(endpoint, for_seconds=None, key=key)
+        self._streams = {sid: [last, started] for sid, (last, started) in self.outbox.streams().items()}
+        self._streams[self.stream] = [0, time.time()]
+        for sid in self._streams:
+            self._homes[sid] = self.node.id
+        for sid, seq, group, frame in self.outbox.pending_work():
+            self.leases.add(group, sid, seq, stamp(frame, seq, FLAG_WORK))
+        if self.leases.outstanding():
+            log.info("%d work items of former runs are not acknowledged yet: they go out again when their group is "
+                     "reachable", self.leases.outstanding())
 
     def _static_peer(self, spec: str) -> tuple[str, str]:
         name, at, endpoint = spec.rpartition("@")
@@ -211,7 +239,9 @@ class Engine(threading.Thread):
         self._authorized = keys.authorized()
 
     def _resubscribe(self) -> None:
-        wanted = {h.topic for h in self.node._handlers if not h.shared}
+        # a node that receives events takes its peers' whole streams: loss shows as a gap in the sequence numbers
+        # only if every number arrives; topics are routed here (docs/delivery.md)
+        wanted = {""} if self.node._receives_events() else set()
         for topic in self._subscribed - wanted:
             self.inbox.setsockopt(zmq.UNSUBSCRIBE, topic.encode())
         for topic in wanted - self._subscribed:
@@ -269,6 +299,9 @@ class Engine(threading.Thread):
                     continue
                 if sock in events:
                     self._drain(sock, self._on_reply)
+            node._flush_dispatch()  # replayed frames (FRAME over the control sockets) wait in the batch
+            self.outbox.commit(self._syncs)  # what was sent in this iteration is accepted once written
+            self._syncs = []
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + tick
@@ -322,44 +355,49 @@ class Engine(threading.Thread):
             if peer is None or not self._say(peer.manifest.control, frames):
                 self.node._transfers.deliver(b"NOFILE", json.dumps(
                     {"req": request["req"], "reason": "the node holding it is not reachable now"}).encode(), b"")
+        elif kind == b"acks":
+            self._send_work_reports()
+        elif kind == b"sync":
+            self._syncs.append(payload.decode())
         elif kind == b"stop":
             self._running = False
 
     def _send(self, frame: bytes) -> None:
-        self.seq = seq = (self.seq + 1) & 0xFFFFFFFFFFFFFFFF
-        self.events.send(stamp(frame, seq), copy=True)
+        self.seq = seq = (self.seq + 1) % SEQ_MOD
+        stamped = stamp(frame, seq)
+        self.events.send(stamped, copy=True)  # a subscriber past its high-water mark misses it: a gap it replays
+        groups = ()
         if self._group_push:
-            topic = frame[:frame.index(b" ")]
-            groups = self._groups_for(topic.decode())
-            if groups:
-                work = stamp(frame, seq, FLAG_WORK)
-                for group in groups:
-                    self._push(group, work)
+            groups = self._groups_for(frame[:frame.index(b" ")].decode())
+        work = stamp(frame, seq, FLAG_WORK) if groups else None
+        self.outbox.append(self.stream, seq, stamped, groups, work)
+        self._streams[self.stream][0] = seq
+        if groups:
+            for group in groups:
+                self.leases.add(group, self.stream, seq, work)
+                self._pump(group)
 
-    def _push(self, group: str, frame) -> None:
-        backlog = self._group_backlog.setdefault(group, deque())
-        sock = self._group_push[group]
-        if backlog:
-            backlog.append(frame)
-            self._flush_backlog(group)
-            return
-        try:
-            sock.send(frame, zmq.NOBLOCK)
-        except zmq.Again:
-            if len(backlog) >= _GROUP_BACKLOG:
-                self.node._report_backlog(group, len(backlog))
-                backlog.popleft()
-            backlog.append(frame)
-
-    def _flush_backlog(self, group: str) -> None:
-        backlog = self._group_backlog.get(group)
+    def _pump(self, group: str) -> None:
+        """Send a group's waiting work items while its window has room and a member takes them."""
         sock = self._group_push.get(group)
-        while backlog and sock is not None:
+        if sock is None:
+            return
+        now = time.monotonic()
+        while True:
+            item = self.leases.next_to_send(group)
+            if item is None:
+                break
             try:
-                sock.send(backlog[0], zmq.NOBLOCK)
+                sock.send(item.frame, zmq.NOBLOCK)
             except zmq.Again:
-                return
-            backlog.popleft()
+                break
+            self.leases.sent(item, now)
+        waiting = self.leases.waiting(group)
+        if waiting >= _GROUP_BACKLOG and group not in self._backlog_warned:
+            self._backlog_warned.add(group)
+            self.node._report_backlog(group, waiting)
+        elif waiting < _GROUP_BACKLOG // 2:
+            self._backlog_warned.discard(group)
 
     def _groups_for(self, topic: str) -> list[str]:
         groups = self._group_route_cache.get(topic)
@@ -395,10 +433,33 @@ class Engine(threading.Thread):
             log.warning("dropped a malformed message: %s", exc)
             node._count("malformed")
             return
+        inbox = self.receipts
+        if work:
+            verdict = inbox.accept_work(msg.message_id, msg.sender, msg.seq)
+            if verdict != "new":
+                node._count("duplicates")
+                if verdict == "done":  # its sender missed our acknowledgement: say it again
+                    self._work_report(msg.sender)[0].append(msg.seq)
+                return
+            self._work_report(msg.sender)[1].append(msg.seq)
+            stream = None
+        else:
+            stream = inbox.streams.get(msg.sender)
+            if stream is None:
+                peer = self.peers.get(msg.sender.hex())
+                stream = inbox.first_message(msg.sender, peer.manifest.name if peer else "", msg.seq)
+                if peer is not None:
+                    self._homes.setdefault(msg.sender, peer.id)
+            if not inbox.accept(stream, msg.seq):
+                node._count("duplicates")
+                return
         handlers = self._route_cache.get((msg.topic, work))
         if handlers is None:
             handlers = [h for h in node._handlers if h.shared == work and topic_matches(h.topic, msg.topic)]
+            if not work:
+                handlers += [h for h in node._internal if topic_matches(h.topic, msg.topic)]
             self._route_cache[(msg.topic, work)] = handlers
+        matched = []
         for handler in handlers:
             flt = handler.filter
             if not flt.is_all:
@@ -409,7 +470,23 @@ class Engine(threading.Thread):
                     node._fail(handler, msg, exc, action="the publisher sent a DICOM body that cannot be read; "
                                                       "fix the publishing node and publish again")
                     break
-            node._dispatch(handler, msg)
+            matched.append(handler)
+        if not matched:
+            if work:
+                inbox.record_work(msg.message_id)
+                self._work_report(msg.sender)[0].append(msg.seq)
+            else:
+                inbox.settle(stream, msg.seq)
+            return
+        receipt = node._receipt(stream, msg, len(matched))
+        for handler in matched:
+            node._dispatch(handler, msg, receipt)
+
+    def _work_report(self, stream: bytes) -> list:
+        report = self._work_reports.get(stream)
+        if report is None:
+            report = self._work_reports[stream] = [[], []]
+        return report
 
     def _drain_subscriptions(self) -> None:
         for _ in range(_BATCH):
@@ -432,7 +509,8 @@ class Engine(threading.Thread):
     # --- control protocol -------------------------------------------------------------------------
     def _hello_payload(self) -> bytes:
         known = [{"control": p.manifest.control, "key": p.manifest.key} for p in self.peers if p.manifest.control]
-        return json.dumps({"manifest": self.node.manifest().to_dict(), "peers": known}).encode()
+        streams = {sid.hex(): info for sid, info in self._streams.items()}
+        return json.dumps({"manifest": self.node.manifest().to_dict(), "peers": known, "streams": streams}).encode()
 
     def _dealer(self, endpoint: str, key: str = "") -> zmq.Socket | None:
         sock = self._dealers.get(endpoint)
@@ -446,7 +524,8 @@ class Engine(threading.Thread):
             sock.setsockopt(zmq.SNDHWM, 100)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
-            sock.setsockopt(zmq.MAXMSGSIZE, _CONTROL_MAX)
+            # replayed frames come back this way: as large as any message
+            sock.setsockopt(zmq.MAXMSGSIZE, max(_CONTROL_MAX, self.node.config.max_message_size))
             self._connect_to(sock, endpoint, key)
             self._dealers[endpoint] = sock
         return sock
@@ -539,9 +618,28 @@ class Engine(threading.Thread):
                     and self.peers.by_control(endpoint) is None and endpoint not in self._seeds \
                     and isinstance(key, str) and self._trusted(key):
                 self._seed(endpoint, for_seconds=self.node.config.rediscover_for, key=key)
+        streams = data.get("streams")
+        if isinstance(streams, dict):
+            self._met_streams(manifest, streams)
         self._group_route_cache.clear()
         self._changed()
         return manifest
+
+    def _met_streams(self, manifest: Manifest, streams: dict) -> None:
+        """A peer's HELLO/WELCOME lists the streams it answers replays for (its own and former incarnations')."""
+        tracking = self.node._receives_events()
+        for hex_id, info in streams.items():
+            try:
+                sid = bytes.fromhex(hex_id)
+                last, started = int(info[0]) % SEQ_MOD, float(info[1])
+            except (ValueError, TypeError, IndexError):
+                continue
+            if len(sid) != 16 or sid == self.stream:
+                continue
+            self._homes[sid] = manifest.node_id
+            if tracking and (sid == bytes.fromhex(manifest.node_id) or sid in self.receipts.streams
+                             or self.receipts.knows_sender(manifest.name, started)):
+                self.receipts.meet(sid, manifest.name, last, started)
 
     def _connect(self, m: Manifest) -> None:
         self._sub_retire.pop(m.events, None)
@@ -560,7 +658,7 @@ class Engine(threading.Thread):
             if m.work not in self._group_members[m.group]:
                 self._connect_to(sock, m.work, m.key)
                 self._group_members[m.group].add(m.work)
-                self._flush_backlog(m.group)
+            self._pump(m.group)
 
     def _drop(self, node_id: str, why: str, close_dealer: bool = True, forget: bool = False) -> None:
         peer = self.peers.remove(node_id)
@@ -603,12 +701,15 @@ class Engine(threading.Thread):
                 self.control.send_multipart([identity, b"WELCOME", self._hello_payload()])
                 self._dealer(manifest.control, manifest.key)
         elif kind == b"PING":
-            node_id = payload.decode("ascii", "replace")
-            self.peers.heard(node_id)
-            self.control.send_multipart([identity, b"PONG", self.node.id.encode()])
+            node_id = self._heard(payload)
+            self.control.send_multipart([identity, b"PONG", self._status()])
             if node_id not in self.peers:
                 # a peer that knows us but that we dropped (e.g. after a partition): ask again
                 self.control.send_multipart([identity, b"WHO", b""])
+        elif kind == b"REPLAY":
+            self._replay(identity, payload)
+        elif kind == b"WORK":
+            self._on_work_report(payload)
         elif kind == b"BYE":
             self._drop(payload.decode("ascii", "replace"), "it said goodbye", forget=True)
         else:
@@ -622,7 +723,11 @@ class Engine(threading.Thread):
         if kind == b"WELCOME":
             self._accept(payload, "WELCOME")
         elif kind == b"PONG":
-            self.peers.heard(payload.decode("ascii", "replace"))
+            self._heard(payload)
+        elif kind == b"FRAME" and len(frames) == 2:
+            self._deliver(frames[1], False)
+        elif kind == b"REPLAYED":
+            self._replayed(payload)
         elif kind == b"WHO":
             self._broadcast_hello()
         elif kind in (b"DATA", b"LIST", b"NOFILE"):
@@ -643,9 +748,10 @@ class Engine(threading.Thread):
                         peer.id[:12], self.peers.timing.expire_after)
             self._drop(peer.id, "no answer")
             self._seed(peer.manifest.control, for_seconds=self.node.config.rediscover_for)  # it may come back
-        ping = self.node.id.encode()
+        ping = self._status()
         for peer in to_ping:
             self._say(peer.manifest.control, [b"PING", ping])
+        self._delivery_tick(now)
         for endpoint, seed in list(self._seeds.items()) if not self.node._stopped.is_set() else ():
             if seed[1] is not None and now > seed[1]:
                 del self._seeds[endpoint]
@@ -659,8 +765,6 @@ class Engine(threading.Thread):
             if now - seed[0] >= self.node.config.seed_retry:
                 seed[0] = now
                 self._say(endpoint, [b"HELLO", self._hello_payload()])
-        for group in list(self._group_backlog):
-            self._flush_backlog(group)
         for endpoint, when in list(self._sub_retire.items()):
             if now >= when:
                 del self._sub_retire[endpoint]
@@ -675,15 +779,23 @@ class Engine(threading.Thread):
         self.node._peers_changed(self.peers.snapshot())
 
     def _teardown(self) -> None:
+        try:
+            self._send_work_reports(force=True)
+            self.receipts.flush()
+        except Exception as exc:  # the sockets below must be closed whatever happens
+            log.error("could not write the last delivery state: %s", exc)
         bye = self.node.id.encode()
         for peer in list(self.peers):
             self._say(peer.manifest.control, [b"BYE", bye])
         for sock in list(self._dealers.values()):
             sock.close(linger=200)
-        for group, backlog in self._group_backlog.items():
-            if backlog:
-                log.error("%d work items for group %r were never delivered: no member was reachable", len(backlog),
-                          group)
+        if self.leases.outstanding():
+            log.warning("%d work items are not acknowledged yet; they stay in the journal and go out again when this "
+                        "node restarts", self.leases.outstanding())
+        try:
+            self.outbox.close()
+        except Exception as exc:
+            log.error("could not close the journal: %s", exc)
         for sock in self._group_push.values():
             sock.close()
         for sock in (self.inbox, self.control, self.cmd) + ((self.work,) if self.work is not None else ()):
@@ -691,3 +803,134 @@ class Engine(threading.Thread):
         self.events.close()
         if self.auth is not None:
             self.auth.stop()
+
+    # --- delivery: heartbeat status, replay, work reports, lag (docs/delivery.md) -------------------------
+    def _status(self) -> bytes:
+        """PING/PONG payload: our node id, the last seq of our stream, how many messages wait for handlers, and
+        1 if we are behind (the engine stopped reading), else 0."""
+        behind = self._behind_since is not None
+        return b"%s %d %d %d" % (self.node.id.encode(), self.seq, self.node._pending(), behind)
+
+    def _heard(self, payload: bytes) -> str:
+        parts = payload.split(b" ")
+        node_id = parts[0].decode("ascii", "replace")
+        self.peers.heard(node_id)
+        peer = self.peers.get(node_id)
+        if peer is not None and len(parts) >= 4:
+            try:
+                seq, pending, behind = int(parts[1]) % SEQ_MOD, int(parts[2]), parts[3] == b"1"
+            except ValueError:
+                return node_id
+            peer.pending = pending
+            if peer.behind != behind:
+                peer.behind = behind
+                self._changed()
+            if self.node._receives_events():
+                sid = bytes.fromhex(node_id)
+                if sid in self.receipts.streams:
+                    self.receipts.meet(sid, peer.manifest.name, seq, peer.manifest.started)
+        return node_id
+
+    def _replay(self, identity: bytes, payload: bytes) -> None:
+        """A peer missed frames of one of our streams: send them again (flagged replayed), then REPLAYED."""
+        try:
+            req = json.loads(payload)
+            sid, first, last = bytes.fromhex(req["stream"]), int(req["first"]), int(req["last"])
+        except (ValueError, KeyError, TypeError):
+            self.node._count("malformed")
+            return
+        frames, oldest = self.outbox.replay(sid, first, last, 256)
+        for seq, frame in frames:
+            self.control.send_multipart([identity, b"FRAME", stamp(frame, seq, FLAG_REPLAY)])
+        self.node._count("replayed", len(frames))
+        self.control.send_multipart([identity, b"REPLAYED", json.dumps(
+            {"stream": req["stream"], "first": first, "last": last, "oldest": oldest,
+             "journal": self.outbox.enabled}).encode()])
+
+    def _replayed(self, payload: bytes) -> None:
+        try:
+            info = json.loads(payload)
+            sid, first = bytes.fromhex(info["stream"]), int(info["first"])
+            oldest = info.get("oldest")
+        except (ValueError, KeyError, TypeError):
+            return
+        stream = self.receipts.streams.get(sid)
+        if stream is None:
+            return
+        if oldest is not None and after(int(oldest), first):
+            count = (int(oldest) - first) % SEQ_MOD
+            self.receipts.give_up(stream, first, count)
+            self.node._report_lost(stream.name or sid.hex()[:12], first, seq_add(first, count - 1), count,
+                                   journal=bool(info.get("journal", True)))
+        self.receipts.answered(stream)
+
+    def _on_work_report(self, payload: bytes) -> None:
+        try:
+            report = json.loads(payload)
+            member, sid = str(report["node"]), bytes.fromhex(report["stream"])
+            done = [int(s) for s in report.get("done", ())]
+            held = [int(s) for s in report.get("held", ())]
+        except (ValueError, KeyError, TypeError):
+            self.node._count("malformed")
+            return
+        peer = self.peers.get(member)
+        if peer is None or not peer.manifest.group:
+            return
+        self.peers.heard(member)
+        group = peer.manifest.group
+        for item in self.leases.report(group, member, sid, done, held, time.monotonic()):
+            self.outbox.acknowledge(item.stream, item.seq, item.group)
+        self._pump(group)
+
+    def _send_work_reports(self, force: bool = False) -> None:
+        """As a group member: tell each sender which of its items we finished, and (every second) which we hold."""
+        now = time.monotonic()
+        refresh = force or now - self._last_hold >= _HOLD_EVERY
+        if refresh:
+            self._last_hold = now
+        acks = self.node._take_work_acks()
+        for sid, seq in acks:
+            self._work_report(sid)[0].append(seq)
+        if refresh:
+            for sid, seq in self.receipts.held_work():
+                self._work_report(sid)[1].append(seq)
+        for sid, (done, held) in list(self._work_reports.items()):
+            if not done and not held:
+                continue
+            home = self.peers.get(self._homes.get(sid, sid.hex()))
+            if home is None:
+                continue  # its sender is not here (now): it re-sends after its restart, and we acknowledge then
+            body = json.dumps({"node": self.node.id, "stream": sid.hex(), "done": done, "held": held}).encode()
+            if self._say(home.manifest.control, [b"WORK", body]):
+                self._work_reports[sid] = [[], []]
+
+    def _delivery_tick(self, now: float) -> None:
+        inbox = self.receipts
+        node = self.node
+        # replays are asked for only while the handlers keep up: the receiver's own credit
+        for stream, first, last in inbox.wanted(now) if node._pending() < node.config.max_pending else ():
+            home = self.peers.get(self._homes.get(stream.id, stream.id.hex()))
+            log.info("asking %s to replay %d..%d of stream %s (missed here)",
+                     home.manifest.name if home else "nobody", first, last, stream.id.hex()[:12])
+            if home is not None:
+                self._say(home.manifest.control, [b"REPLAY", json.dumps(
+                    {"stream": stream.id.hex(), "first": first, "last": last}).encode()])
+        alive = {p.id for p in self.peers}
+        for item, why in self.leases.expire(now, alive):
+            log.info("work item %d for group %r goes out again: %s", item.seq, item.group, why)
+        for group in list(self.leases.groups):
+            self._pump(group)
+        self._send_work_reports()
+        inbox.flush()
+        self.outbox.maybe_prune(time.time())
+        # a consumer that falls behind says so (docs/delivery.md): the engine has stopped reading
+        if node._pending() >= node.config.max_pending:
+            if self._behind_since is None:
+                self._behind_since = now
+            elif not self._behind_reported and now - self._behind_since >= node.config.lag_alarm:
+                self._behind_reported = True
+                node._report_lag(node._pending(), now - self._behind_since)
+        elif node._pending() < node.config.max_pending // 2:
+            if self._behind_reported:
+                log.warning("node %s caught up: %d messages wait for handlers", node.name, node._pending())
+            self._behind_since, self._behind_reported = None, False

@@ -18,6 +18,14 @@ every setting; the TOML layout is::
     port = 0                      # 0: ephemeral ports; N: control N, events N+1, work N+2
     workers = 4
 
+    [delivery]                    # docs/delivery.md
+    state_dir = "/var/lib/meshdcm/perfusion-1"
+    journal_max_age = 86400       # seconds
+    journal_max_bytes = 268435456
+    max_attempts = 3
+    retry_backoff = 0.5
+    lease = 10.0
+
     [nodes.perfusion]             # options for one node kind, passed to it as config.options
     method = "osvd"
 """
@@ -64,6 +72,16 @@ class NodeConfig:
     rediscover_for: float = 60.0
     timing: Timing = field(default_factory=Timing)
     log_level: str = "INFO"
+    # delivery (docs/delivery.md)
+    state_dir: str | None = None  # journal, receive state, dead letters; default data_dir(name)/mesh-<mesh>
+    durable: bool | None = None  # keep delivery state on disk; None: yes for nodes, in memory for CLI tools
+    journal: bool = True  # journal published frames (off only to measure what it costs)
+    journal_max_age: float = 86400.0  # seconds a published frame stays replayable
+    journal_max_bytes: int = 256 * 1024 * 1024  # frames beyond this (oldest first) are dropped from the journal
+    max_attempts: int = 3  # handler attempts before a message becomes a dead letter
+    retry_backoff: float = 0.5  # seconds before the 2nd attempt; doubles each time
+    lease: float = 10.0  # seconds a group member holds a work item without renewing before it is re-sent
+    lag_alarm: float = 2.0  # seconds the handler queue may stay full before the node reports it is behind
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def with_(self, **changes) -> "NodeConfig":
@@ -112,6 +130,12 @@ _KEYS = {
     "keyring": ("mesh", "keyring", "KEYRING", str),
     "key": ("node", "key", "KEY", str),
     "insecure": ("mesh", "insecure", "INSECURE", bool),
+    "state_dir": ("delivery", "state_dir", "STATE_DIR", str),
+    "journal_max_age": ("delivery", "journal_max_age", "JOURNAL_MAX_AGE", float),
+    "journal_max_bytes": ("delivery", "journal_max_bytes", "JOURNAL_MAX_BYTES", int),
+    "max_attempts": ("delivery", "max_attempts", "MAX_ATTEMPTS", int),
+    "retry_backoff": ("delivery", "retry_backoff", "RETRY_BACKOFF", float),
+    "lease": ("delivery", "lease", "LEASE", float),
 }
 
 
@@ -158,7 +182,7 @@ def load_config(
             raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"configuration file {path} cannot be read: {exc}") from None
-        for table in ("mesh", "node", "nodes"):
+        for table in ("mesh", "node", "nodes", "delivery"):
             if not isinstance(data.get(table, {}), dict):
                 raise ConfigError(f"configuration file {path}: [{table}] must be a table")
         if not isinstance(data.get("nodes", {}).get(kind, {}), dict):

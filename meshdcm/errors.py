@@ -74,8 +74,11 @@ class HandlerError(MeshError):
     """Raise from a handler to fail a message with an explicit next step for the operator.
 
     >>> raise HandlerError("series has only 12 time points", action="check the DSC protocol; need at least 30")
+
+    The message is not retried (the handler says it cannot succeed as it is) unless ``retry=True`` (a passing
+    condition, e.g. a PACS that is down): it goes to the node's dead letters at once (docs/delivery.md).
     """
 
-    def __init__(self, reason: str, *, action: str | None = None):
-        self.reason, self.action = reason, action
+    def __init__(self, reason: str, *, action: str | None = None, retry: bool = False):
+        self.reason, self.action, self.retry = reason, action, retry
         super().__init__(reason if not action else f"{reason} (next: {action})")

@@ -15,12 +15,15 @@
 
 Handlers may be plain functions (run on ``workers`` threads) or ``async def`` coroutines (run on the
 node's event loop thread).  A handler that raises never stops the node: the node logs the failure with the
-message's UIDs and publishes an ``error.<node>`` event that says what failed and what to do next.
+message's UIDs and publishes an ``error.<node>`` event that says what failed and what to do next; the message is
+retried with backoff (``max_attempts``), then kept as a dead letter (``node.dead_letters``, docs/delivery.md).
+Each handler runs once per message: receivers drop duplicates and replays fill gaps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import inspect
 import ipaddress
 import logging
@@ -44,11 +47,15 @@ from . import filters as _filters
 from ._engine import Engine, Mailbox
 from ._version import __version__
 from .config import NodeConfig, load_config
+from .deadletters import DeadLetter, DeadLetters
 from .discovery import Advert, Discovery
 from .errors import ConfigError, HandlerError, MeshError
+from .journal import Outbox
 from .keys import Keyring, NodeKeys
 from .manifest import HandlerSpec, Manifest
 from .message import Message, _check_topic
+from .receipts import Inbox, Stream
+from .state import StateFolder, open_state
 from .transfer import CHUNK, CREDIT, FileServer, Transfers, TransferError, parse_uri
 from .transfer import TIMEOUT as TRANSFER_TIMEOUT
 
@@ -86,6 +93,20 @@ class _Bound:
     shared: bool
     is_async: bool
     name: str
+
+
+class _Receipt:
+    """One received message's bookkeeping: settled (recorded, acknowledged) when its last handler is done."""
+
+    __slots__ = ("stream", "sender", "seq", "message_id", "work", "left", "first_failed")
+
+    def __init__(self, stream: Stream | None, msg: Message, work: bool, left: int):
+        self.stream, self.sender, self.seq, self.message_id = stream, msg.sender, msg.seq, msg.message_id
+        self.work, self.left = work, left
+        self.first_failed: float | None = None
+
+
+DEAD_REQUESTS = ("dead.list", "dead.show", "dead.retry", "dead.drop")
 
 
 class Node:
@@ -148,6 +169,18 @@ class Node:
         self._started = False
         self._started_at = 0.0
         self._manifest_cache: Manifest | None = None
+        # delivery (docs/delivery.md): opened at start()
+        self._state: StateFolder | None = None
+        self._outbox: Outbox | None = None
+        self._inbox: Inbox | None = None
+        self._dead: DeadLetters | None = None
+        self._internal = [_Bound("dead", self._dead_request, _filters.parse(""), False, False, "dead-letters")]
+        self._work_acks: list[tuple[bytes, int]] = []
+        self._sync_events: dict[str, threading.Event] = {}
+        self._retries: list = []  # heap of (due, n, item)
+        self._retry_cond = threading.Condition()
+        self._retry_n = 0
+        self._redriven = 0
         for h in handlers:
             self.add_handler(h)
 
@@ -210,6 +243,10 @@ class Node:
     def _has_shared_handlers(self) -> bool:
         return any(h.shared for h in self._handlers)
 
+    def _receives_events(self) -> bool:
+        """Broadcast handlers, or a node (not a CLI tool): it answers ``dead.*`` requests."""
+        return self.role != "tool" or any(not h.shared for h in self._handlers)
+
     # --- identity -----------------------------------------------------------------------------------
     def manifest(self) -> Manifest:
         if self._manifest_cache is None:
@@ -251,12 +288,14 @@ class Node:
             log.warning("INSECURE: node %s listens on %s without a mesh key; every machine on that network can read "
                         "and inject messages. Use a keyring (docs/security.md).", self.name, self.config.address)
         self._started_at = time.time()
+        self._open_delivery_state()
         self._engine = Engine(self)
         self._engine.start()
         self._engine.ready.wait()
         if self._engine.failure is not None:
             exc = self._engine.failure
             self._context.destroy(linger=0)
+            self._close_delivery_state()
             raise MeshError(f"node {self.name} could not open its sockets on {self.config.address}: {exc}") from exc
         self._mailbox = Mailbox(self._context, self._engine.cmd_endpoint)
         self._started = True
@@ -265,6 +304,7 @@ class Node:
             t = threading.Thread(target=self._worker, name=f"meshdcm-{self.name}-worker-{i}", daemon=True)
             t.start()
             self._threads.append(t)
+        threading.Thread(target=self._retry_loop, name=f"meshdcm-{self.name}-retry", daemon=True).start()
         if any(h.is_async for h in self._handlers):
             self._start_loop()
         for func in self._tasks:
@@ -299,10 +339,13 @@ class Node:
             self._work.put(None)
         for t in self._threads:
             t.join(timeout=1.0)
+        with self._retry_cond:
+            self._retry_cond.notify_all()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._mailbox.close()
         self._context.term()  # every socket is closed by now; term() waits for their linger (queued messages)
+        self._close_delivery_state()
         log.info("node %s stopped", self.name)
 
     def __enter__(self) -> "Node":
@@ -360,6 +403,26 @@ class Node:
         msg = Message(message.topic, message.body, correlation_id=message.correlation_id, meta=message.meta,
                       sender=self.id_bytes, index=message.index)
         self._mailbox.send(msg.to_bytes())
+
+    def sync(self, timeout: float = 10.0) -> bool:
+        """Wait until everything this thread published so far is in the node's journal (*accepted*: it survives
+        a killed process and reaches every live subscriber, docs/delivery.md). False on timeout."""
+        if self._mailbox is None:
+            raise MeshError(f"node {self.name} is not started")
+        token = uuid.uuid4().hex
+        event = self._sync_events[token] = threading.Event()
+        try:
+            self._mailbox.send(b"\x00sync " + token.encode())
+            return event.wait(timeout)
+        finally:
+            self._sync_events.pop(token, None)
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        """This node's dead letters: ``list()``, ``get(id)``, ``retry(id)``, ``drop(id)`` (docs/delivery.md)."""
+        if self._dead is None:
+            raise MeshError(f"node {self.name} is not started: its dead letters open at start()")
+        return self._dead
 
     @property
     def id_bytes(self) -> bytes:
@@ -532,7 +595,8 @@ class Node:
 
     @property
     def counters(self) -> dict[str, int]:
-        """How many messages were handled, failed, refused (wrong version) or malformed."""
+        """How many messages were handled, failed (attempts), dead (letters), refused (wrong version), malformed,
+        duplicates (dropped before a handler), replayed (frames sent again to peers) or lost (beyond a journal)."""
         out = dict(self._counters)
         out["pending"] = self._pending()
         return out
@@ -565,17 +629,23 @@ class Node:
             self._counters[what] = self._counters.get(what, 0) + n
 
     def _pending(self) -> int:
-        return self._submitted - self._done_value
+        return self._submitted + self._redriven - self._done_value
 
-    def _dispatch(self, handler: _Bound, msg: Message) -> None:
+    def _receipt(self, stream: Stream | None, msg: Message, handlers: int) -> _Receipt:
+        return _Receipt(stream, msg, stream is None, handlers)
+
+    def _dispatch(self, handler: _Bound, msg: Message, receipt: _Receipt | None = None, attempt: int = 1) -> None:
         """Engine thread: queue a matching message for its handler (sent on at the end of the batch)."""
         self._submitted += 1
         if handler.is_async:
-            assert self._loop is not None
-            fut = asyncio.run_coroutine_threadsafe(handler.func(msg), self._loop)
-            fut.add_done_callback(lambda f, h=handler, m=msg: self._finished_async(f, h, m))
+            self._run_async(handler, msg, receipt, attempt)
         else:
-            self._batch.append((handler, msg))
+            self._batch.append((handler, msg, receipt, attempt))
+
+    def _run_async(self, handler: _Bound, msg: Message, receipt: _Receipt | None, attempt: int) -> None:
+        assert self._loop is not None
+        fut = asyncio.run_coroutine_threadsafe(handler.func(msg), self._loop)
+        fut.add_done_callback(lambda f: self._finished_async(f, handler, msg, receipt, attempt))
 
     def _flush_dispatch(self) -> None:
         """Engine thread: hand the batch to the workers in up to ``workers`` chunks (one queue operation
@@ -595,12 +665,13 @@ class Node:
         with self._done_lock:
             self._done_value += count
 
-    def _finished_async(self, fut, handler: _Bound, msg: Message) -> None:
+    def _finished_async(self, fut, handler: _Bound, msg: Message, receipt: _Receipt | None, attempt: int) -> None:
         exc = fut.exception()
-        if exc is not None:
-            self._fail(handler, msg, exc)
-        else:
+        if exc is None:
             self._count("handled")
+        elif not self._failed(handler, msg, receipt, attempt, exc):
+            return  # retried later: still pending
+        self._complete(receipt)
         self._finished()
 
     def _worker(self) -> None:
@@ -609,15 +680,177 @@ class Node:
             batch = get()
             if batch is None:
                 return
-            handled = 0
-            for handler, msg in batch:
+            handled = completed = 0
+            for handler, msg, receipt, attempt in batch:
                 try:
                     handler.func(msg)
                     handled += 1
                 except Exception as exc:
-                    self._fail(handler, msg, exc)
+                    if not self._failed(handler, msg, receipt, attempt, exc):
+                        continue  # retried later: still pending
+                completed += 1
+                if receipt is not None:
+                    self._complete(receipt)
             self._count("handled", handled)
-            self._finished(len(batch))
+            self._finished(completed)
+
+    def _complete(self, receipt: _Receipt | None) -> None:
+        """One handler of the message is done; after the last one the message is recorded (so it is never handled
+        again, even after a restart) and, for a work item, acknowledged to its sender."""
+        if receipt is None or self._inbox is None:
+            return
+        with self._done_lock:
+            receipt.left -= 1
+            if receipt.left:
+                return
+        if receipt.work:
+            self._inbox.record_work(receipt.message_id)
+            with self._done_lock:
+                self._work_acks.append((receipt.sender, receipt.seq))
+            if self._mailbox is not None and not self._stopped.is_set():
+                self._mailbox.send(b"\x00acks")  # acknowledged at once: the sender must not give it to another
+        elif receipt.stream is not None:
+            self._inbox.record(receipt.stream, receipt.seq)
+
+    def _take_work_acks(self) -> list[tuple[bytes, int]]:
+        with self._done_lock:
+            acks, self._work_acks = self._work_acks, []
+        return acks
+
+    def _failed(self, handler: _Bound, msg: Message, receipt: _Receipt | None, attempt: int,
+                exc: BaseException) -> bool:
+        """A handler raised: retry later (False) or keep the message as a dead letter (True: it is settled)."""
+        cfg = self.config
+        if receipt is not None and receipt.first_failed is None:
+            receipt.first_failed = time.time()
+        first_failed = receipt.first_failed if receipt is not None else time.time()
+        retry = not isinstance(exc, HandlerError) or exc.retry
+        if handler in self._internal or msg.topic.startswith("error."):
+            retry = False
+        if retry and attempt < cfg.max_attempts and not self._stopped.is_set():
+            delay = cfg.retry_backoff * 2 ** (attempt - 1)
+            self._fail(handler, msg, exc, attempt=attempt,
+                       next_step=f"retrying in {delay:g} s (attempt {attempt + 1} of {cfg.max_attempts})")
+            with self._retry_cond:
+                self._retry_n += 1
+                heapq.heappush(self._retries, (time.monotonic() + delay, self._retry_n,
+                                               (handler, msg, receipt, attempt + 1)))
+                self._retry_cond.notify()
+            return False
+        if self._stopped.is_set() and retry and attempt < cfg.max_attempts:
+            self._fail(handler, msg, exc, attempt=attempt, next_step="the node is stopping: it gets the message "
+                       "again after its restart")
+            return False
+        reason = exc.reason if isinstance(exc, HandlerError) else f"{type(exc).__name__}: {exc}"
+        letter = None
+        if self._dead is not None and handler not in self._internal:
+            try:
+                letter = self._dead.add(msg, handler.name, reason, attempt, first_failed)
+                self._count("dead")
+            except Exception as store_exc:  # a full disk must not lose the message silently
+                log.error("could not keep message %s as a dead letter: %s", msg.id[:12], store_exc)
+        if letter is not None:
+            self._fail(handler, msg, exc, attempt=attempt,
+                       next_step=f"gave up after {attempt} attempt{'s' if attempt != 1 else ''}; kept as dead "
+                                 f"letter {letter.id}: fix the cause, then meshdcm dead retry {self.name} {letter.id}",
+                       dead_letter={"node": self.name, "id": letter.id})
+        else:
+            self._fail(handler, msg, exc, attempt=attempt, next_step="not retried")
+        return True
+
+    def _retry_loop(self) -> None:
+        cond = self._retry_cond
+        while not (self._stopped.is_set() and self._engine is not None and not self._engine.is_alive()):
+            with cond:
+                if not self._retries:
+                    cond.wait(0.5)
+                    continue
+                due, _, item = self._retries[0]
+                wait = due - time.monotonic()
+                if wait > 0:
+                    cond.wait(min(wait, 0.5))
+                    continue
+                heapq.heappop(self._retries)
+            handler = item[0]
+            if handler.is_async:
+                self._run_async(*item)
+            else:
+                self._work.put([item])
+
+    def _redrive(self, letter: DeadLetter) -> bool:
+        """``dead retry``: hand a dead letter's message to its handler again (attempts start over)."""
+        handler = next((h for h in self._handlers if h.name == letter.handler and
+                        (not h.topic or letter.topic == h.topic or letter.topic.startswith(h.topic + "."))), None)
+        if handler is None or not self._started or self._stopped.is_set():
+            return False
+        msg = letter.message
+        with self._done_lock:
+            self._redriven += 1
+        if handler.is_async:
+            self._run_async(handler, msg, None, 1)
+        else:
+            self._work.put([(handler, msg, None, 1)])
+        return True
+
+    def _synced(self, token: str) -> None:
+        event = self._sync_events.get(token)
+        if event is not None:
+            event.set()
+
+    def _open_delivery_state(self) -> None:
+        cfg = self.config
+        durable = cfg.durable if cfg.durable is not None else self.role != "tool"
+        self._state = open_state(cfg, durable)
+        self._outbox = Outbox(self._state.file("outbox.sqlite"), max_age=cfg.journal_max_age,
+                              max_bytes=cfg.journal_max_bytes, enabled=cfg.journal)
+        self._inbox = Inbox(self._state.file("inbox.sqlite"), keep=cfg.journal_max_age)
+        self._dead = DeadLetters(self._state.file("dead.sqlite"), redrive=self._redrive)
+
+    def _close_delivery_state(self) -> None:
+        for store in (self._inbox, self._dead):
+            if store is not None:
+                try:
+                    store.close()
+                except Exception as exc:  # closing must not hide the stop
+                    log.warning("closing the delivery state of node %s: %s", self.name, exc)
+        if self._state is not None:
+            self._state.close()
+
+    def _dead_request(self, msg: Message) -> None:
+        """The ``dead.*`` requests of docs/delivery.md (an internal handler of every node)."""
+        if msg.topic not in DEAD_REQUESTS or self.role == "tool":
+            return
+        meta = msg.meta
+        if meta.get("node") not in (None, self.name):
+            return
+        answer = {"node": self.name}
+        try:
+            store = self.dead_letters
+            if msg.topic == "dead.list":
+                letters = store.list()
+            elif msg.topic == "dead.show":
+                letter = store.get(str(meta.get("id", "")))
+                if letter is None:
+                    raise KeyError(f"node {self.name} has no dead letter {meta.get('id')!r}")
+                letters = [letter]
+            else:
+                letter_id = str(meta.get("id", ""))
+                ok = store.retry(letter_id) if msg.topic == "dead.retry" else store.drop(letter_id)
+                if not ok:
+                    raise KeyError(f"node {self.name} has no dead letter {letter_id!r}"
+                                   + (" whose handler it still has" if msg.topic == "dead.retry" else ""))
+                topic = "dead.retried" if msg.topic == "dead.retry" else "dead.dropped"
+                log.info("dead letter %s of node %s: %s on request", letter_id, self.name, topic.split(".")[1])
+                self.publish(topic, reply_to=msg, meta={"node": self.name, "id": letter_id})
+                return
+            for letter in letters:
+                failed = letter.message
+                self.publish("dead.letter", failed.body, index=failed.index, reply_to=msg,
+                             meta=letter.describe(self.name))
+            answer["count"] = len(letters)
+        except (KeyError, MeshError, ValueError) as exc:
+            answer["error"] = str(exc.args[0]) if isinstance(exc, KeyError) else str(exc)
+        self.publish("dead.end", reply_to=msg, meta=answer)
 
     def _start_loop(self) -> None:
         ready = threading.Event()
@@ -632,17 +865,19 @@ class Node:
         t.start()
         ready.wait()
 
-    def _fail(self, handler: _Bound, msg: Message, exc: BaseException, action: str | None = None) -> None:
+    def _fail(self, handler: _Bound, msg: Message, exc: BaseException, action: str | None = None, *,
+              attempt: int = 1, next_step: str = "not retried", dead_letter: dict | None = None) -> None:
         """Log a handler failure (UIDs only, traceback at DEBUG) and publish ``error.<node>``."""
         self._count("failed")
         uids = msg.uids
         if action is None:
             action = exc.action if isinstance(exc, HandlerError) and exc.action else (
-                "the message was not processed; fix the cause shown and publish it again "
-                f"(meshdcm publish {msg.topic} ...)")
+                "the message was not processed; fix the cause shown"
+                + (", then re-drive it as the next step says" if dead_letter else
+                   f" and publish it again (meshdcm publish {msg.topic} ...)"))
         reason = exc.reason if isinstance(exc, HandlerError) else f"{type(exc).__name__}: {exc}"
-        log.error("handler %s failed on %s %s (study %s, series %s): %s", handler.name, msg.topic, msg.id[:12],
-                  uids.get("study", "-"), uids.get("series", "-"), reason)
+        log.error("handler %s failed on %s %s (study %s, series %s), attempt %d: %s; next: %s", handler.name,
+                  msg.topic, msg.id[:12], uids.get("study", "-"), uids.get("series", "-"), attempt, reason, next_step)
         log.debug("traceback of the failure above", exc_info=exc)
         if msg.topic.startswith("error.") or self._stopped.is_set():
             return  # never answer an error event with another one
@@ -654,13 +889,47 @@ class Node:
         error = {
             "node": self.name, "node_id": self.id, "kind": self.config.kind, "handler": handler.name,
             "topic": msg.topic, "message_id": msg.id, "sender": msg.sender.hex(), "reason": reason,
-            "exception": type(exc).__name__, "attempt": 1, "action": action,
+            "exception": type(exc).__name__, "attempt": attempt, "attempts": self.config.max_attempts,
+            "action": action, "next": next_step,
         }
+        meta: dict[str, Any] = {"error": error}
+        if dead_letter is not None:
+            meta["dead_letter"] = dead_letter
         try:
-            self.publish(self.error_topic, body, reply_to=msg, meta={"error": error})
+            self.publish(self.error_topic, body, reply_to=msg, meta=meta)
+        except MeshError:
+            pass
+
+    def _error_event(self, what: str, reason: str, action: str, **extra) -> None:
+        """An ``error.<node>`` event about the node itself (no message failed): lag, loss, backlog."""
+        if self._stopped.is_set() or self._mailbox is None:
+            return
+        error = {"node": self.name, "node_id": self.id, "kind": self.config.kind, "handler": what, "topic": "",
+                 "reason": reason, "action": action, "next": action, **extra}
+        try:
+            self.publish(self.error_topic, meta={"error": error})
         except MeshError:
             pass
 
     def _report_backlog(self, group: str, size: int) -> None:
-        log.error("worker group %r has %d undelivered work items and none of its members takes more: the oldest "
-                  "is being dropped; start more members of the group or check why they are stuck", group, size)
+        reason = f"worker group {group!r} has {size} work items waiting and its members take no more"
+        action = ("none is dropped (they are in the journal); start more members of the group or check why they "
+                  "are stuck (meshdcm peers)")
+        log.error("%s: %s", reason, action)
+        self._error_event("work backlog", reason, action, group=group, waiting=size)
+
+    def _report_lag(self, pending: int, seconds: float) -> None:
+        reason = (f"node {self.name} is falling behind: {pending} messages have waited for its handlers for "
+                  f"{seconds:.1f} s and it stopped reading")
+        action = ("nothing is dropped: senders are held back and what overflows their queues is replayed from their "
+                  "journals; give this node more workers, or start another member of its group")
+        log.error("%s; %s", reason, action)
+        self._error_event("lag", reason, action, pending=pending)
+
+    def _report_lost(self, sender: str, first: int, last: int, count: int, journal: bool = True) -> None:
+        self._count("lost", count)
+        why = "it keeps no journal" if not journal else "they are older than its journal keeps (retention)"
+        reason = f"{count} messages from {sender} (seq {first}..{last}) cannot be replayed: {why}"
+        action = "ask the sending node to publish them again, or re-run the study from the PACS"
+        log.error("%s; %s", reason, action)
+        self._error_event("replay", reason, action, sender=sender, first=first, last=last, lost=count)

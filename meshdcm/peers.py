@@ -35,6 +35,8 @@ class Peer:
     last_ping: float = 0.0
     state: str = ALIVE
     subscribed: bool = False  # its SUB socket has all its subscriptions on our XPUB
+    pending: int = 0  # messages waiting for its handlers, as its last PING/PONG said (docs/delivery.md)
+    behind: bool = False  # its handler queue is full: it stopped reading (a slow consumer)
 
     @property
     def id(self) -> str:
@@ -46,7 +48,7 @@ class Peer:
         return {
             "id": m.node_id, "name": m.name, "kind": m.kind, "role": m.role, "host": m.host, "group": m.group,
             "state": self.state, "age": round(now - self.first_seen, 3), "silent": round(now - self.last_seen, 3),
-            "subscribed": self.subscribed, "endpoints": {"control": m.control, "events": m.events, "work": m.work},
+            "subscribed": self.subscribed, "pending": self.pending, "behind": self.behind, "endpoints": {"control": m.control, "events": m.events, "work": m.work},
             "handlers": [h.to_dict() for h in m.handlers], "capabilities": list(m.capabilities),
             "software": m.software, "protocol": m.protocol, "extra": m.extra,
         }

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -15,6 +18,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = Path(__file__).resolve().parent / "nodes"
+
+# Nodes keep delivery state (journal, receipts, dead letters) under $XDG_DATA_HOME/meshdcm: tests use a folder of
+# their own, removed at exit, never the user's.
+_STATE_HOME = tempfile.mkdtemp(prefix="meshdcm-test-state-")
+os.environ["XDG_DATA_HOME"] = _STATE_HOME
+atexit.register(shutil.rmtree, _STATE_HOME, ignore_errors=True)
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.02, what: str = "condition"):

@@ -195,7 +195,7 @@ def test_filter_check_dry_run(mesh, tmp_path):
 @pytest.mark.parametrize("args", [["--help"], ["node", "--help"], ["peers", "--help"], ["publish", "--help"],
                                   ["tail", "--help"], ["filter-check", "--help"], ["up", "--help"], ["--version"],
                                   ["keys", "--help"], ["pacs", "--help"], ["perfusion", "--help"], ["convert", "--help"],
-                                  ["register", "--help"], ["reformat", "--help"]])
+                                  ["register", "--help"], ["reformat", "--help"], ["dead", "--help"]])
 def test_help_everywhere(mesh, args):
     result = mesh.run(*args)
     assert result.stdout.strip()

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from .._version import __version__
-from . import mesh
+from . import dead, mesh
 from .common import add_mesh_options
 
 
@@ -76,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--keyring", required=True, metavar="DIR")
     k.add_argument("--json", action="store_true")
     c.set_defaults(func=mesh.cmd_keys)
+
+    c = sub.add_parser("dead", help="dead letters: messages whose handler kept failing (list, show, retry, drop)",
+                       description="Each node keeps the messages its handlers gave up on after their retries; "
+                                   "list them, show one, hand one to its handler again (retry) or drop it.")
+    c.add_argument("action", choices=["list", "show", "retry", "drop"])
+    c.add_argument("node", nargs="?", help="the node's name (list: all nodes when left out)")
+    c.add_argument("id", nargs="?", help="the dead letter's id (meshdcm dead list shows it)")
+    c.add_argument("--wait", type=float, default=2.0, help="seconds to find the nodes (default 2)")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    add_mesh_options(c)
+    c.set_defaults(func=dead.cmd_dead)
 
     for name, text in (("pacs", "talk to a PACS without a mesh: echo, find, get, store, scp, serve"),
                        ("perfusion", "DSC perfusion maps of a series folder: DSC_SERIES_DIR OUT_DIR [--method]"),

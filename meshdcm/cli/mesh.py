@@ -94,11 +94,16 @@ def cmd_peers(args) -> int:
         print(f"no nodes found in mesh {config.mesh!r} on {config.address} within {args.wait} s")
         return 1
     print(f"{'NAME':20} {'KIND':12} {'HOST':16} {'GROUP':12} {'STATE':8} {'AGE':>7}  TOPICS AND FILTERS")
+    behind = [p for p in peers if p.get("behind")]
     for p in peers:
         wants = "; ".join(f"{h['topic'] or '*'}{' [shared]' if h['shared'] else ''}"
                           f"{' where ' + h['where'] if h['where'] else ''}" for h in p["handlers"]) or "-"
         print(f"{p['name'][:20]:20} {p['kind'][:12]:12} {p['host'][:16]:16} {(p['group'] or '-')[:12]:12} "
-              f"{p['state']:8} {p['age']:6.1f}s  {wants}")
+              f"{p['state'] if not p.get('behind') else 'BEHIND':8} {p['age']:6.1f}s  {wants}")
+    for p in behind:
+        print(f"warning: {p['name']} is falling behind: {p['pending']} messages wait for its handlers and it has "
+              "stopped reading (nothing is dropped; its senders replay what overflows). Give it more workers or "
+              "start another member of its group.")
     return 0
 
 
@@ -177,8 +182,10 @@ def describe_line(msg: Message, sender_name: str) -> str:
         err = msg.meta.get("error", {})
         uids = msg.uids
         where = ", ".join(f"{k} {v}" for k, v in uids.items()) or "no study"
-        return (f"{head} ERROR in {err.get('node', '?')}/{err.get('handler', '?')} on {err.get('topic', '?')} "
-                f"({where}): {err.get('reason', '?')} -> {err.get('action', '')}")
+        attempt = f" attempt {err['attempt']}/{err['attempts']}" if "attempts" in err and err.get("topic") else ""
+        step = f"; next: {err['next']}" if err.get("next") and err.get("next") != err.get("action") else ""
+        return (f"{head} ERROR in {err.get('node', '?')}/{err.get('handler', '?')} on {err.get('topic') or '-'} "
+                f"({where}){attempt}: {err.get('reason', '?')} -> {err.get('action', '')}{step}")
     parts = []
     for key in TAIL_KEYS:
         value = msg.get(key)

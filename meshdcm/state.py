@@ -1,0 +1,56 @@
+"""Where a node keeps its delivery state, and making sure only one live node uses it.
+
+A node's identity across restarts is its name in its mesh: its journal (``outbox.sqlite``), receive state
+(``inbox.sqlite``) and dead letters (``dead.sqlite``) live in ``state_dir`` or ``data_dir(name)/mesh-<mesh>``, so a
+restarted node finds them again. The folder is locked (``flock``) while a node uses it; a second node of the same
+name and mesh on the same machine keeps its state in memory and says so (it cannot survive a restart).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import NodeConfig, data_dir
+
+__all__ = ["StateFolder", "open_state"]
+
+log = logging.getLogger("meshdcm.node")
+
+
+@dataclass
+class StateFolder:
+    """The folder (None: in memory) and its lock's file descriptor."""
+
+    path: Path | None
+    fd: int | None = None
+
+    def file(self, name: str) -> Path | None:
+        return self.path / name if self.path is not None else None
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # releases the flock
+            self.fd = None
+
+
+def open_state(config: NodeConfig, durable: bool) -> StateFolder:
+    if not durable:
+        return StateFolder(None)
+    mesh = re.sub(r"[^A-Za-z0-9_.-]", "-", config.mesh)
+    path = Path(config.state_dir) if config.state_dir else data_dir(config.name) / f"mesh-{mesh}"
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        log.warning("another node named %s of mesh %r runs on this machine and uses %s: this one keeps its journal "
+                    "and receive state in memory (lost if it stops); give each node its own name", config.name,
+                    config.mesh, path)
+        return StateFolder(None)
+    return StateFolder(path, fd)
