@@ -287,6 +287,14 @@ async def draft(request: Request):
     return JSONResponse(record)
 
 
+@_with_errors
+def protocol(request: Request):
+    view = _web(request).view
+    with view.lock:
+        series = view.study(_uid(request)).summary()["series"]
+    return JSONResponse({"text": protocol_text(series)})
+
+
 @_async_guarded
 async def sign(request: Request):
     web = _web(request)
@@ -463,6 +471,7 @@ def create_app(node: Node, config: WebConfig) -> Starlette:
         Route("/api/studies/{uid}/measurements", measurements),
         Route("/api/studies/{uid}/draft", draft, methods=["GET", "PUT"]),
         Route("/api/studies/{uid}/sign", sign, methods=["POST"]),
+        Route("/api/studies/{uid}/protocol", protocol),
         Route("/api/viewer/open", open_in_viewer, methods=["POST"]),
         Route("/api/series/{uid}/info", series_info),
         Route("/api/series/{uid}/slices/{index}", series_slice),

@@ -98,6 +98,7 @@ const refreshStudy = later(async () => {
   $("#study-progress").classList.toggle("done", s.state === "complete");
   $("#study-state").textContent = `${s.state}${s.total ? ` · ${s.done}/${s.total} images` : ""}`;
   renderSeries(s.series);
+  prefillProtocol(s);
   renderErrors($("#study-errors"), s.errors);
   renderReports(s.reports);
   renderPriors(s);
@@ -267,9 +268,21 @@ async function loadDraft() {
   const d = await api(`/api/studies/${state.study}/draft`);
   $("#report-sections").replaceChildren(...state.sections.map(([key, title, code]) => el("label", {},
     title, " ", el("span", {class: "code"}, `RadLex ${code}`),
-    el("textarea", {id: "report-" + key, dataset: {section: key}, oninput: draftChanged}))));
+    el("textarea", {id: "report-" + key, dataset: {section: key},
+      oninput: (ev) => { ev.target.dataset.edited = "1"; draftChanged(); }}))));
   for (const [key] of state.sections) $("#report-" + key).value = d.sections[key] || "";
+  protocolSeen = "";
+  if (d.saved && d.sections.protocol) $("#report-protocol").dataset.edited = "1";
   $("#draft-status").textContent = d.saved ? `draft saved ${d.saved}` + (d.signed ? ` · signed ${d.signed}` : "") : "new report";
+}
+let protocolSeen = "";
+async function prefillProtocol(s) {  // the protocol section follows the series until the radiologist edits it
+  const t = $("#report-protocol");
+  const key = s.series.filter(x => !x.derived).map(x => x.uid + x.arrived).join() + s.series.length;
+  if (!t || t.dataset.edited || key === protocolSeen) return;
+  protocolSeen = key;
+  const p = await api(`/api/studies/${state.study}/protocol`);
+  if (!t.dataset.edited && p.text !== t.value) { t.value = p.text; if (p.text) draftChanged(); }
 }
 function sectionsNow() { const out = {}; for (const [key] of state.sections) out[key] = $("#report-" + key).value; return out; }
 function draftChanged() {
