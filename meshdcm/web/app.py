@@ -122,6 +122,8 @@ def _async_guarded(func):
             return await func(request)
         except ReportError as exc:
             return _bad(str(exc))
+        except ImageError as exc:
+            return _bad(str(exc), 404)
     run.__name__ = func.__name__
     return run
 
@@ -342,18 +344,22 @@ async def open_in_viewer(request: Request):
 
 # --- images ----------------------------------------------------------------------------------------------------
 
-@_with_errors
-def series_info(request: Request):
-    return JSONResponse(_web(request).images.pixels(_uid(request)).describe())
+@_async_guarded
+async def series_info(request: Request):
+    images, uid = _web(request).images, _uid(request)
+    pixels = images.known(uid) or await asyncio.to_thread(images.pixels, uid)
+    return JSONResponse(pixels.describe())
 
 
-@_with_errors
-def series_slice(request: Request):
+@_async_guarded
+async def series_slice(request: Request):
+    """A slice from memory is answered on the event loop (scrolling is a stream of these); else a thread reads it."""
+    images, uid = _web(request).images, _uid(request)
     try:
         index = int(request.path_params["index"])
     except ValueError:
         raise ReportError("the slice index is a number") from None
-    data = _web(request).images.slice_bytes(_uid(request), index)
+    data = images.cached(uid, index) or await asyncio.to_thread(images.slice_bytes, uid, index)
     return Response(data, media_type="application/octet-stream", headers={"Cache-Control": "private, max-age=3600"})
 
 

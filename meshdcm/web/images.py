@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import io
 import logging
+import queue
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+import struct
+
 import numpy as np
 from pydicom import dcmread
+from pydicom.datadict import tag_for_keyword
+
+from meshdcm.dataview import DataView
 
 log = logging.getLogger("meshdcm.web.images")
 
@@ -25,6 +31,12 @@ HEADER_TAGS = ("InstanceNumber", "ImagePositionPatient", "ImageOrientationPatien
                "RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth", "Modality", "ImageType",
                "SeriesDescription", "PixelSpacing", "TemporalPositionIdentifier", "SOPInstanceUID")
 SLICE_CACHE = 4  # series whose slices are kept in memory
+HEAD_BYTES = 16 * 1024
+TRANSFER_SYNTAX = 0x00020010
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+#: what orders the slices (read from every file; the rest comes from the middle file's full header)
+SCAN_TAGS = {name: int(tag_for_keyword(name)) for name in ("InstanceNumber", "ImagePositionPatient",
+                                                           "ImageOrientationPatient", "TemporalPositionIdentifier")}
 
 
 class ImageError(Exception):
@@ -52,30 +64,82 @@ class SeriesPixels:
                 "spacing": list(self.spacing), "presets": PRESETS if self.kind == "ct" else {}}
 
 
-def _order_key(ds) -> tuple:
-    pos = getattr(ds, "ImagePositionPatient", None)
+def _normal(ds) -> tuple[float, float, float] | None:
     ori = getattr(ds, "ImageOrientationPatient", None)
+    if ori is None or len(ori) != 6:
+        return None
+    r, c = [float(v) for v in ori[:3]], [float(v) for v in ori[3:]]
+    return (r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0])
+
+
+def _order_key(ds, normal) -> tuple:
+    pos = getattr(ds, "ImagePositionPatient", None)
     along = 0.0
-    if pos is not None and ori is not None and len(ori) == 6:
-        normal = np.cross(np.asarray(ori[:3], float), np.asarray(ori[3:], float))
-        along = float(np.dot(normal, np.asarray(pos, float)))
+    if pos is not None and normal is not None and len(pos) == 3:
+        along = sum(n * float(p) for n, p in zip(normal, pos, strict=True))
     return (int(getattr(ds, "TemporalPositionIdentifier", 0) or 0), along, int(getattr(ds, "InstanceNumber", 0) or 0))
+
+
+class _Header:
+    """The few header values the viewer needs, as attributes (what ``_order_key`` and ``index_series`` read)."""
+
+    def __init__(self, values: dict):
+        self.__dict__.update({k: v for k, v in values.items() if v is not None})
+
+    def __getattr__(self, name):  # an absent element
+        return None
+
+
+def _tuple(v):
+    return v if isinstance(v, tuple) else (v,)
+
+
+def scan_header(path: Path) -> _Header | None:
+    """The values that order the slices, from the first 16 KiB of a PS3.10 file in Explicit VR Little Endian, read with
+    :class:`meshdcm.dataview.DataView` (~30x faster than pydicom, which matters for a 200-slice series the
+    radiologist just clicked); None for any other file, which then goes through pydicom."""
+    with open(path, "rb") as fh:
+        head = fh.read(HEAD_BYTES)
+    if len(head) < 144 or head[128:132] != b"DICM" or head[132:138] != b"\x02\x00\x00\x00UL":
+        return None
+    try:
+        meta_end = 144 + struct.unpack_from("<I", head, 140)[0]
+        meta = DataView(memoryview(head)[132:meta_end])
+        if meta.get(TRANSFER_SYNTAX) != EXPLICIT_LE:
+            return None
+        view = DataView(memoryview(head)[meta_end:])
+        values = {name: view.get(tag) for name, tag in SCAN_TAGS.items()}
+    except Exception:  # truncated within the first 16 KiB, or odd: pydicom decides
+        return None
+    for key in ("ImagePositionPatient", "ImageOrientationPatient"):
+        if values[key] is not None:
+            values[key] = _tuple(values[key])
+    return _Header(values)
 
 
 def index_series(uid: str, folder: Path, *, map_unit: str | None = None) -> SeriesPixels:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.endswith(".part"))
     headers = []
     for path in files:
-        try:
-            ds = dcmread(path, stop_before_pixels=True, specific_tags=list(HEADER_TAGS))
-        except Exception:  # noqa: S112 - not DICOM (a NIfTI, a sidecar): not a slice
-            continue
-        if getattr(ds, "Rows", None):
+        ds = scan_header(path)
+        if ds is None:
+            try:
+                ds = dcmread(path, stop_before_pixels=True, specific_tags=list(HEADER_TAGS))
+            except Exception:  # noqa: S112 - not DICOM (a NIfTI, a sidecar): not a slice
+                continue
+        if isinstance(ds, _Header) or getattr(ds, "Rows", None):
             headers.append((ds, path))
-    if not headers:
+    normal = _normal(headers[0][0]) if headers else None
+    headers.sort(key=lambda item: _order_key(item[0], normal))
+    first = None
+    while headers and first is None:  # the middle file's full header (a file that is no image is dropped)
+        middle = headers[len(headers) // 2][1]
+        first = dcmread(middle, stop_before_pixels=True)
+        if not getattr(first, "Rows", None):
+            headers.pop(len(headers) // 2)
+            first = None
+    if not headers or first is None:
         raise ImageError(f"series {uid} has no images in {folder}")
-    headers.sort(key=lambda item: _order_key(item[0]))
-    first = headers[len(headers) // 2][0]
     image_type = [str(v).upper() for v in (getattr(first, "ImageType", None) or [])]
     modality = str(getattr(first, "Modality", ""))
     is_map = map_unit is not None or ("DERIVED" in image_type and modality != "CT" and
@@ -98,8 +162,8 @@ def _window(ds) -> tuple[float | None, float | None]:
     c, w = getattr(ds, "WindowCenter", None), getattr(ds, "WindowWidth", None)
     if c is None or w is None:
         return None, None
-    c = c[0] if not isinstance(c, (int, float)) else c
-    w = w[0] if not isinstance(w, (int, float)) else w
+    c = c[0] if isinstance(c, (list, tuple)) or type(c).__name__ == "MultiValue" else c
+    w = w[0] if isinstance(w, (list, tuple)) or type(w).__name__ == "MultiValue" else w
     return float(c), float(w)
 
 
@@ -128,6 +192,11 @@ class SeriesImages:
         self._thumbs: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self._indexing: dict[str, threading.Lock] = {}
+        self._asking = 0                  # requests from pages being served: the prefetch waits for them
+        self._quiet = threading.Event()
+        self._quiet.set()
+        self._prefetch_queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._prefetcher: threading.Thread | None = None
 
     def pixels(self, uid: str) -> SeriesPixels:
         with self._lock:
@@ -144,7 +213,30 @@ class SeriesImages:
                 self._index[uid] = pixels
             return pixels
 
-    def slice_bytes(self, uid: str, index: int) -> bytes:
+    def cached(self, uid: str, index: int) -> bytes | None:
+        """A slice already in memory (no waiting), else None."""
+        with self._lock:
+            return self._slices.get(uid, {}).get(index)
+
+    def known(self, uid: str) -> SeriesPixels | None:
+        with self._lock:
+            return self._index.get(uid)
+
+    def slice_bytes(self, uid: str, index: int, *, background: bool = False) -> bytes:
+        if not background:
+            with self._lock:
+                self._asking += 1
+                self._quiet.clear()
+        try:
+            return self._slice_bytes(uid, index)
+        finally:
+            if not background:
+                with self._lock:
+                    self._asking -= 1
+                    if not self._asking:
+                        self._quiet.set()
+
+    def _slice_bytes(self, uid: str, index: int) -> bytes:
         pixels = self.pixels(uid)
         if not 0 <= index < len(pixels.files):
             raise ImageError(f"series {uid} has {len(pixels.files)} images, not {index + 1}")
@@ -162,16 +254,30 @@ class SeriesImages:
         return data
 
     def prefetch(self, uid: str) -> None:
-        """Index the series and read every slice into memory (on a background thread)."""
-        def run():
+        """Queue the series for the prefetch thread: it indexes the series and reads every slice into memory,
+        middle slice first (the one the viewer shows first), then outwards, one series at a time, and steps aside
+        while a page is asking for pixels."""
+        with self._lock:
+            if self._prefetcher is None:
+                self._prefetcher = threading.Thread(target=self._prefetch_loop, name="web-prefetch", daemon=True)
+                self._prefetcher.start()
+        self._prefetch_queue.put(uid)
+
+    def _prefetch_loop(self) -> None:
+        while True:
+            uid = self._prefetch_queue.get()
             try:
                 pixels = self.pixels(uid)
-                self.thumbnail(uid)
-                for i in range(len(pixels.files)):
-                    self.slice_bytes(uid, i)
+                n = len(pixels.files)
+                order = [n // 2] + [i for d in range(1, n) for i in (n // 2 + d, n // 2 - d) if 0 <= i < n]
+                for k, i in enumerate(order):
+                    while self._asking and not self._quiet.wait(0.05):
+                        pass
+                    self.slice_bytes(uid, i, background=True)
+                    if k == 0:
+                        self.thumbnail(uid)
             except Exception as exc:  # a series that cannot be shown is reported when it is asked for
                 log.info("prefetch of series %s stopped: %s", uid, exc)
-        threading.Thread(target=run, name=f"prefetch-{uid[-8:]}", daemon=True).start()
 
     def thumbnail(self, uid: str, size: int = 128) -> bytes:
         with self._lock:
@@ -180,7 +286,9 @@ class SeriesImages:
         from PIL import Image
 
         pixels = self.pixels(uid)
-        arr = slice_array(pixels, len(pixels.files) // 2).astype(np.float32)
+        middle = self._slice_bytes(uid, len(pixels.files) // 2)
+        arr = np.frombuffer(middle, "<f4" if pixels.dtype == "float32" else "<i2").reshape(pixels.rows, pixels.cols)
+        arr = arr.astype(np.float32)
         lo = pixels.center - pixels.width / 2
         grey = np.clip((arr - lo) / max(pixels.width, 1e-6) * 255.0, 0, 255).astype(np.uint8)
         img = Image.fromarray(colour(grey) if pixels.kind == "map" else grey)
