@@ -291,7 +291,7 @@ def cmd_up(args) -> int:
         pacs_opts["use"] = args.pacs
     else:
         pacs_opts["embedded"] = True
-    web_url, web_env = _web_settings(kinds, settings, args.web_port)
+    web_url, web_env = _web_settings(kinds, settings, args.web_port, state)
     config = state / "up.toml"
     config.write_text(_toml(settings))
     base = [sys.executable, "-m", "meshdcm.cli.main", "node"]
@@ -330,7 +330,7 @@ def cmd_up(args) -> int:
     return 0
 
 
-def _web_settings(kinds: list[str], settings: dict, port: int | None) -> tuple[str, dict]:
+def _web_settings(kinds: list[str], settings: dict, port: int | None, state: Path) -> tuple[str, dict]:
     """The web node's address and login token (passed in its environment, never written to a file)."""
     if "web" not in kinds:
         return "", {}
@@ -339,6 +339,7 @@ def _web_settings(kinds: list[str], settings: dict, port: int | None) -> tuple[s
 
     web = settings["nodes"].setdefault("web", {})
     host = web.setdefault("host", "127.0.0.1")
+    web.setdefault("data", str(state / "web"))  # drafts, signed reports, image cache
     if port is None and "port" not in web:
         port = 8080
         with socket.socket() as probe:

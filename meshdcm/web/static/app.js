@@ -350,6 +350,8 @@ $("#dead-refresh").addEventListener("click", async () => {
   $("#dead-status").textContent = d.ends.length ? `${d.ends.length} node(s) answered` : "no node keeps dead letters (or none answered)";
 });
 setInterval(refreshMonitor, 2000);
+// a safety net under the event stream (a reconnect loses what happened meanwhile): refresh a study being fetched
+setInterval(() => { if (state.study && state.studyData && state.studyData.state === "fetching") refreshStudy(); }, 2000);
 
 // --- events and start -------------------------------------------------------------------------------------------------
 const events = new EventSource("/api/events");
