@@ -2,6 +2,8 @@
 contracts (docs/web.md) the way those nodes do, so the web node's handling of them is tested over real sockets
 before (and independently of) the real index node and delivery guarantees.
 
+- ``find.studies`` whose PatientName matches and that names nothing else -> the synthetic head CT study as
+  ``found.study`` (meta ``{"source": "index", "node"}``) + ``found.end`` (so the web node must de-duplicate)
 - ``get.reports`` -> one ``got.report`` (an SR-like body with text) + ``got.end``
 - ``get.timeline`` -> one ``got.timeline`` with one event
 - on ``stored.study``: an ``error.<node>`` event for the study with ``dead_letter`` in its meta
@@ -11,11 +13,12 @@ before (and independently of) the real index node and delivery guarantees.
 
 from __future__ import annotations
 
+import fnmatch
 from datetime import datetime, timezone
 
 from pydicom.dataset import Dataset
 
-from meshdcm import Message, Node, NodeConfig
+from meshdcm import Message, Node, NodeConfig, synthetic
 
 PRIOR_TEXT = "Findings: prior study without abnormality"
 
@@ -24,6 +27,23 @@ def create(config: NodeConfig) -> Node:
     out = dict(config.options)["out"]
     node = Node(config=config)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+    ct = next(iter(synthetic.head_ct(seed=1, size="small")))  # the embedded PACS's CT study (deterministic UIDs)
+
+    @node.on("find.studies")
+    def find(msg: Message) -> None:
+        query = msg.dataset
+        others = [k for k in ("AccessionNumber", "ModalitiesInStudy", "StudyDate", "PatientID") if query.get(k)]
+        pattern = str(query.get("PatientName", "") or "*")
+        count = 0
+        if not others and fnmatch.fnmatchcase(str(ct.PatientName), pattern):
+            body = Dataset()
+            for key in ("PatientName", "PatientID", "StudyInstanceUID", "StudyDate", "StudyDescription",
+                        "AccessionNumber"):
+                setattr(body, key, ct.get(key))
+            node.publish("found.study", body, reply_to=msg, meta={"source": "index", "node": node.name})
+            count = 1
+        node.publish("found.end", Dataset(), reply_to=msg, meta={"count": count, "source": "index", "node": node.name})
 
     @node.on("get")
     def answer(msg: Message) -> None:
