@@ -67,6 +67,10 @@ def test_the_whole_story_in_a_browser(mesh, tmp_path):
             page.click("#search-go")
             expect(page.locator("#results tbody tr")).to_have_count(2)
             expect(page.locator("#search-status")).to_contain_text("answers from pacs")
+            rows = page.locator("#results tbody tr")
+            expect(rows.first).to_contain_text("MR BRAIN")  # newest first
+            page.click("#results th[data-sort=StudyDate]")
+            expect(rows.first).to_contain_text("CT HEAD")
             shot(page, "search")
 
             # 3. the CT study: open, progress, thumbnail, viewer with scrolling and a W/L preset
@@ -92,6 +96,7 @@ def test_the_whole_story_in_a_browser(mesh, tmp_path):
             page.click("#nav-search")
             page.locator("#results tbody tr", has_text="MR").locator(".open-study").click()
             expect(page.locator("#study-progress")).to_be_visible()
+            expect(page.locator(".series-card .meta").first).to_have_text(re.compile(r"^\d+/\d+ images"))
             shot(page, "mr-fetching")
             expect(page.locator(".series-card[data-derived=false][data-complete=true] img")).to_have_count(5,
                                                                                                         timeout=60_000)

@@ -309,11 +309,19 @@ async def sign(request: Request):
     if evidence is None:
         raise ReportError("no image of this study has arrived yet; open the study and wait for its series "
                           "before signing")
-    sr = await asyncio.to_thread(build_sr, evidence, sections, user)
-    folder = web.reports_dir / uid / str(sr.SeriesInstanceUID)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{sr.SOPInstanceUID}.dcm"
-    await asyncio.to_thread(sr.save_as, path, enforce_file_format=True)
+    try:
+        sr = await asyncio.to_thread(build_sr, evidence, sections, user)
+        folder = web.reports_dir / uid / str(sr.SeriesInstanceUID)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{sr.SOPInstanceUID}.dcm"
+        await asyncio.to_thread(sr.save_as, path, enforce_file_format=True)
+    except ReportError:
+        raise
+    except (ValueError, TypeError, AttributeError, OSError) as exc:  # highdicom refused, or the disk did
+        reason = f"the report could not be made: {type(exc).__name__}: {exc}"
+        view.report_error(uid, reason, "the draft is kept; fix the cause (disk space, the study's headers) and "
+                                       "sign again")
+        raise ReportError(reason + "; the draft is kept") from exc
     body = Dataset()
     for key in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "Modality"):
         setattr(body, key, sr.get(key))

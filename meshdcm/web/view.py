@@ -32,6 +32,7 @@ SERIES_KEYS = ("SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "Modali
                "NumberOfSeriesRelatedInstances")
 TIMELINE_MAX = 2000
 RATE_WINDOW = 60.0
+MAX_STUDIES = 500  # studies kept in memory (the index node is the mesh's long memory)
 
 
 def iso(ns: int | None = None) -> str:
@@ -114,6 +115,11 @@ class MeshView:
         with self.lock:
             if uid not in self.studies:
                 self.studies[uid] = Study(uid)
+                if len(self.studies) > MAX_STUDIES:  # forget the oldest study nobody is fetching
+                    for old, st in self.studies.items():
+                        if st.state != "fetching" and old != uid:
+                            del self.studies[old]
+                            break
             return self.studies[uid]
 
     def sender_name(self, sender: bytes) -> str:
@@ -274,6 +280,22 @@ class MeshView:
                              "date": text(ds.get("ContentDate") or ds.get("StudyDate")),
                              "description": text(ds.get("StudyDescription")), "node": msg.meta.get("node", sender),
                              "text": msg.meta.get("text", "")})
+        self.hub.emit("study", study_uid)
+
+    def report_error(self, study_uid: str, reason: str, action: str) -> None:
+        """A failure of this node about a study: logged (UIDs only), shown on the study page, published as
+        ``error.<node>`` like a handler's failure."""
+        log.error("study %s: %s", study_uid, reason)
+        body = Dataset()
+        body.StudyInstanceUID = study_uid
+        error = {"node": self.node.name, "node_id": self.node.id, "kind": self.node.config.kind, "handler": "web",
+                 "topic": "", "reason": reason, "action": action}
+        msg = self.node.publish(self.node.error_topic, body, meta={"error": error})
+        with self.lock:
+            entry = {"time": iso(), "node": self.node.name, "topic": None, "reason": reason, "action": action,
+                     "study": study_uid, "series": None, "dead_letter": None, "message_id": msg.id}
+            self.errors.append(entry)
+            self.study(study_uid).errors.append(entry)
         self.hub.emit("study", study_uid)
 
     # --- what the pages ask for -----------------------------------------------------------------------

@@ -24,7 +24,7 @@ const later = (fn, ms = 200) => { let t = null; return () => { if (!t) t = setTi
 const personName = (v) => (v || "").split("=")[0].replace(/\^+/g, " ").trim();
 
 // --- routing ----------------------------------------------------------------------------------------------
-const state = {search: null, rows: [], sort: "StudyDate", study: null, studyData: null, series: null,
+const state = {search: null, rows: [], sort: "StudyDate", descending: true, study: null, studyData: null, series: null,
                sections: [], draftTimer: null, timeline: false};
 function route() {
   const [, page, arg] = location.hash.split("/");
@@ -58,12 +58,15 @@ const refreshSearch = later(async () => {
   renderResults();
 }, 100);
 document.querySelectorAll("#results th[data-sort]").forEach(th => th.addEventListener("click", () => {
+  state.descending = state.sort === th.dataset.sort ? !state.descending : false;
   state.sort = th.dataset.sort; renderResults();
 }));
 function renderResults() {
   const key = state.sort;
-  const rows = [...state.rows].sort((a, b) => String(a[key] || "").localeCompare(String(b[key] || ""), undefined, {numeric: true}));
-  document.querySelectorAll("#results th").forEach(th => th.classList.toggle("sorted", th.dataset.sort === key));
+  const rows = [...state.rows].sort((a, b) => (state.descending ? -1 : 1) *
+    String(a[key] || "").localeCompare(String(b[key] || ""), undefined, {numeric: true}));
+  document.querySelectorAll("#results th").forEach(th => { th.classList.toggle("sorted", th.dataset.sort === key);
+    th.classList.toggle("asc", th.dataset.sort === key && !state.descending); });
   const body = $("#results tbody");
   body.replaceChildren(...rows.map(r => el("tr", {dataset: {study: r.StudyInstanceUID}},
     el("td", {}, personName(r.PatientName)), el("td", {}, r.PatientID || ""), el("td", {}, r.StudyDate || ""),
