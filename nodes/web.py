@@ -51,7 +51,9 @@ def create(config: NodeConfig) -> Node:
     node = Node(config=config, capabilities=("web",))
     app = create_app(node, WebConfig(data=data, token=token, users_file=users_file,
                                      secret_key=str(opts.get("secret_key", "")), https=bool(certfile)))
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY on accepted connections only when the listening socket's
+    # proto says TCP, and without it every small answer waits ~40 ms for Nagle and the browser's delayed ACK
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -64,6 +64,11 @@ class Web:
         self.reports_dir.mkdir(parents=True, exist_ok=True)
         node.serve("reports", self.reports_dir)
 
+        @node.task
+        def close_at_stop(stopping) -> None:
+            stopping.wait()
+            self.images.close()
+
     def _locate(self, uid: str) -> tuple[Path, str | None]:
         found = self.view.series_uris.get(uid)
         if found is None:
@@ -355,7 +360,7 @@ async def open_in_viewer(request: Request):
 @_async_guarded
 async def series_info(request: Request):
     images, uid = _web(request).images, _uid(request)
-    pixels = images.known(uid) or await asyncio.to_thread(images.pixels, uid)
+    pixels = images.known(uid) or await asyncio.to_thread(images.info, uid)
     return JSONResponse(pixels.describe())
 
 

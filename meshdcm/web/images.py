@@ -10,12 +10,13 @@ from __future__ import annotations
 import io
 import logging
 import queue
+import struct
 import threading
+import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import struct
 
 import numpy as np
 from pydicom import dcmread
@@ -31,6 +32,7 @@ HEADER_TAGS = ("InstanceNumber", "ImagePositionPatient", "ImageOrientationPatien
                "RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth", "Modality", "ImageType",
                "SeriesDescription", "PixelSpacing", "TemporalPositionIdentifier", "SOPInstanceUID")
 SLICE_CACHE = 4  # series whose slices are kept in memory
+PREFETCH_PAUSE = 0.2  # seconds the prefetch stays quiet after a page's request
 HEAD_BYTES = 16 * 1024
 TRANSFER_SYNTAX = 0x00020010
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -193,8 +195,8 @@ class SeriesImages:
         self._lock = threading.Lock()
         self._indexing: dict[str, threading.Lock] = {}
         self._asking = 0                  # requests from pages being served: the prefetch waits for them
-        self._quiet = threading.Event()
-        self._quiet.set()
+        self._last_ask = 0.0
+        self._closed = threading.Event()
         self._prefetch_queue: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._prefetcher: threading.Thread | None = None
 
@@ -222,19 +224,31 @@ class SeriesImages:
         with self._lock:
             return self._index.get(uid)
 
-    def slice_bytes(self, uid: str, index: int, *, background: bool = False) -> bytes:
-        if not background:
-            with self._lock:
-                self._asking += 1
-                self._quiet.clear()
+    @contextmanager
+    def _page_asking(self):
+        """Marks a page's request: the prefetch waits until none is running and none came for PAUSE s."""
+        with self._lock:
+            self._asking += 1
         try:
-            return self._slice_bytes(uid, index)
+            yield
         finally:
-            if not background:
-                with self._lock:
-                    self._asking -= 1
-                    if not self._asking:
-                        self._quiet.set()
+            with self._lock:
+                self._asking -= 1
+                self._last_ask = time.monotonic()
+
+    def _page_quiet(self) -> bool:
+        return not self._asking and time.monotonic() - self._last_ask >= PREFETCH_PAUSE
+
+    def info(self, uid: str) -> SeriesPixels:
+        """What a page asks first when it opens a series."""
+        with self._page_asking():
+            return self.pixels(uid)
+
+    def slice_bytes(self, uid: str, index: int, *, background: bool = False) -> bytes:
+        if background:
+            return self._slice_bytes(uid, index)
+        with self._page_asking():
+            return self._slice_bytes(uid, index)
 
     def _slice_bytes(self, uid: str, index: int) -> bytes:
         pixels = self.pixels(uid)
@@ -263,16 +277,25 @@ class SeriesImages:
                 self._prefetcher.start()
         self._prefetch_queue.put(uid)
 
+    def close(self) -> None:
+        """Stop the prefetch (at the node's stop)."""
+        self._closed.set()
+        self._prefetch_queue.put("")
+
     def _prefetch_loop(self) -> None:
-        while True:
+        while not self._closed.is_set():
             uid = self._prefetch_queue.get()
+            if self._closed.is_set():
+                return
             try:
                 pixels = self.pixels(uid)
                 n = len(pixels.files)
                 order = [n // 2] + [i for d in range(1, n) for i in (n // 2 + d, n // 2 - d) if 0 <= i < n]
                 for k, i in enumerate(order):
-                    while self._asking and not self._quiet.wait(0.05):
-                        pass
+                    while not self._page_quiet() and not self._closed.is_set():
+                        time.sleep(0.02)
+                    if self._closed.is_set():
+                        return
                     self.slice_bytes(uid, i, background=True)
                     if k == 0:
                         self.thumbnail(uid)
