@@ -39,12 +39,13 @@ def create(config: NodeConfig) -> Node:
     host = str(opts.get("host", "127.0.0.1"))
     port = int(opts.get("port", 8080))
     certfile, keyfile = opts.get("tls_certfile"), opts.get("tls_keyfile")
-    if not ipaddress.ip_address(host).is_loopback and not certfile:
+    if not _loopback(host) and not certfile:
         log.warning("the web UI listens on %s without TLS: session cookies and patient data cross the network in "
                     "clear; set tls_certfile/tls_keyfile", host)
     users_file = Path(opts["users_file"]) if opts.get("users_file") else None
     token = str(opts.get("token") or os.environ.get("MESHDCM_WEB_TOKEN") or "")
-    if not token and users_file is None:
+    made_token = not token and users_file is None
+    if made_token:
         token = secrets.token_urlsafe(16)
     data = Path(opts.get("data") or data_dir(config.name))
     data.mkdir(parents=True, exist_ok=True)
@@ -74,10 +75,19 @@ def create(config: NodeConfig) -> Node:
             stopping.wait()
             server.should_exit = True
         threading.Thread(target=stop_when_asked, name="web-stop", daemon=True).start()
-        log.info("web UI on %s (login %s)", url, f"token {token}" if token else "with a users-file account")
+        # a token this node made is shown once, here; one given to it (meshdcm up prints its own) is not logged
+        log.info("web UI on %s (log in %s)", url, f"with the token {token}" if made_token else
+                 "with the configured token" if token else "with a users-file account")
         try:
             server.run(sockets=[sock])
         finally:
             sock.close()
 
     return node
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

@@ -32,6 +32,7 @@ SERIES_KEYS = ("SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "Modali
                "NumberOfSeriesRelatedInstances")
 TIMELINE_MAX = 2000
 RATE_WINDOW = 60.0
+MAX_REQUESTS = 5000  # requests whose answers are still routed to their study, search or page
 MAX_STUDIES = 500  # studies kept in memory (the index node is the mesh's long memory)
 
 
@@ -104,12 +105,20 @@ class MeshView:
         msg = self.node.publish(topic, body, **kw)
         with self.lock:
             if what:
-                self.requests[msg.id] = (what, key)
+                self._remember(msg.id, what, key)
             study_uid = body.get("StudyInstanceUID") if body is not None else None
             if study_uid:
                 self._timeline(self.study(str(study_uid)), msg, self.node.name)
             self.rates.append((time.monotonic(), topic, self.node.name))
         return msg
+
+    def _remember(self, request: str, what: str, key: str) -> None:
+        """A request whose answers we wait for (the oldest are forgotten beyond MAX_REQUESTS)."""
+        self.requests[request] = (what, key)
+        while len(self.requests) > MAX_REQUESTS:
+            old = next(iter(self.requests))
+            del self.requests[old]
+            self.answers.pop(old, None)
 
     def study(self, uid: str) -> Study:
         with self.lock:
@@ -311,7 +320,7 @@ class MeshView:
         with self.lock:
             msg = self.node.publish("find.studies", identifier)
             self.searches[msg.id] = {"studies": {}, "ends": [], "started": iso()}
-            self.requests[msg.id] = ("search", msg.id)
+            self._remember(msg.id, "search", msg.id)
             while len(self.searches) > 200:
                 self.searches.pop(next(iter(self.searches)))
         return msg.id
