@@ -184,3 +184,28 @@ def test_bad_requests_get_clear_answers(web_alone):
     missing = client.get("/api/series/1.2.3/info")
     assert missing.status_code == 404 and "open its study first" in missing.json()["error"]
     assert client.get("/api/search/unknown").status_code == 404
+
+
+def test_a_series_held_by_another_node_is_fetched_into_the_cache(web_alone, tmp_path):
+    from meshdcm import Node, synthetic
+
+    node, client, csrf = web_alone
+    files = synthetic.write_study(synthetic.head_ct(seed=5, size="small"), tmp_path / "elsewhere")
+    holder = Node("holder", mesh=node.config.mesh)
+    holder.serve("store", tmp_path / "elsewhere")
+    with holder:
+        assert holder.wait_for_peers(1, 10) and holder.wait_for_subscribers("stored.series", 10)
+        from pydicom import dcmread
+
+        header = dcmread(files[0], stop_before_pixels=True)
+        holder.publish("stored.series", header, uris=[holder.uri_for(files[0].parent)],  # no file:// URI
+                       meta={"instances": len(files), "complete": True})
+        uid = str(header.SeriesInstanceUID)
+        wait_until(lambda: client.get(f"/api/studies/{header.StudyInstanceUID}").json()["series"], 10,
+                   what="the stored.series")
+        info = client.get(f"/api/series/{uid}/info").json()
+        assert info["count"] == len(files) and info["kind"] == "ct"
+        ref = dcmread(files[0])
+        first = np.frombuffer(client.get(f"/api/series/{uid}/slices/0").content, "<i2").reshape(ref.Rows, ref.Columns)
+        assert np.array_equal(first, ref.pixel_array.astype(np.int32) + int(ref.RescaleIntercept))
+        assert len(list((tmp_path / "web" / "cache" / uid).glob("*.dcm"))) == len(files)
