@@ -185,11 +185,13 @@ def browser_bench(files: list[Path], work: Path, repeats: int):
                             page.click(f".series-card[data-series='{series}']")
                             page.wait_for_selector("#viewer-canvas[data-first-image-ms]")
                             ours.append(float(page.get_attribute("#viewer-canvas", "data-first-image-ms")))
-                            theirs.append(page.evaluate(ORTHANC_JS, f"{orthanc_url}/instances/{ids[len(ids) // 2]}"
-                                                                    f"/rendered?r={i}"))
+                            blank = ctx.new_page()  # Orthanc's images from a page of no origin (ours forbids them)
+                            theirs.append(blank.evaluate(ORTHANC_JS, f"{orthanc_url}/instances/{ids[len(ids) // 2]}"
+                                                                     f"/rendered?r={i}"))
                             page.wait_for_selector("#viewer-canvas[data-loaded=all]", timeout=120_000)
                             ours_scroll.append(page.evaluate(OURS_SCROLL_JS, [series, len(files), 512, 512]))
-                            theirs_scroll.append(page.evaluate(ORTHANC_SCROLL_JS, [orthanc_url, ids, i]))
+                            theirs_scroll.append(blank.evaluate(ORTHANC_SCROLL_JS, [orthanc_url, ids, i]))
+                            blank.close()
                             page.close()
                         finally:
                             node.stop()
@@ -242,7 +244,7 @@ ORTHANC_SCROLL_JS = """async ([base, ids, run]) => {
 
 def main() -> None:
     args = parser(__doc__).parse_args()
-    repeats = 3 if args.quick else 7
+    repeats = 5 if args.quick else 9
     with tempfile.TemporaryDirectory(prefix="meshdcm-bench-web-") as tmp:
         work = Path(tmp)
         files = synthetic.write_study(synthetic.head_ct(seed=21, size="full"), work / "src")

@@ -71,6 +71,8 @@ def test_login_with_the_token_sets_a_strict_httponly_cookie(web_node, tmp_path):
     assert me["user"] == "radiologist" and me["csrf"] != csrf  # a fresh CSRF token after login
     home = client.get("/")
     assert home.status_code == 200 and me["csrf"] in home.text
+    assert "frame-ancestors 'none'" in home.headers["content-security-policy"]
+    assert home.headers["x-frame-options"] == "DENY" and home.headers["x-content-type-options"] == "nosniff"
 
 
 def test_state_changing_requests_need_the_csrf_token(web_node, tmp_path):

@@ -473,6 +473,33 @@ async def events(request: Request):
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
+#: Sent with every answer: only this origin's scripts, styles, images and connections; never framed; no referrer.
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'self'; img-src 'self' data: blob:; object-src 'none'; "
+                                 b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware (a BaseHTTPMiddleware would buffer the event stream) adding SECURITY_HEADERS."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+        return await self.app(scope, receive, send_with_headers)
+
+
 def create_app(node: Node, config: WebConfig) -> Starlette:
     web = Web(node, config)
     routes = [
@@ -500,7 +527,7 @@ def create_app(node: Node, config: WebConfig) -> Starlette:
         Route("/api/dead/{action}", dead_action, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
-    middleware = [Middleware(SessionMiddleware, secret_key=config.secret_key or secrets.token_urlsafe(32),
+    middleware = [Middleware(SecurityHeaders), Middleware(SessionMiddleware, secret_key=config.secret_key or secrets.token_urlsafe(32),
                              session_cookie="meshdcm_session", same_site="strict", https_only=config.https,
                              max_age=12 * 3600)]
     app = Starlette(routes=routes, middleware=middleware)
