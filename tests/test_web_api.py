@@ -209,3 +209,28 @@ def test_a_series_held_by_another_node_is_fetched_into_the_cache(web_alone, tmp_
         first = np.frombuffer(client.get(f"/api/series/{uid}/slices/0").content, "<i2").reshape(ref.Rows, ref.Columns)
         assert np.array_equal(first, ref.pixel_array.astype(np.int32) + int(ref.RescaleIntercept))
         assert len(list((tmp_path / "web" / "cache" / uid).glob("*.dcm"))) == len(files)
+
+
+def test_a_report_the_pacs_node_cannot_upload_shows_why(mesh, web_alone, tmp_path):
+    from pydicom import dcmread
+
+    from meshdcm import Node, synthetic
+
+    node, client, csrf = web_alone
+    pacs = mesh.start("node", "pacs", "--config", mesh.config("pacs", storage=str(tmp_path / "store")))  # no PACS
+    files = synthetic.write_study(synthetic.head_ct(seed=6, size="small"), tmp_path / "ct")
+    header = dcmread(files[0], stop_before_pixels=True)
+    study = str(header.StudyInstanceUID)
+    with Node("scanner", mesh=node.config.mesh) as scanner:
+        wait_until(lambda: any(p["kind"] == "web" for p in scanner.peers), 10, what="the web node")
+        assert scanner.wait_for_subscribers("stored.series", 10)
+        scanner.publish("stored.series", header, uris=[files[0].parent.as_uri()], meta={"instances": len(files)})
+        wait_until(lambda: client.get(f"/api/studies/{study}").json()["series"], 10, what="the stored.series")
+    wait_until(lambda: any(p["kind"] == "pacs" for p in node.peers), 30, what="the pacs node")
+    assert node.wait_for_subscribers("store.series", 10)
+    assert client.post(f"/api/studies/{study}/sign", json={"impression": "ok"}, headers=csrf).json()["state"] == "sent"
+    report = wait_until(lambda: [r for r in client.get(f"/api/studies/{study}").json()["reports"]
+                                 if r["state"] != "sent"], 30, what="the pacs node's answer")[0]
+    assert report["state"] == "error" and "no PACS configured" in report["detail"]
+    assert "[nodes.pacs.servers.NAME]" in report["detail"]  # what to do next
+    pacs.stop()
