@@ -31,9 +31,12 @@ log = logging.getLogger("meshdcm.web")
 
 
 def create(config: NodeConfig) -> Node:
-    import uvicorn
+    try:
+        import uvicorn
 
-    from meshdcm.web.app import WebConfig, create_app
+        from meshdcm.web.app import WebConfig, create_app
+    except ImportError as exc:
+        raise ConfigError(f"the web node needs its extra: pip install 'meshdcm[web]' ({exc})") from exc
 
     opts = dict(config.options)
     host = str(opts.get("host", "127.0.0.1"))
