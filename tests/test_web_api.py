@@ -140,13 +140,13 @@ def test_the_radiologists_story_through_the_api(web_mesh, tmp_path):
     study = client.get(f"/api/studies/{uid}").json()
     error = [e for e in study["errors"] if e["dead_letter"]][0]
     assert error["node"] == "contract_peer" and error["dead_letter"] == {"node": "contract_peer", "id": "dl-1"}
-    assert client.post("/api/dead/retry", json=error["dead_letter"], headers=csrf).json()["ok"] is True
+    assert client.post("/api/dead/retry", json={**error["dead_letter"], "wait": 20}, headers=csrf).json()["ok"] is True
     assert (tmp_path / "dead.log").read_text() == "dead.retry dl-1\n"
-    refused = client.post("/api/dead/drop", json={"node": "contract_peer", "id": "nope"}, headers=csrf)
+    refused = client.post("/api/dead/drop", json={"node": "contract_peer", "id": "nope", "wait": 20}, headers=csrf)
     assert refused.status_code == 409 and "no dead letter nope" in refused.json()["error"]
-    silent = client.post("/api/dead/retry", json={"node": "nobody", "id": "1"}, headers=csrf)
+    silent = client.post("/api/dead/retry", json={"node": "nobody", "id": "1", "wait": 0.5}, headers=csrf)
     assert silent.status_code == 504 and "meshdcm dead retry nobody 1" in silent.json()["error"]
-    letters = client.post("/api/dead/list", json={"wait": 1}, headers=csrf).json()
+    letters = client.post("/api/dead/list", json={"wait": 3}, headers=csrf).json()
     assert [(d["node"], d["id"], d["study"]) for d in letters["letters"]] == [("contract_peer", "dl-1", "1.2.3.4.5")]
 
     # mesh monitor and the desktop viewer button

@@ -52,6 +52,7 @@ def test_the_whole_story_in_a_browser(mesh, tmp_path):
                                                        args=CHROMIUM_ARGS, headless=True,
                                                        viewport={"width": 1400, "height": 1000})
         context.set_default_timeout(30_000)
+        expect.set_options(timeout=30_000)  # a loaded 2-core machine: waits end on the condition, not a guess
         try:
             page = context.new_page()
             # 1. login

@@ -401,6 +401,14 @@ def mesh(request: Request):
                          "errors": errors[::-1]})
 
 
+def _wait(data: dict, default: float) -> float:
+    """How long the page wants to wait for nodes' answers (``wait`` in the request, 0.1 to 30 s)."""
+    try:
+        return min(30.0, max(0.1, float(data.get("wait", default))))
+    except (TypeError, ValueError):
+        raise ReportError("wait is a number of seconds") from None
+
+
 async def _ask_dead(web: Web, topic: str, meta: dict, done: tuple[str, ...], wait: float) -> list:
     msg = web.view.publish(topic, Dataset(), meta=meta, what="dead", key=topic)
     deadline = time.monotonic() + wait
@@ -417,7 +425,7 @@ async def dead_letters(request: Request):
     web = _web(request)
     data = await _json(request)
     meta = {"node": str(data["node"])} if data.get("node") else {}
-    answers = await _ask_dead(web, "dead.list", meta, ("dead.end",), float(data.get("wait", 1.5)))
+    answers = await _ask_dead(web, "dead.list", meta, ("dead.end",), _wait(data, 1.5))
     letters, ends = [], []
     for a in answers:
         if a.topic == "dead.letter":
@@ -436,14 +444,15 @@ async def dead_action(request: Request):
     if action not in ("retry", "drop") or not data.get("node") or not data.get("id"):
         raise ReportError("say which node and which dead letter (node, id) to retry or drop")
     answer = "dead.retried" if action == "retry" else "dead.dropped"
+    wait = _wait(data, ANSWER_WAIT)
     answers = await _ask_dead(web, f"dead.{action}", {"node": str(data["node"]), "id": str(data["id"])},
-                              (answer, "dead.end"), ANSWER_WAIT)
+                              (answer, "dead.end"), wait)
     for a in answers:
         if a.topic == answer:
             return JSONResponse({"ok": True, "node": a.meta.get("node"), "id": a.meta.get("id")})
         if a.topic == "dead.end" and a.meta.get("error"):
             return _bad(f"node {data['node']}: {a.meta['error']}", 409)
-    return _bad(f"no answer from node {data['node']} within {ANSWER_WAIT:.0f} s: is it running, and does it keep "
+    return _bad(f"no answer from node {data['node']} within {wait:g} s: is it running, and does it keep "
                 f"dead letters? (meshdcm dead {action} {data['node']} {data['id']})", 504)
 
 
