@@ -2,9 +2,10 @@
 # Installs the Debian packages meshdcm's tests and benchmarks use, when they are missing.
 # Servers in these packages (Orthanc, RabbitMQ) must never start on their own on all interfaces: a policy-rc.d
 # that refuses every service start is in place while apt runs; tests and benches start them on loopback or
-# inside network namespaces they create.
+# inside network namespaces they create. chromium is the headless browser of the web UI's end-to-end tests
+# (driven by Playwright with executable_path=/usr/bin/chromium; Playwright's own browser download is not used).
 set -euo pipefail
-packages=(iproute2 nftables rabbitmq-server orthanc orthanc-dicomweb dcmtk dcm2niix)
+packages=(iproute2 nftables rabbitmq-server orthanc orthanc-dicomweb dcmtk dcm2niix chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

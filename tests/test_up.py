@@ -10,6 +10,7 @@ def test_up_serves_a_search_and_stops_cleanly(mesh, tmp_path):
     up = mesh.start("up", "--state", tmp_path / "state", "--mesh", mesh.name)
     up.wait_for_output("stop with Ctrl-C", timeout=30)
     assert "embedded one, with synthetic studies" in up.output
+    assert "web UI: http://127.0.0.1:" in up.output and "login token: " in up.output
 
     def ready():
         peers = json.loads(mesh.run("peers", "--json", "--wait", "1").stdout)
@@ -18,7 +19,7 @@ def test_up_serves_a_search_and_stops_cleanly(mesh, tmp_path):
     from conftest import wait_until
 
     peers = wait_until(ready, 60, interval=0.5, what="the pacs node with its embedded PACS")
-    assert {"monitor", "pacs", "perfusion", "index"} <= {p["kind"] for p in peers}
+    assert {"monitor", "pacs", "perfusion", "index", "web"} <= {p["kind"] for p in peers}
     tail = mesh.start("tail", "--topic", "found", "--json", "--count", "3", "--timeout", "30")
     tail.wait_for_output("# tail")
     mesh.run("publish", "find.studies", "--set", "PatientName=MESH*", "--set", "StudyInstanceUID=",

@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--pacs", metavar="NAME", help="use this PACS of the config instead of the embedded one")
     c.add_argument("--state", metavar="DIR", help="where the embedded PACS and the store live "
                                                   "(default ~/.local/share/meshdcm/up)")
+    c.add_argument("--web-port", type=int, metavar="PORT",
+                   help="port of the web UI on 127.0.0.1 (default 8080, or a free one if 8080 is taken)")
     c.set_defaults(func=mesh.cmd_up)
     return p
 

@@ -283,6 +283,9 @@ def cmd_up(args) -> int:
     import tomllib
 
     kinds = args.kinds or node_kinds()
+    if "web" in kinds and not args.kinds and not all(importlib.util.find_spec(m) for m in ("starlette", "uvicorn")):
+        print("the web UI is not started: install it with  pip install 'meshdcm[web]'", file=sys.stderr)
+        kinds = [k for k in kinds if k != "web"]
     from ..config import data_dir
 
     state = Path(args.state or data_dir("up"))
@@ -299,6 +302,7 @@ def cmd_up(args) -> int:
     else:
         pacs_opts["embedded"] = True
     settings["nodes"].setdefault("index", {}).setdefault("path", str(state / "index.sqlite3"))
+    web_url, web_env = _web_settings(kinds, settings, args.web_port, state)
     config = state / "up.toml"
     config.write_text(_toml(settings))
     base = [sys.executable, "-m", "meshdcm.cli.main", "node"]
@@ -306,10 +310,13 @@ def cmd_up(args) -> int:
     procs: list[tuple[str, subprocess.Popen]] = []
     for kind in kinds:
         # an argument list (no shell); the kinds are names of modules in the nodes package
-        procs.append((kind, subprocess.Popen(base + [kind] + extra)))  # noqa: S603
+        env = dict(os.environ, **web_env) if kind == "web" else None
+        procs.append((kind, subprocess.Popen(base + [kind] + extra, env=env)))  # noqa: S603
     print(f"meshdcm up: {len(procs)} node(s) on 127.0.0.1 in mesh {args.mesh or 'default'}: "
           + ", ".join(f"{k} (pid {p.pid})" for k, p in procs))
     print(f"PACS: {'the embedded one, with synthetic studies' if not args.pacs else args.pacs}; store {pacs_opts['storage']}")
+    if web_url:
+        print(f"web UI: {web_url}  (login token: {web_env['MESHDCM_WEB_TOKEN']})")
     print("watch the mesh:  meshdcm peers   |   meshdcm tail   |   errors: meshdcm tail --topic error")
     print("try:  meshdcm publish find.studies --set PatientName='*' --set StudyInstanceUID= --set StudyDescription=")
     print("stop with Ctrl-C", flush=True)
@@ -332,6 +339,30 @@ def cmd_up(args) -> int:
             p.kill()
     print("meshdcm up: stopped")
     return 0
+
+
+def _web_settings(kinds: list[str], settings: dict, port: int | None, state: Path) -> tuple[str, dict]:
+    """The web node's address and login token (passed in its environment, never written to a file)."""
+    if "web" not in kinds:
+        return "", {}
+    import secrets
+    import socket
+
+    web = settings["nodes"].setdefault("web", {})
+    host = web.setdefault("host", "127.0.0.1")
+    web.setdefault("data", str(state / "web"))  # drafts, signed reports, image cache
+    if port is None and "port" not in web:
+        port = 8080
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:  # taken: any free port (the node binds it a moment later)
+                probe.bind((host, 0))
+                port = probe.getsockname()[1]
+    if port is not None:
+        web["port"] = port
+    token = os.environ.get("MESHDCM_WEB_TOKEN") or secrets.token_urlsafe(16)
+    return f"http://{host}:{web['port']}/", {"MESHDCM_WEB_TOKEN": token}
 
 
 def _toml(data: dict, prefix: str = "") -> str:

@@ -1,0 +1,372 @@
+"""The web node's view of the mesh: searches and their answers, studies being fetched (series, progress,
+derived series, errors, signed reports), a per-study timeline of every message that concerned it, message rates,
+recent errors and dead letters. Filled by one catch-all handler on the node's worker threads; read by the routes.
+
+Requests this node publishes are remembered by message id, so answers (``reply_to``) find their way back.
+Answers from an index node (prior reports, timeline) and from dead-letter stores are optional: without such a
+node the sections stay empty and the timeline is the web node's own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from meshdcm import Message, Node
+
+from .hub import Hub
+
+log = logging.getLogger("meshdcm.web")
+
+STUDY_KEYS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
+              "StudyTime", "StudyDescription", "AccessionNumber", "ModalitiesInStudy",
+              "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances")
+SERIES_KEYS = ("SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "Modality",
+               "NumberOfSeriesRelatedInstances")
+TIMELINE_MAX = 2000
+RATE_WINDOW = 60.0
+MAX_REQUESTS = 5000  # requests whose answers are still routed to their study, search or page
+MAX_STUDIES = 500  # studies kept in memory (the index node is the mesh's long memory)
+
+
+def iso(ns: int | None = None) -> str:
+    t = (ns / 1e9) if ns is not None else time.time()
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def attrs(ds: Dataset, keys) -> dict[str, str]:
+    return {k: text(ds.get(k)) for k in keys if k in ds}
+
+
+@dataclass
+class Study:
+    uid: str
+    info: dict = field(default_factory=dict)
+    series: dict[str, dict] = field(default_factory=dict)
+    state: str = "idle"                     # idle, fetching, complete, incomplete
+    done: int = 0
+    total: int = 0
+    errors: list[dict] = field(default_factory=list)
+    timeline: list[dict] = field(default_factory=list)
+    index_timeline: list[dict] = field(default_factory=list)
+    reports: list[dict] = field(default_factory=list)
+    priors: list[dict] = field(default_factory=list)
+    priors_state: str = "none"              # none (no index answered), asked, done
+    evidence: Dataset | None = None         # one instance header of the study (for the SR)
+
+    def summary(self) -> dict:
+        return {"uid": self.uid, "info": self.info, "state": self.state, "done": self.done, "total": self.total,
+                "series": sorted(self.series.values(), key=lambda s: (s["derived"], _num(s["number"]),
+                                                                      s["description"])),
+                "errors": self.errors[-50:], "reports": self.reports, "priors": self.priors,
+                "priors_state": self.priors_state}
+
+
+def _num(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return 1e9
+
+
+class MeshView:
+    def __init__(self, node: Node, hub: Hub, on_series=None):
+        self.node = node
+        self.hub = hub
+        self.on_series = on_series or (lambda uid, uris, unit: None)
+        self.lock = threading.RLock()
+        self.searches: dict[str, dict] = {}
+        self.studies: dict[str, Study] = {}
+        self.requests: dict[str, tuple[str, str]] = {}   # message id -> (what, key)
+        self.answers: dict[str, list[Message]] = {}      # request id -> replies (dead letters)
+        self.series_uris: dict[str, tuple[list[str], str | None]] = {}
+        self.errors: deque[dict] = deque(maxlen=100)
+        self.rates: deque[tuple[float, str, str]] = deque(maxlen=50000)
+        self._names: dict[str, str] = {}
+        node.on("")(self.on_message)
+
+    # --- publishing (and remembering what we asked) ---------------------------------------------------
+    def publish(self, topic: str, body: Dataset, *, what: str = "", key: str = "", **kw) -> Message:
+        msg = self.node.publish(topic, body, **kw)
+        with self.lock:
+            if what:
+                self._remember(msg.id, what, key)
+            study_uid = body.get("StudyInstanceUID") if body is not None else None
+            if study_uid:
+                self._timeline(self.study(str(study_uid)), msg, self.node.name)
+            self.rates.append((time.monotonic(), topic, self.node.name))
+        return msg
+
+    def _remember(self, request: str, what: str, key: str) -> None:
+        """A request whose answers we wait for (the oldest are forgotten beyond MAX_REQUESTS)."""
+        self.requests[request] = (what, key)
+        while len(self.requests) > MAX_REQUESTS:
+            old = next(iter(self.requests))
+            del self.requests[old]
+            self.answers.pop(old, None)
+
+    def study(self, uid: str) -> Study:
+        with self.lock:
+            if uid not in self.studies:
+                self.studies[uid] = Study(uid)
+                if len(self.studies) > MAX_STUDIES:  # forget the oldest study nobody is fetching
+                    for old, st in self.studies.items():
+                        if st.state != "fetching" and old != uid:
+                            del self.studies[old]
+                            break
+            return self.studies[uid]
+
+    def sender_name(self, sender: bytes) -> str:
+        key = sender.hex()
+        if key not in self._names:
+            for p in self.node.peers:
+                self._names[p["id"]] = p["name"]
+        return self._names.get(key, key[:12])
+
+    # --- the catch-all handler ------------------------------------------------------------------------
+    def on_message(self, msg: Message) -> None:
+        sender = self.sender_name(msg.sender)
+        request = msg.correlation_id.hex() if msg.correlation_id else ""
+        with self.lock:
+            self.rates.append((time.monotonic(), msg.topic, sender))
+            asked = self.requests.get(request)
+            study_uid = msg.uids.get("study")
+            study = self.study(study_uid) if study_uid else None
+            if study is not None:
+                self._timeline(study, msg, sender)
+            if asked and asked[0] == "dead":
+                self.answers.setdefault(request, []).append(msg)
+            topic = msg.topic
+            if topic == "found.study" and asked and asked[0] == "search":
+                self._found_study(request, msg, sender)
+            elif topic == "found.end" and asked and asked[0] == "search":
+                self.searches[request]["ends"].append({"node": sender, **msg.meta})
+                self.hub.emit("search", request)
+            elif topic == "found.series" and study is not None:
+                self._series(study, msg, sender, expected=True)
+            elif topic == "progress.study" and study is not None:
+                self._progress(study, msg)
+            elif topic == "stored.series" and study is not None:
+                self._series(study, msg, sender, expected=False)
+            elif topic == "stored.study" and study is not None and study.state == "fetching":
+                study.state = "complete" if msg.meta.get("complete") is not False else "incomplete"
+                self.hub.emit("study", study.uid)
+            elif topic == "uploaded.series" and asked and asked[0] == "report":
+                self._report(asked[1], request, "stored", f"stored in PACS {msg.meta.get('pacs', '?')}")
+            elif topic.startswith("error."):
+                self._error(msg, sender, study, asked, request)
+            elif topic == "got.report" and asked and asked[0] == "priors":
+                self._prior(asked[1], msg, sender)
+            elif topic == "got.end" and asked and asked[0] == "priors":
+                self.study(asked[1]).priors_state = "done"
+                self.hub.emit("study", asked[1])
+            elif topic == "got.timeline":
+                uid = msg.meta.get("study") or study_uid
+                if uid:
+                    self.study(uid).index_timeline = list(msg.meta.get("events", []))
+                    self.hub.emit("timeline", uid)
+
+    def _timeline(self, study: Study, msg: Message, sender: str) -> None:
+        err = msg.meta.get("error", {}) if msg.topic.startswith("error.") else {}
+        series = msg.uids.get("series")
+        last = study.timeline[-1] if study.timeline else None
+        if last and last["topic"] == msg.topic == "progress.study" and last["node"] == sender:
+            last["count"] = last.get("count", 1) + 1
+            last["last"] = iso(msg.timestamp_ns)
+            return
+        study.timeline.append({"time": iso(msg.timestamp_ns), "node": sender, "topic": msg.topic,
+                               "series": series, "message_id": msg.id, "error": err.get("reason") if err else None})
+        del study.timeline[:-TIMELINE_MAX]
+        self.hub.emit("timeline", study.uid)
+
+    def _found_study(self, request: str, msg: Message, sender: str) -> None:
+        ds = msg.dataset
+        uid = str(ds.get("StudyInstanceUID", ""))
+        if not uid:
+            return
+        search = self.searches[request]
+        source = msg.meta.get("pacs") or msg.meta.get("node") or sender
+        row = search["studies"].setdefault(uid, {"sources": []})
+        for k, v in attrs(ds, STUDY_KEYS).items():
+            if v or k not in row:
+                row[k] = v
+        if source not in row["sources"]:
+            row["sources"].append(source)
+        study = self.study(uid)
+        study.info.update({k: v for k, v in row.items() if k != "sources" and v})
+        self.hub.emit("search", request)
+
+    def _series(self, study: Study, msg: Message, sender: str, expected: bool) -> None:
+        ds = msg.dataset
+        uid = str(ds.get("SeriesInstanceUID", ""))
+        if not uid:
+            return
+        row = study.series.setdefault(uid, {"uid": uid, "number": "", "description": "", "modality": "",
+                                            "expected": 0, "arrived": 0, "complete": None, "derived": False,
+                                            "derived_from": None, "node": None, "map": None, "unit": None,
+                                            "summary": {}, "method": None, "thumbnail": False})
+        row["number"] = text(ds.get("SeriesNumber", row["number"]))
+        row["description"] = text(ds.get("SeriesDescription", row["description"]))
+        row["modality"] = text(ds.get("Modality", row["modality"]))
+        if expected:
+            row["expected"] = int(ds.get("NumberOfSeriesRelatedInstances", 0) or 0)
+        else:
+            meta = msg.meta
+            instances = int(meta.get("instances") or 0)
+            row["arrived"] = max(row["arrived"], instances)
+            row["expected"] = max(row["expected"], instances)
+            row["complete"] = meta.get("complete", True) is not False
+            row["derived"] = bool(meta.get("derived_from")) or "DERIVED" in text(ds.get("ImageType", "")).upper()
+            row["derived_from"] = meta.get("derived_from")
+            row["node"] = sender
+            row["map"] = meta.get("map")
+            row["unit"] = meta.get("unit")
+            row["summary"] = meta.get("summary") or {}
+            row["method"] = meta.get("method")
+            row["thumbnail"] = True
+            if not row["derived"] and "SOPInstanceUID" in ds:
+                study.evidence = ds
+                study.info.update({k: v for k, v in attrs(ds, STUDY_KEYS).items() if v and k not in study.info})
+            if msg.uris:
+                self.series_uris[uid] = (list(msg.uris), meta.get("unit") if meta.get("map") else None)
+                self.on_series(uid, list(msg.uris), meta.get("unit") if meta.get("map") else None)
+        self.hub.emit("study", study.uid)
+
+    def _progress(self, study: Study, msg: Message) -> None:
+        series = msg.uids.get("series")
+        if series:
+            row = study.series.get(series)
+            if row is not None and row["complete"] is None:
+                row["arrived"] = row["arrived"] + 1 if not row["expected"] else min(row["arrived"] + 1,
+                                                                                      row["expected"])
+        study.done = int(msg.meta.get("done") or study.done)
+        study.total = int(msg.meta.get("total") or study.total)
+        self.hub.emit("study", study.uid)
+
+    def _error(self, msg: Message, sender: str, study: Study | None, asked, request: str) -> None:
+        err = dict(msg.meta.get("error", {}))
+        entry = {"time": iso(msg.timestamp_ns), "node": err.get("node", sender), "topic": err.get("topic"),
+                 "reason": err.get("reason"), "action": err.get("action"), "study": msg.uids.get("study"),
+                 "series": msg.uids.get("series"), "dead_letter": msg.meta.get("dead_letter")
+                 or err.get("dead_letter"), "message_id": msg.id}
+        self.errors.append(entry)
+        if study is not None:
+            study.errors.append(entry)
+            self.hub.emit("study", study.uid)
+        if asked and asked[0] == "report":
+            self._report(asked[1], request, "error", f"{entry['reason']}; {entry['action'] or ''}")
+        self.hub.emit("mesh")
+
+    def _report(self, study_uid: str, request: str, state: str, detail: str) -> None:
+        study = self.study(study_uid)
+        for rep in study.reports:
+            if rep["request"] == request:
+                rep["state"], rep["detail"], rep["updated"] = state, detail, iso()
+        self.hub.emit("study", study_uid)
+
+    def _prior(self, study_uid: str, msg: Message, sender: str) -> None:
+        ds = msg.dataset
+        study = self.study(study_uid)
+        sop = text(ds.get("SOPInstanceUID", msg.id))
+        if any(p["sop"] == sop for p in study.priors):
+            return
+        study.priors.append({"sop": sop, "study": text(ds.get("StudyInstanceUID")),
+                             "date": text(ds.get("ContentDate") or ds.get("StudyDate")),
+                             "description": text(ds.get("StudyDescription")), "node": msg.meta.get("node", sender),
+                             "text": msg.meta.get("text", "")})
+        self.hub.emit("study", study_uid)
+
+    def report_error(self, study_uid: str, reason: str, action: str) -> None:
+        """A failure of this node about a study: logged (UIDs only), shown on the study page, published as
+        ``error.<node>`` like a handler's failure."""
+        log.error("study %s: %s", study_uid, reason)
+        body = Dataset()
+        body.StudyInstanceUID = study_uid
+        error = {"node": self.node.name, "node_id": self.node.id, "kind": self.node.config.kind, "handler": "web",
+                 "topic": "", "reason": reason, "action": action}
+        msg = self.node.publish(self.node.error_topic, body, meta={"error": error})
+        with self.lock:
+            entry = {"time": iso(), "node": self.node.name, "topic": None, "reason": reason, "action": action,
+                     "study": study_uid, "series": None, "dead_letter": None, "message_id": msg.id}
+            self.errors.append(entry)
+            self.study(study_uid).errors.append(entry)
+        self.hub.emit("study", study_uid)
+
+    # --- what the pages ask for -----------------------------------------------------------------------
+    def search_state(self, request: str) -> dict | None:
+        with self.lock:
+            s = self.searches.get(request)
+            if s is None:
+                return None
+            return {"id": request, "studies": list(s["studies"].values()), "ends": list(s["ends"]),
+                    "started": s["started"]}
+
+    def start_search(self, identifier: Dataset) -> str:
+        with self.lock:
+            msg = self.node.publish("find.studies", identifier)
+            self.searches[msg.id] = {"studies": {}, "ends": [], "started": iso()}
+            self._remember(msg.id, "search", msg.id)
+            while len(self.searches) > 200:
+                self.searches.pop(next(iter(self.searches)))
+        return msg.id
+
+    def timeline(self, uid: str) -> list[dict]:
+        with self.lock:
+            study = self.study(uid)
+            events = {e["message_id"]: dict(e, source="index") for e in study.index_timeline if e.get("message_id")}
+            for e in study.timeline:
+                events.setdefault(e["message_id"], dict(e, source="web"))
+        return sorted(events.values(), key=lambda e: e["time"])
+
+    def measurements(self, uid: str) -> list[dict]:
+        """Values analysis nodes published for the study's derived series, with their provenance."""
+        out = []
+        with self.lock:
+            study = self.study(uid)
+            for s in study.series.values():
+                if not s["map"] or not s["summary"]:
+                    continue
+                for stat in ("mean", "median"):
+                    value = s["summary"].get(f"{stat}_{s['map']}")
+                    if value is None:
+                        continue
+                    source = study.series.get(s["derived_from"] or "", {}).get("description") or s["derived_from"]
+                    out.append({"label": f"{s['map']} {stat} (brain mask)", "value": value, "unit": s["unit"],
+                                "series": s["uid"], "series_description": s["description"], "node": s["node"],
+                                "method": s["method"], "source_series": source})
+        return out
+
+    def rates_summary(self, window: float = 10.0) -> dict:
+        now = time.monotonic()
+        by_topic: dict[str, int] = {}
+        by_node: dict[str, int] = {}
+        with self.lock:
+            while self.rates and now - self.rates[0][0] > RATE_WINDOW:
+                self.rates.popleft()
+            recent = [r for r in self.rates if now - r[0] <= window]
+        for _, topic, node in recent:
+            family = topic.split(".")[0]
+            by_topic[family] = by_topic.get(family, 0) + 1
+            by_node[node] = by_node.get(node, 0) + 1
+        return {"window": window, "total_per_s": round(len(recent) / window, 2),
+                "topics": {k: round(v / window, 2) for k, v in sorted(by_topic.items())},
+                "nodes": {k: round(v / window, 2) for k, v in sorted(by_node.items())}}
+
+    def take_answers(self, request: str) -> list[Message]:
+        with self.lock:
+            return list(self.answers.get(request, []))

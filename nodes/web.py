@@ -1,0 +1,96 @@
+"""web: the radiologist's web UI (Starlette + uvicorn, run inside the node).
+
+Study browser (``find.studies`` -> ``found.study`` streamed into the page), study page (``get.study`` with
+progress per series, thumbnails, derived/AI series with the node that made them, errors in place with a
+dead-letter retry button, the study's timeline), image viewer (raw slices windowed in the browser; perfusion
+maps in colour with values under the cursor), mesh monitor, and the report editor that signs a DICOM SR
+(``store.series`` -> the pacs node uploads it -> ``uploaded.series``). See docs/web.md.
+
+Options (``[nodes.web]``): ``host`` (127.0.0.1), ``port`` (8080; 0: any free port), ``token`` (the login token;
+default ``$MESHDCM_WEB_TOKEN``, else a random one printed at start), ``users_file`` (a users file with scrypt
+hashes; python -m meshdcm.web.auth NAME makes a line), ``secret_key`` (signs session cookies; default random per
+start), ``tls_certfile``/``tls_keyfile`` (serve HTTPS; cookies are then Secure), ``data`` (drafts, reports,
+image cache; default the node's data folder).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import secrets
+import socket
+import threading
+from pathlib import Path
+
+from meshdcm import Node, NodeConfig
+from meshdcm.config import data_dir
+from meshdcm.errors import ConfigError
+
+log = logging.getLogger("meshdcm.web")
+
+
+def create(config: NodeConfig) -> Node:
+    try:
+        import uvicorn
+
+        from meshdcm.web.app import WebConfig, create_app
+    except ImportError as exc:
+        raise ConfigError(f"the web node needs its extra: pip install 'meshdcm[web]' ({exc})") from exc
+
+    opts = dict(config.options)
+    host = str(opts.get("host", "127.0.0.1"))
+    port = int(opts.get("port", 8080))
+    certfile, keyfile = opts.get("tls_certfile"), opts.get("tls_keyfile")
+    if not _loopback(host) and not certfile:
+        log.warning("the web UI listens on %s without TLS: session cookies and patient data cross the network in "
+                    "clear; set tls_certfile/tls_keyfile", host)
+    users_file = Path(opts["users_file"]) if opts.get("users_file") else None
+    token = str(opts.get("token") or os.environ.get("MESHDCM_WEB_TOKEN") or "")
+    made_token = not token and users_file is None
+    if made_token:
+        token = secrets.token_urlsafe(16)
+    data = Path(opts.get("data") or data_dir(config.name))
+    data.mkdir(parents=True, exist_ok=True)
+    node = Node(config=config, capabilities=("web",))
+    app = create_app(node, WebConfig(data=data, token=token, users_file=users_file,
+                                     secret_key=str(opts.get("secret_key", "")), https=bool(certfile)))
+    # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY on accepted connections only when the listening socket's
+    # proto says TCP, and without it every small answer waits ~40 ms for Nagle and the browser's delayed ACK
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"the web UI cannot listen on {host}:{port}: {exc}; set another [nodes.web] port "
+                          "(0 picks a free one)") from exc
+    sock.listen(128)
+    bound = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                           ssl_certfile=certfile, ssl_keyfile=keyfile))
+    url = f"{'https' if certfile else 'http'}://{host if ':' not in host else f'[{host}]'}:{bound}/"
+    node.extra["web"] = url
+
+    @node.task
+    def serve(stopping: threading.Event) -> None:
+        def stop_when_asked():
+            stopping.wait()
+            server.should_exit = True
+        threading.Thread(target=stop_when_asked, name="web-stop", daemon=True).start()
+        # a token this node made is shown once, here; one given to it (meshdcm up prints its own) is not logged
+        log.info("web UI on %s (log in %s)", url, f"with the token {token}" if made_token else
+                 "with the configured token" if token else "with a users-file account")
+        try:
+            server.run(sockets=[sock])
+        finally:
+            sock.close()
+
+    return node
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

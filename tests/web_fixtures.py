@@ -1,0 +1,61 @@
+"""Helpers for the web node's tests: a logged-in client, an SR read back from a PACS, a browser."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+
+from meshdcm.pacs import Pacs, find, retrieve
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "web"
+
+
+def login_csrf(client, secret: str, user: str = "") -> str:
+    """Log ``client`` (httpx or TestClient) in; returns the session's CSRF token for the API."""
+    page = client.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    r = client.post("/login", data={"csrf": csrf, "user": user, "secret": secret}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    return client.get("/api/me").json()["csrf"]
+
+
+def find_sr_text(host: str, port: int, study_uid: str, dest: Path, ae_title: str = "MESHPACS") -> list[str]:
+    """C-FIND the study's SR series in the PACS, C-GET them and return the text of every report found."""
+    pacs = Pacs("check", ae_title=ae_title, host=host, port=port, retrieve="get", calling_ae="WEBTEST")
+    q = Dataset()
+    q.StudyInstanceUID = study_uid
+    q.SeriesInstanceUID = ""
+    q.Modality = "SR"
+    texts = []
+    for series in find(pacs, "SERIES", q):
+        if str(series.get("Modality", "")) != "SR":
+            continue
+        retrieve(pacs, study_uid, dest, series_uid=str(series.SeriesInstanceUID))
+        for path in sorted((dest / study_uid / str(series.SeriesInstanceUID)).glob("*.dcm")):
+            sr = dcmread(path)
+            texts.append("\n".join(str(item.TextValue) for item in sr.ContentSequence
+                                   if getattr(item, "ValueType", "") == "TEXT"))
+    return texts
+
+
+def chromium_or_skip() -> str:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (scripts/install-system-packages.sh)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
+    return CHROMIUM
+
+
+def keep_artifacts(folder: Path, name: str) -> Path:
+    """Copy a test's screenshots to test-artifacts/web/NAME (git-ignored) so they outlive the tmp dir."""
+    target = ARTIFACTS / name
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(folder, target)
+    return target
