@@ -1,17 +1,20 @@
-"""The web node's API against a real mesh: a pacs node with its embedded PACS, a perfusion node, a scripted
-index/dead-letter peer (tests/nodes/contract_peer.py), and the web node itself serving over real uvicorn."""
+"""The web node's API against a real mesh: a pacs node with its embedded PACS, a perfusion node, the index node, a
+node whose handler fails on stored.study (a real dead letter: tests/nodes/ledger.py), and the web node itself
+serving over real uvicorn."""
 
 from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import threading
 
 import httpx
 import numpy as np
 import pytest
 
-from conftest import NODES, wait_until
+from conftest import wait_until
+from meshdcm import synthetic
 from meshdcm.config import NodeConfig
 from web_fixtures import find_sr_text, login_csrf
 
@@ -25,15 +28,19 @@ def web_mesh(mesh, tmp_path):
     pacs = mesh.start("node", "pacs", "--config", mesh.config("pacs", embedded=True, storage=str(tmp_path / "store"),
                                                              quiet_seconds=2))
     mesh.start("node", "perfusion", "--config", mesh.config("perfusion", work=str(tmp_path / "perf")))
-    mesh.start("node", NODES / "contract_peer.py", "--config",
-               mesh.config("contract_peer", out=str(tmp_path / "dead.log")))
+    mesh.start("node", "index", "--config", mesh.config("index", path=str(tmp_path / "index.sqlite3")))
+    (tmp_path / "broken").touch()  # the converter fails on stored.study while this file exists
+    ct_uid = str(next(iter(synthetic.head_ct(seed=1, size="small"))).StudyInstanceUID)  # the embedded PACS's CT
+    mesh.node("ledger", "--name", "converter", ledger=str(tmp_path / "ledgers"), topic="stored.study",
+              where=f'StudyInstanceUID != "{ct_uid}"', max_attempts=1, fail_when="StudyInstanceUID exists",
+              fail_while=str(tmp_path / "broken"))  # (the CT study is opened later: it must not count)
     node = web.create(NodeConfig(name="web", kind="web", mesh=mesh.name,
                                  options={"port": 0, "token": TOKEN, "data": str(tmp_path / "web")}))
     node.start()
     text = pacs.wait_for_output("embedded PACS", timeout=60)
     host, port = re.search(r"embedded PACS \S+ on ([\d.]+):(\d+)", text).groups()
-    wait_until(lambda: {"pacs", "perfusion", "contract_peer"} <= {p["kind"] for p in node.peers}, 30,
-               what="the pacs, perfusion and scripted peers")
+    wait_until(lambda: {"pacs", "perfusion", "index", "ledger"} <= {p["kind"] for p in node.peers}, 30,
+               what="the pacs, perfusion, index and converter peers")
     assert node.wait_for_subscribers("find.studies", 10) and node.wait_for_subscribers("stored.series", 10)
     client = httpx.Client(base_url=node.extra["web"], timeout=30)
     csrf = login_csrf(client, TOKEN)
@@ -42,7 +49,15 @@ def web_mesh(mesh, tmp_path):
     node.stop()
 
 
-def search(client, headers, ends: int = 2, **query) -> dict:  # the pacs node and the scripted index answer
+def ledger_count(path) -> int:
+    """How many messages the converter (tests/nodes/ledger.py) handled: its side effects."""
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT COALESCE(SUM(count), 0) FROM seen").fetchone()[0]
+
+
+def search(client, headers, ends: int = 2, **query) -> dict:  # the pacs node and (once it knows) the index answer
     sid = client.post("/api/search", json=query, headers=headers).json()["id"]
     return wait_until(lambda: len((s := client.get(f"/api/search/{sid}").json())["ends"]) >= ends and s, 30,
                       what=f"{ends} found.end for {query}")
@@ -64,10 +79,12 @@ def test_the_radiologists_story_through_the_api(web_mesh, tmp_path):
     threading.Thread(target=listen, daemon=True).start()
 
     # study browser: search by name (a prefix becomes a wildcard), modality, accession, date range
-    found = search(client, csrf, patient="MESHDCM")
-    assert len(found["studies"]) == 2 and sorted(e["count"] for e in found["ends"]) == [1, 2]
+    found = search(client, csrf, ends=1, patient="MESHDCM")  # the index knows nothing yet: only the PACS answers
+    assert len(found["studies"]) == 2 and [e["count"] for e in found["ends"]] == [2]
+    found = search(client, csrf, patient="MESHDCM")  # now the index remembers what the PACS answered
+    assert len(found["studies"]) == 2 and [e["count"] for e in found["ends"]] == [2, 2]
     sources = {s["ModalitiesInStudy"]: sorted(s["sources"]) for s in found["studies"]}
-    assert sources == {"CT": ["contract_peer", "embedded"], "MR": ["embedded"]}  # the index's CT is the same study
+    assert sources == {"CT": ["embedded", "index"], "MR": ["embedded", "index"]}  # de-duplicated by UID
     mr = [s for s in found["studies"] if "MR" in s["ModalitiesInStudy"]][0]
     assert len(search(client, csrf, patient="MESHDCM", modality="MR")["studies"]) == 1
     assert search(client, csrf, accession=mr["AccessionNumber"])["studies"][0]["StudyInstanceUID"] == \
@@ -75,7 +92,7 @@ def test_the_radiologists_story_through_the_api(web_mesh, tmp_path):
     day = f"{mr['StudyDate'][:4]}-{mr['StudyDate'][4:6]}-{mr['StudyDate'][6:]}"
     assert mr["StudyInstanceUID"] in [s["StudyInstanceUID"] for s in
                                       search(client, csrf, date_from=day, date_to=day)["studies"]]
-    assert search(client, csrf, patient="NOBODY")["studies"] == []
+    assert search(client, csrf, ends=1, patient="NOBODY")["studies"] == []
     wait_until(lambda: any(e["type"] == "search" for e in events), 10, what="a search event on the stream")
 
     # study page: get.study, progress per series, thumbnails, derived perfusion maps with their node
@@ -111,8 +128,7 @@ def test_the_radiologists_story_through_the_api(web_mesh, tmp_path):
     measures = client.get(f"/api/studies/{uid}/measurements").json()["measurements"]
     cbf_mean = [m for m in measures if m["label"].startswith("CBF mean")][0]
     assert cbf_mean["node"] == "perfusion" and cbf_mean["source_series"] == "ep2d_perf_DSC" and cbf_mean["value"] > 0
-    study = client.get(f"/api/studies/{uid}").json()
-    assert study["priors"][0]["text"].startswith("Findings: prior") and study["priors_state"] == "done"
+    assert client.get(f"/api/studies/{uid}").json()["priors_state"] == "done"  # the index answered: none yet
     sections = dict(draft["sections"], clinical="Kopfschmerz seit 2 Tagen", findings=f"CBF {cbf_mean['value']} — ok",
                     impression="Keine Perfusionsstörung (Müller)")
     assert client.put(f"/api/studies/{uid}/draft", json=sections, headers=csrf).json()["saved"]
@@ -128,33 +144,45 @@ def test_the_radiologists_story_through_the_api(web_mesh, tmp_path):
     texts = find_sr_text(pacs_host, pacs_port, uid, tmp_path / "sr")
     assert texts and "Keine Perfusionsstörung (Müller)" in texts[-1] and "Kopfschmerz seit 2 Tagen" in texts[-1]
 
+    # the index kept the signed report: it is a prior report when the patient's other study is opened
+    ct = [s for s in found["studies"] if "CT" in s["ModalitiesInStudy"]][0]["StudyInstanceUID"]
+    client.post(f"/api/studies/{ct}/open", headers=csrf)
+    priors = wait_until(lambda: (s := client.get(f"/api/studies/{ct}").json())["priors_state"] == "done"
+                        and s["priors"], 30, what="the prior report from the index")
+    assert priors[0]["study"] == uid and "Keine Perfusionsstörung (Müller)" in priors[0]["text"]
+
     # timeline: who published what about the study (the web node's own view and the index's)
     timeline = client.get(f"/api/studies/{uid}/timeline").json()["events"]
     topics = {(e["node"], e["topic"]) for e in timeline}
     assert {("web", "get.study"), ("pacs", "stored.series"), ("pacs", "stored.study"), ("web", "store.series"),
-            ("pacs", "uploaded.series"), ("perfusion", "stored.series"), ("scanner", "stored.study")} <= topics
+            ("pacs", "uploaded.series"), ("perfusion", "stored.series")} <= topics
+    assert any(e["source"] == "index" for e in timeline)  # merged with the index's got.timeline
     progress = sum(e.get("count", 1) for e in timeline if e["topic"] == "progress.study")
     assert progress == client.get(f"/api/studies/{uid}").json()["total"]  # one per instance, folded into runs
 
     # errors in place, with the dead letter they left; retry it over the mesh
     study = client.get(f"/api/studies/{uid}").json()
-    error = [e for e in study["errors"] if e["dead_letter"]][0]
-    assert error["node"] == "contract_peer" and error["dead_letter"] == {"node": "contract_peer", "id": "dl-1"}
-    assert client.post("/api/dead/retry", json={**error["dead_letter"], "wait": 20}, headers=csrf).json()["ok"] is True
-    assert (tmp_path / "dead.log").read_text() == "dead.retry dl-1\n"
-    refused = client.post("/api/dead/drop", json={"node": "contract_peer", "id": "nope", "wait": 20}, headers=csrf)
-    assert refused.status_code == 409 and "no dead letter nope" in refused.json()["error"]
+    error = wait_until(lambda: [e for e in client.get(f"/api/studies/{uid}").json()["errors"] if e["dead_letter"]],
+                       30, what="the converter's dead letter")[0]
+    letter = error["dead_letter"]
+    assert error["node"] == "converter" and letter["node"] == "converter" and letter["id"]
+    letters = client.post("/api/dead/list", json={"wait": 3}, headers=csrf).json()
+    assert [(d["node"], d["id"], d["study"]) for d in letters["letters"]] == [("converter", letter["id"], uid)]
+    refused = client.post("/api/dead/drop", json={"node": "converter", "id": "nope", "wait": 20}, headers=csrf)
+    assert refused.status_code == 409 and "nope" in refused.json()["error"]
     silent = client.post("/api/dead/retry", json={"node": "nobody", "id": "1", "wait": 0.5}, headers=csrf)
     assert silent.status_code == 504 and "meshdcm dead retry nobody 1" in silent.json()["error"]
-    letters = client.post("/api/dead/list", json={"wait": 3}, headers=csrf).json()
-    assert [(d["node"], d["id"], d["study"]) for d in letters["letters"]] == [("contract_peer", "dl-1", "1.2.3.4.5")]
+    (tmp_path / "broken").unlink()  # the operator fixed the cause, then re-drives the letter from the page
+    assert client.post("/api/dead/retry", json={**letter, "wait": 20}, headers=csrf).json()["ok"] is True
+    wait_until(lambda: ledger_count(tmp_path / "ledgers" / "converter.sqlite") == 1, 20,
+               what="the re-driven stored.study handled by the converter")
 
     # mesh monitor and the desktop viewer button
     mesh_view = client.get("/api/mesh").json()
     kinds = {n["kind"]: n for n in mesh_view["nodes"]}
-    assert {"pacs", "perfusion", "contract_peer"} <= set(kinds) and kinds["pacs"]["state"] == "alive"
+    assert {"pacs", "perfusion", "index", "ledger"} <= set(kinds) and kinds["pacs"]["state"] == "alive"
     assert any(t["topic"] == "stored.series" and "MR" in t["where"] for t in kinds["perfusion"]["topics"])
-    assert mesh_view["rates"]["total_per_s"] > 0 and mesh_view["errors"][0]["node"] == "contract_peer"
+    assert mesh_view["rates"]["total_per_s"] > 0 and any(e["node"] == "converter" for e in mesh_view["errors"])
     assert client.post("/api/viewer/open", json={"study": uid}, headers=csrf).json()["request"]
     assert any(e["type"] == "study" for e in events) or len(events) >= 3
 

@@ -327,10 +327,8 @@ async def sign(request: Request):
         view.report_error(uid, reason, "the draft is kept; fix the cause (disk space, the study's headers) and "
                                        "sign again")
         raise ReportError(reason + "; the draft is kept") from exc
-    body = Dataset()
-    for key in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "Modality"):
-        setattr(body, key, sr.get(key))
-    msg = view.publish("store.series", body, what="report", key=uid,
+    # the body is the whole SR (metadata only, a few KB): the index keeps its text for later prior-report lookups
+    msg = view.publish("store.series", sr, what="report", key=uid,
                        uris=[web.node.uri_for(folder), folder.resolve().as_uri()])
     rep = {"request": msg.id, "sop": str(sr.SOPInstanceUID), "series": str(sr.SeriesInstanceUID), "state": "sent",
            "detail": "sent to the pacs node", "signed_by": user, "time": iso(), "updated": iso()}
