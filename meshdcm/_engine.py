@@ -923,14 +923,17 @@ class Engine(threading.Thread):
         self._send_work_reports()
         inbox.flush()
         self.outbox.maybe_prune(time.time())
-        # a consumer that falls behind says so (docs/delivery.md): the engine has stopped reading
-        if node._pending() >= node.config.max_pending:
+        # a consumer that falls behind says so (docs/delivery.md): the engine has stopped reading, or what it missed
+        # is still being replayed (a consumer that catches up in replayed chunks is behind all the while, even when
+        # its handler queue drains between chunks)
+        pending, missing = node._pending(), inbox.missing_count()
+        if pending >= node.config.max_pending or missing:
             if self._behind_since is None:
                 self._behind_since = now
             elif not self._behind_reported and now - self._behind_since >= node.config.lag_alarm:
                 self._behind_reported = True
-                node._report_lag(node._pending(), now - self._behind_since)
-        elif node._pending() < node.config.max_pending // 2:
+                node._report_lag(pending, now - self._behind_since, missing)
+        elif pending < node.config.max_pending // 2:
             if self._behind_reported:
                 log.warning("node %s caught up: %d messages wait for handlers", node.name, node._pending())
             self._behind_since, self._behind_reported = None, False

@@ -918,13 +918,13 @@ class Node:
         log.error("%s: %s", reason, action)
         self._error_event("work backlog", reason, action, group=group, waiting=size)
 
-    def _report_lag(self, pending: int, seconds: float) -> None:
-        reason = (f"node {self.name} is falling behind: {pending} messages have waited for its handlers for "
-                  f"{seconds:.1f} s and it stopped reading")
+    def _report_lag(self, pending: int, seconds: float, missing: int = 0) -> None:
+        reason = (f"node {self.name} is falling behind: for {seconds:.1f} s its handlers have had {pending} messages "
+                  f"waiting and {missing} more are still to be replayed to it")
         action = ("nothing is dropped: senders are held back and what overflows their queues is replayed from their "
                   "journals; give this node more workers, or start another member of its group")
         log.error("%s; %s", reason, action)
-        self._error_event("lag", reason, action, pending=pending)
+        self._error_event("lag", reason, action, pending=pending, missing=missing)
 
     def _report_lost(self, sender: str, first: int, last: int, count: int, journal: bool = True) -> None:
         self._count("lost", count)

@@ -277,6 +277,11 @@ class Inbox:
                     st.lost += 1
                 seq = seq_add(seq, 1)
 
+    def missing_count(self) -> int:
+        """How many messages of all streams are known missing here (still to be replayed)."""
+        with self.lock:
+            return sum(count for st in self.streams.values() for _, count in st.missing)
+
     def wanted(self, now: float) -> list[tuple[Stream, int, int]]:
         """Engine tick: replay requests to send now, (stream, first, last) — gaps, and announced tails."""
         out = []
