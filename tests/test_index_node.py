@@ -4,40 +4,25 @@ acknowledged surviving a SIGKILL, and ``meshdcm index query`` as a real process.
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 from pydicom.dataset import Dataset
 
 from conftest import wait_until
 from index_fixtures import header, query, sr_report
-from meshdcm import Message, Node
+from meshdcm import Message
 from meshdcm.index import Index, SqliteBackend
+from test_pacs_node import Client as Requester
 
 
-class Client:
-    """An in-test node that sends requests like the web UI and collects the answers."""
+class Client(Requester):
+    """An in-test node that sends requests like the web UI (its name is "web") and collects the answers."""
 
     def __init__(self, mesh_name: str):
-        self.node = Node("web", mesh=mesh_name)
-        self.got: list[Message] = []
-        self.lock = threading.Lock()
-        for topic in ("found", "got", "error", "stored", "progress"):
-            self.node.on(topic)(self._keep)
-
-    def _keep(self, msg: Message) -> None:
-        with self.lock:
-            self.got.append(msg)
-
-    def replies(self, request: Message, topic: str | None = None) -> list[Message]:
-        with self.lock:
-            return [m for m in self.got if m.correlation_id == request.message_id
-                    and (topic is None or m.topic == topic)]
+        super().__init__(mesh_name, name="web", topics=("found", "got", "error", "stored", "progress"))
 
     def ask(self, topic: str, ds: Dataset, done: str, timeout: float = 20, **kw) -> list[Message]:
-        request = self.node.publish(topic, ds, **kw)
-        wait_until(lambda: self.replies(request, done), timeout, what=f"{done} for {topic}")
-        return self.replies(request)
+        return super().ask(topic, ds, done, timeout, **kw)
 
     def count_studies(self, **keys) -> int:
         replies = self.ask("find.studies", query(StudyInstanceUID="", **keys), "found.end", meta={"to": "index"})

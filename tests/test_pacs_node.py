@@ -14,13 +14,13 @@ ANSWERS = ("found", "stored", "progress", "uploaded", "error")
 
 
 class Client:
-    """An in-test node that publishes requests and collects what comes back."""
+    """An in-test node that publishes requests and collects what comes back (on ``topics``)."""
 
-    def __init__(self, mesh_name: str):
-        self.node = Node("client", mesh=mesh_name)
+    def __init__(self, mesh_name: str, name: str = "client", topics: tuple[str, ...] = ANSWERS):
+        self.node = Node(name, mesh=mesh_name)
         self.got: list[Message] = []
         self.lock = threading.Lock()
-        for topic in ANSWERS:
+        for topic in topics:
             self.node.on(topic)(self._keep)
 
     def _keep(self, msg: Message) -> None:
