@@ -103,34 +103,31 @@ def _bad(message: str, status: int = 400) -> JSONResponse:
 
 
 def _with_errors(func):
-    """Known errors become JSON answers that say what to do; the page shows them in place."""
-    def run(request: Request):
-        denied = auth.guard(request)
-        if denied is not None:
-            return denied
-        try:
-            return func(request)
-        except ReportError as exc:
-            return _bad(str(exc))
-        except ImageError as exc:
-            return _bad(str(exc), 404)
+    """Known errors become JSON answers that say what to do; the page shows them in place. Sync or async."""
+    if asyncio.iscoroutinefunction(func):
+        async def run(request: Request):
+            denied = auth.guard(request)
+            if denied is not None:
+                return denied
+            try:
+                return await func(request)
+            except (ReportError, ImageError) as exc:
+                return _known_error(exc)
+    else:
+        def run(request: Request):
+            denied = auth.guard(request)
+            if denied is not None:
+                return denied
+            try:
+                return func(request)
+            except (ReportError, ImageError) as exc:
+                return _known_error(exc)
     run.__name__ = func.__name__
     return run
 
 
-def _async_guarded(func):
-    async def run(request: Request):
-        denied = auth.guard(request)
-        if denied is not None:
-            return denied
-        try:
-            return await func(request)
-        except ReportError as exc:
-            return _bad(str(exc))
-        except ImageError as exc:
-            return _bad(str(exc), 404)
-    run.__name__ = func.__name__
-    return run
+def _known_error(exc: ReportError | ImageError) -> JSONResponse:
+    return _bad(str(exc), 404 if isinstance(exc, ImageError) else 400)
 
 
 async def _json(request: Request) -> dict:
@@ -193,7 +190,7 @@ async def me(request: Request):
 
 # --- search and studies ------------------------------------------------------------------------------------
 
-@_async_guarded
+@_with_errors
 async def search(request: Request):
     data = await _json(request)
     ds = Dataset()
@@ -276,7 +273,7 @@ def measurements(request: Request):
     return JSONResponse({"measurements": _web(request).view.measurements(_uid(request))})
 
 
-@_async_guarded
+@_with_errors
 async def draft(request: Request):
     web = _web(request)
     uid = _uid(request)
@@ -302,7 +299,7 @@ def protocol(request: Request):
     return JSONResponse({"text": protocol_text(series)})
 
 
-@_async_guarded
+@_with_errors
 async def sign(request: Request):
     web = _web(request)
     uid = _uid(request)
@@ -340,7 +337,7 @@ async def sign(request: Request):
     return JSONResponse(rep)
 
 
-@_async_guarded
+@_with_errors
 async def open_in_viewer(request: Request):
     data = await _json(request)
     uid = str(data.get("study", ""))
@@ -355,14 +352,14 @@ async def open_in_viewer(request: Request):
 
 # --- images ----------------------------------------------------------------------------------------------------
 
-@_async_guarded
+@_with_errors
 async def series_info(request: Request):
     images, uid = _web(request).images, _uid(request)
     pixels = images.known(uid) or await asyncio.to_thread(images.info, uid)
     return JSONResponse(pixels.describe())
 
 
-@_async_guarded
+@_with_errors
 async def series_slice(request: Request):
     """A slice from memory is answered on the event loop (scrolling is a stream of these); else a thread reads it."""
     images, uid = _web(request).images, _uid(request)
@@ -418,7 +415,7 @@ async def _ask_dead(web: Web, topic: str, meta: dict, done: tuple[str, ...], wai
     return web.view.take_answers(msg.id)
 
 
-@_async_guarded
+@_with_errors
 async def dead_letters(request: Request):
     web = _web(request)
     data = await _json(request)
@@ -434,7 +431,7 @@ async def dead_letters(request: Request):
     return JSONResponse({"letters": letters, "ends": ends})
 
 
-@_async_guarded
+@_with_errors
 async def dead_action(request: Request):
     web = _web(request)
     data = await _json(request)
