@@ -3,8 +3,13 @@ dead letters — real SQLite files in a temporary folder."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
+from pathlib import Path
 
 from pydicom.dataset import Dataset
 
@@ -12,7 +17,8 @@ from meshdcm.deadletters import DeadLetters
 from meshdcm.journal import SEQ_MOD, Outbox, after, seq_add
 from meshdcm.leases import Leases
 from meshdcm.message import Message, stamp
-from meshdcm.receipts import Inbox
+from meshdcm import receipts
+from meshdcm.receipts import DoneLog, Inbox
 
 STREAM = bytes(range(16))
 TOP = SEQ_MOD - 1  # the last sequence number before the wrap
@@ -162,3 +168,53 @@ def test_receipts_are_safe_from_many_worker_threads(tmp_path):
     inbox.fold()
     assert st.upto == 4000 and not st.done and not st.inflight
     assert Inbox(tmp_path / "inbox.sqlite").streams[STREAM].upto == 4000
+
+
+def test_receipt_records_survive_a_sigkill_of_the_process_that_wrote_them(tmp_path):
+    """The done log is a memory-mapped file: a record is in the page cache the moment it is copied in, so a process
+    killed right after writing it (no close, no flush) has still written it."""
+    child = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+        from meshdcm.receipts import Inbox
+        inbox = Inbox(__import__("pathlib").Path({str(tmp_path / "inbox.sqlite")!r}))
+        st = inbox.meet({STREAM!r}, "pub", 0, 0.0)
+        for seq in range(1, 5001):
+            inbox.accept(st, seq)
+            if seq != 4000:  # 4000 was in flight when the node died
+                inbox.record(st, seq)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", child], timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    reopened = Inbox(tmp_path / "inbox.sqlite")
+    st = reopened.streams[STREAM]
+    assert st.upto == 3999 and st.done == set(range(4001, 5001)) and st.missing == [[4000, 1]]
+
+
+def test_done_log_reads_only_whole_records_and_grows_when_full(tmp_path, monkeypatch):
+    monkeypatch.setattr(receipts, "_LOG_START", 4096)
+    log = DoneLog(tmp_path / "done.log")
+    records = [receipts._RECORD.pack(b"e", STREAM, seq, 0.0) for seq in range(1, 401)]  # 13 KB: grows twice
+    for record in records:
+        log.append(record)
+    assert log.size == 16384 and [r[2] for r in log.records()] == list(range(1, 401))
+    log.close()
+    with open(tmp_path / "done.log", "r+b") as f:  # a record cut short by a kill: everything but its kind byte
+        f.seek(400 * receipts._RECORD.size)
+        f.write(receipts._RECORD.pack(b"e", STREAM, 401, 0.0)[1:])
+    log = DoneLog(tmp_path / "done.log")
+    assert log.pos == 400 * receipts._RECORD.size and len(list(log.records())) == 400
+    log.clear()
+    log.close()
+    assert list(DoneLog(tmp_path / "done.log").records()) == []
+
+
+def test_done_log_written_by_an_earlier_version_with_plain_writes_is_read(tmp_path):
+    with open(tmp_path / "done.log", "wb") as f:
+        for seq in range(1, 4):
+            f.write(receipts._RECORD.pack(b"e", STREAM, seq, 0.0))
+        f.write(receipts._RECORD.pack(b"w", b"w" * 16, 0, 5.0))
+    log = DoneLog(tmp_path / "done.log")
+    assert [(k, r, w) for k, _, r, w in log.records()] == [(b"e", 1, 0.0), (b"e", 2, 0.0), (b"e", 3, 0.0),
+                                                         (b"w", 0, 5.0)]
