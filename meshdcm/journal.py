@@ -3,7 +3,11 @@
 A message counts as *accepted* once the batch holding it is committed. The engine hands its batch over once per
 loop iteration; a writer thread commits it (one transaction with ``executemany``; WAL mode with
 ``synchronous=NORMAL``: a commit survives a killed process, not a power cut), so the engine never waits for SQLite
-(sqlite3 releases the GIL while it writes). Reads (replay) first wait for what was handed over to be committed. Receivers that miss frames ask for them again (``REPLAY``, docs/delivery.md) and the
+(sqlite3 releases the GIL while it writes). The writer commits at most once per ``commit_interval`` (10 ms),
+taking everything handed over meanwhile, unless someone waits for it (``Node.sync``, replay, retention): a commit
+per message wrote two 64 KiB pages to the WAL each time, and the checkpoints' ``fsync`` of all that stalled every
+process on the machine for milliseconds (p99 latency at 2,000 msg/s 2.2 ms; 0.85 ms with this and the WAL
+checkpointed every 100 pages, 6.4 MiB, instead of SQLite's default 1,000). Reads (replay) first wait for what was handed over to be committed. Receivers that miss frames ask for them again (``REPLAY``, docs/delivery.md) and the
 engine answers from here; work items stay in the ``work`` table until a member of their group acknowledges them.
 
 A *stream* is one incarnation of a node: its 16-byte node id, new at every start. A restarted node opens the
@@ -103,14 +107,17 @@ class Outbox:
     """The journal of one node: written by its own thread, read by the node's engine thread."""
 
     def __init__(self, path: Path | None, *, max_age: float, max_bytes: int, enabled: bool = True,
-                 on_commit: Callable[[str], None] | None = None):
+                 on_commit: Callable[[str], None] | None = None, commit_interval: float = 0.01):
         self.enabled = enabled
+        self.commit_interval = commit_interval
         self.max_age, self.max_bytes = max_age, max_bytes
         self.on_commit = on_commit
         path = path if enabled else None
         self.db = open_db(path, page_size=65536)  # reads (engine thread); in memory: the only connection
         self.db.executescript(_SCHEMA)
         self._writer_db = open_db(path) if path is not None else self.db
+        if path is not None:
+            self._writer_db.execute("PRAGMA wal_autocheckpoint=100")  # 6.4 MiB of 64 KiB pages: short fsyncs
         self._frames: list[tuple] = []  # finished pages: (stream, first signed, count, at, blob)
         self._page: list = []  # the page being filled: [stream, first, next seq, parts]
         self._work: list[tuple] = []
@@ -120,6 +127,8 @@ class Outbox:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._handed = self._written = 0
         self._cond = threading.Condition()
+        self._hurry = threading.Event()  # someone waits for the next commit: no pause before it
+        self._last_commit = 0.0
         self.failure: BaseException | None = None
         self._thread = threading.Thread(target=self._write_loop, name="meshdcm-journal", daemon=True)
         self._thread.start()
@@ -158,6 +167,8 @@ class Outbox:
         if not (frames or work or acked or tokens):
             return 0
         self._frames, self._work, self._acked = [], [], []
+        if tokens:
+            self._hurry.set()
         self._hand(("batch", frames, work, acked, list(tokens)))
         return sum(f[2] for f in frames)
 
@@ -169,6 +180,7 @@ class Outbox:
     def wait_written(self, timeout: float = 30.0) -> bool:
         """Wait until everything handed to the writer is committed."""
         self.commit()
+        self._hurry.set()
         with self._cond:
             target = self._handed
             return self._cond.wait_for(lambda: self._written >= target or self.failure is not None, timeout)
@@ -177,6 +189,10 @@ class Outbox:
         get = self._queue.get
         while True:
             items = [get()]
+            pause = self._last_commit + self.commit_interval - time.monotonic()
+            if pause > 0 and items[0] is not None and items[0][0] == "batch":
+                self._hurry.wait(pause)  # gather more into this commit, unless someone waits for it
+            self._hurry.clear()
             while True:  # merge what else is waiting into one transaction
                 try:
                     items.append(self._queue.get_nowait())
@@ -184,6 +200,7 @@ class Outbox:
                     break
             stop = any(item is None for item in items)
             batches = [item for item in items if item is not None and item[0] == "batch"]
+            self._last_commit = time.monotonic()
             try:
                 if batches:
                     self._write([row for b in batches for row in b[1]], [row for b in batches for row in b[2]],
@@ -231,6 +248,7 @@ class Outbox:
         result: list[int] = []
         done = threading.Event()
         self.commit()
+        self._hurry.set()
         self._hand(("prune", time.time() if now is None else now, result, done))
         done.wait(60)
         return result[0] if result else 0
