@@ -10,7 +10,9 @@ Options (``[nodes.web]``): ``host`` (127.0.0.1), ``port`` (8080; 0: any free por
 default ``$MESHDCM_WEB_TOKEN``, else a random one printed at start), ``users_file`` (a users file with scrypt
 hashes; python -m meshdcm.web.auth NAME makes a line), ``secret_key`` (signs session cookies; default random per
 start), ``tls_certfile``/``tls_keyfile`` (serve HTTPS; cookies are then Secure), ``data`` (drafts, reports,
-image cache; default the node's data folder).
+image cache; default the node's data folder), ``cache_max_gb`` (20) and ``cache_max_days`` (7): series fetched
+from other machines into ``<data>/cache`` are removed least recently used first beyond either (the series on screen
+stay; one asked for again is fetched again).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def create(config: NodeConfig) -> Node:
     try:
         import uvicorn
 
-        from meshdcm.web.app import WebConfig, create_app
+        from meshdcm.web.app import CACHE_MAX_AGE, CACHE_MAX_BYTES, WebConfig, create_app
     except ImportError as exc:
         raise ConfigError(f"the web node needs its extra: pip install 'meshdcm[web]' ({exc})") from exc
 
@@ -53,8 +55,16 @@ def create(config: NodeConfig) -> Node:
     data = Path(opts.get("data") or data_dir(config.name))
     data.mkdir(parents=True, exist_ok=True)
     node = Node(config=config, capabilities=("web",))
+    try:
+        cache_bytes = int(float(opts.get("cache_max_gb", CACHE_MAX_BYTES / 2**30)) * 2**30)
+        cache_age = float(opts.get("cache_max_days", CACHE_MAX_AGE / 86400)) * 86400
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[nodes.web] cache_max_gb and cache_max_days must be numbers: {exc}") from exc
+    if cache_bytes < 0 or cache_age <= 0:
+        raise ConfigError("[nodes.web] cache_max_gb must be >= 0 and cache_max_days > 0")
     app = create_app(node, WebConfig(data=data, token=token, users_file=users_file,
-                                     secret_key=str(opts.get("secret_key", "")), https=bool(certfile)))
+                                     secret_key=str(opts.get("secret_key", "")), https=bool(certfile),
+                                     cache_max_bytes=cache_bytes, cache_max_age=cache_age))
     # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY on accepted connections only when the listening socket's
     # proto says TCP, and without it every small answer waits ~40 ms for Nagle and the browser's delayed ACK
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)

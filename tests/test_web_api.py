@@ -239,6 +239,46 @@ def test_a_series_held_by_another_node_is_fetched_into_the_cache(web_alone, tmp_
         assert len(list((tmp_path / "web" / "cache" / uid).glob("*.dcm"))) == len(files)
 
 
+def test_the_image_cache_stays_within_its_size_and_fetches_a_removed_series_again(mesh, tmp_path):
+    """cache_max_gb so small that only the series on screen (the 4 in memory) and the one just fetched may stay:
+    of six series fetched from another node some are removed from disk, and asked for again, one comes back."""
+    from pydicom import dcmread
+
+    import nodes.web as web
+    from meshdcm import Node
+
+    node = web.create(NodeConfig(name="web", kind="web", mesh=mesh.name, options={
+        "port": 0, "token": TOKEN, "data": str(tmp_path / "web"), "cache_max_gb": 1e-9}))
+    holder = Node("holder", mesh=mesh.name)
+    holder.serve("store", tmp_path / "elsewhere")
+    series = {}
+    for seed in range(6):
+        files = synthetic.write_study(synthetic.head_ct(seed=seed, size="small"), tmp_path / "elsewhere" / str(seed))
+        series[str(dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)] = files
+    cache = tmp_path / "web" / "cache"
+    with node, holder, httpx.Client(base_url=node.extra["web"], timeout=30) as client:
+        login_csrf(client, TOKEN)
+        assert holder.wait_for_peers(1, 10) and holder.wait_for_subscribers("stored.series", 10)
+        for files in series.values():
+            header = dcmread(files[0], stop_before_pixels=True)
+            holder.publish("stored.series", header, uris=[holder.uri_for(files[0].parent)],
+                           meta={"instances": len(files), "complete": True})
+        for uid in series:  # a page opens each series in turn
+            assert client.get(f"/api/series/{uid}/info").json()["count"] == 8
+            assert client.get(f"/api/series/{uid}/slices/0").status_code == 200
+        cached = wait_until(lambda: (c := {p.name for p in cache.iterdir()}) and len(c) <= 5 and c, 30,
+                            what="the cache within 4 series in memory + 1 just fetched")
+        removed = sorted(set(series) - cached)
+        assert removed, f"nothing was removed from a cache of {len(cached)} series"
+        uid = removed[0]
+        ref = dcmread(series[uid][3])
+        again = client.get(f"/api/series/{uid}/slices/3")
+        assert again.status_code == 200, again.text
+        pixels = np.frombuffer(again.content, "<i2").reshape(ref.Rows, ref.Columns)
+        assert np.array_equal(pixels, ref.pixel_array.astype(np.int32) + int(ref.RescaleIntercept))
+        assert len(list((cache / uid).glob("*.dcm"))) == 8  # fetched again
+
+
 def test_a_report_the_pacs_node_cannot_upload_shows_why(mesh, web_alone, tmp_path):
     from pydicom import dcmread
 

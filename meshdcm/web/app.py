@@ -26,6 +26,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from meshdcm import Node
+from meshdcm.retention import FolderRetention
 from meshdcm.transfer import TransferError
 
 from . import auth
@@ -36,6 +37,8 @@ from .view import SERIES_KEYS, MeshView, iso
 log = logging.getLogger("meshdcm.web")
 STATIC = resources.files("meshdcm.web") / "static"
 ANSWER_WAIT = 5.0  # seconds a route waits for a node's answer (dead letters)
+CACHE_MAX_BYTES = 20 * 2**30  # [nodes.web] cache_max_gb
+CACHE_MAX_AGE = 7 * 86400.0  # [nodes.web] cache_max_days
 
 
 @dataclass
@@ -45,6 +48,8 @@ class WebConfig:
     users_file: Path | None = None
     secret_key: str = ""
     https: bool = False
+    cache_max_bytes: int | None = CACHE_MAX_BYTES  # series fetched from other machines, least recently used go first
+    cache_max_age: float | None = CACHE_MAX_AGE
 
 
 class Web:
@@ -57,7 +62,9 @@ class Web:
         self.config = config
         self.login = auth.Login(config.token, config.users_file)
         self.hub = Hub()
-        self.images = SeriesImages(self._locate)
+        self.cache = FolderRetention(config.data / "cache", max_bytes=config.cache_max_bytes,
+                                     max_age=config.cache_max_age)
+        self.images = SeriesImages(self._locate, used=self.cache.used)
         self.view = MeshView(node, self.hub, on_series=lambda uid, uris, unit: self.images.prefetch(uid))
         self.drafts = Drafts(config.data / "drafts")
         self.reports_dir = config.data / "reports"
@@ -69,15 +76,29 @@ class Web:
             stopping.wait()
             self.images.close()
 
+        node.task(self.cache.sweeper(keep=self.images.in_memory, removed=self._forget))
+
     def _locate(self, uid: str) -> tuple[Path, str | None]:
         found = self.view.series_uris.get(uid)
         if found is None:
             raise ImageError(f"series {uid} has not been announced to this node (open its study first)")
         uris, unit = found
         try:
-            return self.node.fetch_folder(uris, self.config.data / "cache" / uid), unit
+            folder = self.node.fetch_folder(uris, self.cache.root / uid)
         except TransferError as exc:
             raise ImageError(f"series {uid} could not be fetched: {exc}") from exc
+        if folder == self.cache.root / uid:  # fetched here, not a folder of this machine used in place
+            self.cache.used(uid)
+            self.prune_cache(keep={uid})
+        return folder, unit
+
+    def prune_cache(self, keep: set[str] = frozenset()) -> None:
+        """Keep the image cache within its size and age; the series on screen and ``keep`` stay."""
+        self._forget(self.cache.prune(keep=set(keep) | self.images.in_memory()))
+
+    def _forget(self, uids: list[str]) -> None:
+        for uid in uids:
+            self.images.forget(uid)
 
 
 # --- helpers ----------------------------------------------------------------------------------------------

@@ -185,10 +185,12 @@ def slice_array(pixels: SeriesPixels, index: int) -> np.ndarray:
 
 class SeriesImages:
     """Indexes, caches and serves series; thread-safe. ``locate(uid)`` returns the local folder of a series
-    (fetching it if needed) and its map unit, or raises ImageError."""
+    (fetching it if needed) and its map unit, or raises ImageError; ``used(uid)`` (optional) is told each time a
+    page opens a series, so the disk cache keeps it longest."""
 
-    def __init__(self, locate):
+    def __init__(self, locate, used=None):
         self._locate = locate
+        self._used = used
         self._index: dict[str, SeriesPixels] = {}
         self._slices: OrderedDict[str, dict[int, bytes]] = OrderedDict()
         self._thumbs: dict[str, bytes] = {}
@@ -224,6 +226,19 @@ class SeriesImages:
         with self._lock:
             return self._index.get(uid)
 
+    def in_memory(self) -> set[str]:
+        """The series whose slices are held in memory (the ones being looked at)."""
+        with self._lock:
+            return set(self._slices)
+
+    def forget(self, uid: str) -> None:
+        """Drop what is known of a series (its files were removed from the cache): asked for again, it is
+        located (fetched) and indexed anew."""
+        with self._lock:
+            self._index.pop(uid, None)
+            self._slices.pop(uid, None)
+            self._thumbs.pop(uid, None)
+
     @contextmanager
     def _page_asking(self):
         """Marks a page's request: the prefetch waits until none is running and none came for PAUSE s."""
@@ -242,6 +257,8 @@ class SeriesImages:
     def info(self, uid: str) -> SeriesPixels:
         """What a page asks first when it opens a series."""
         with self._page_asking():
+            if self._used is not None:
+                self._used(uid)
             return self.pixels(uid)
 
     def slice_bytes(self, uid: str, index: int, *, background: bool = False) -> bytes:
@@ -251,6 +268,13 @@ class SeriesImages:
             return self._slice_bytes(uid, index)
 
     def _slice_bytes(self, uid: str, index: int) -> bytes:
+        try:
+            return self._read_slice(uid, index)
+        except FileNotFoundError:  # the cache removed the series meanwhile: fetch it again, once
+            self.forget(uid)
+            return self._read_slice(uid, index)
+
+    def _read_slice(self, uid: str, index: int) -> bytes:
         pixels = self.pixels(uid)
         if not 0 <= index < len(pixels.files):
             raise ImageError(f"series {uid} has {len(pixels.files)} images, not {index + 1}")
