@@ -5,7 +5,8 @@ contains "DERIVED"``), fetches the series, converts it (``meshdcm.imaging.series
 ``stored.series.nii`` with ``meshdcm://`` URIs of the NIfTI files and sidecars, ``derived_from`` and the sidecar
 in ``meta``. Series written by a meshdcm node (provenance, not only ImageType) are never converted.
 
-Options (``[nodes.convert]``): ``where`` (a filter replacing the default), ``work`` (folder), ``compress`` (true).
+Options (``[nodes.convert]``): ``where`` (a filter replacing the default), ``work`` (folder), ``compress`` (true),
+``keep_days`` (7: outputs are removed from ``work/out`` this many days after they were written).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from meshdcm import HandlerError, Message, Node, NodeConfig
 from meshdcm.config import data_dir
+from meshdcm.retention import FolderRetention, days_option
 from meshdcm.imaging import DEFAULT_FILTER, ImagingError, is_own_output, series_to_nifti
 from meshdcm.transfer import TransferError
 from meshdcm.uids import path_part
@@ -26,6 +28,7 @@ def create(config: NodeConfig) -> Node:
     node = Node(config=config)
     (work / "out").mkdir(parents=True, exist_ok=True)
     node.serve("out", work / "out")
+    node.task(FolderRetention(work / "out", max_age=days_option(opts)).sweeper())  # outputs others fetched by now
 
     @node.on("stored.series", where=str(opts.get("where", DEFAULT_FILTER)))
     def convert(msg: Message) -> None:

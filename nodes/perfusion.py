@@ -11,7 +11,8 @@ Output UIDs derive from the source series, the map and the software version, so 
 does not make a second series. Start several with the same ``--group`` to share the work.
 
 Options (``[nodes.perfusion]``): ``method`` (osvd, csvd or ssvd), ``where`` (a filter replacing the default),
-``work`` (folder for inputs and outputs), ``leakage_correction`` (false).
+``work`` (folder for inputs and outputs), ``leakage_correction`` (false), ``keep_days`` (7: outputs are
+removed from ``work/out`` this many days after they were written).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from meshdcm import HandlerError, Message, Node, NodeConfig
 from meshdcm.config import data_dir
+from meshdcm.retention import FolderRetention, days_option
 from meshdcm.perfusion import DSC_FILTER, PerfusionError, analyse_series
 from meshdcm.transfer import TransferError
 from meshdcm.uids import path_part
@@ -38,6 +40,7 @@ def create(config: NodeConfig) -> Node:
     gpu = _gpu_present()
     node = Node(config=config, capabilities=("gpu",) if gpu else (), extra={"method": method})
     node.serve("out", work / "out")
+    node.task(FolderRetention(work / "out", max_age=days_option(opts)).sweeper())  # outputs others fetched by now
 
     @node.on("stored.series", where=str(opts.get("where", DSC_FILTER)))
     def analyse(msg: Message) -> None:

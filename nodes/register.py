@@ -12,7 +12,9 @@ Outputs are derived ``stored.series`` with ``derived_from``; UIDs derive from th
 second series; series written by a meshdcm node are never inputs.
 
 Options (``[nodes.register]``): ``where``, ``work``, ``transform`` (rigid|affine), ``reformat_mm``,
-``reformat_below_mm``.
+``reformat_below_mm``, ``keep_days`` (7): fetched inputs and outputs are removed from ``work`` this many days after
+they were last used (a study's reference counts as used each time a series is registered onto it); a study whose
+reference is gone takes the next thin series as its new one, and series waiting for a reference are kept.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pydicom import dcmread
 from meshdcm import HandlerError, Message, Node, NodeConfig
 from meshdcm.config import data_dir
 from meshdcm.imaging import DEFAULT_FILTER, ImagingError, is_own_output, reformat_series, register_series
+from meshdcm.retention import FolderRetention, days_option
 from meshdcm.transfer import TransferError
 from meshdcm.uids import path_part
 
@@ -45,6 +48,15 @@ def create(config: NodeConfig) -> Node:
     node.serve("out", work / "out")
     references = _References(work)
     lock = threading.Lock()
+    keep_for = days_option(opts)
+    inputs = FolderRetention(work / "in", max_age=keep_for)
+
+    def forget_references(gone: list[str]) -> None:
+        with lock:
+            references.forget_inputs(set(gone))
+
+    node.task(inputs.sweeper(keep=references.waiting_folder_names, removed=forget_references))
+    node.task(FolderRetention(work / "out", max_age=keep_for).sweeper())
 
     def publish_folder(folder: Path, source: Message, what: str) -> None:
         files = sorted(folder.glob("*.dcm")) or sorted(p for p in folder.rglob("*") if p.is_file())
@@ -94,6 +106,7 @@ def create(config: NodeConfig) -> Node:
                 register_onto(folder, other, other_folder)
                 references.done_waiting(study_uid, other)
             if reference is not None:
+                inputs.used(references.input_name(reference))
                 register_onto(reference, msg, folder)
             return
         with lock:
@@ -102,6 +115,7 @@ def create(config: NodeConfig) -> Node:
                 references.wait(study_uid, msg, folder)
                 log.info("series %s waits for a reference series of its study", series_uid)
                 return
+            inputs.used(references.input_name(reference))
         register_onto(reference, msg, folder)
 
     return node
@@ -123,6 +137,30 @@ class _References:
     def set(self, study_uid: str, folder: Path) -> None:
         self.studies[study_uid] = str(folder.resolve())
         _write_atomically(self.path, json.dumps(self.studies).encode())
+
+    def input_name(self, folder: Path) -> str:
+        """The entry of ``work/in`` that holds ``folder`` ("" for a folder elsewhere, used in place)."""
+        try:
+            return Path(folder).resolve().relative_to((self.work / "in").resolve()).parts[0]
+        except (ValueError, IndexError):
+            return ""
+
+    def forget_inputs(self, names: set[str]) -> None:
+        """The studies whose reference was in one of the ``work/in`` entries ``names`` (removed) have none any more."""
+        kept = {study: folder for study, folder in self.studies.items() if self.input_name(folder) not in names}
+        if len(kept) != len(self.studies):
+            self.studies = kept
+            _write_atomically(self.path, json.dumps(self.studies).encode())
+
+    def waiting_folder_names(self) -> set[str]:
+        """The input folders of the series waiting for a reference: they must stay."""
+        names = set()
+        for f in self.waiting_dir.glob("*/*.folder"):
+            try:
+                names.add(self.input_name(Path(f.read_text())))
+            except FileNotFoundError:  # its series was registered meanwhile
+                continue
+        return names
 
     def wait(self, study_uid: str, msg: Message, folder: Path) -> None:
         msg_file, folder_file = self._files(study_uid, msg)

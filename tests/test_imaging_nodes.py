@@ -82,3 +82,48 @@ def test_register_keeps_its_references_and_waiting_series_across_restarts(tmp_pa
         ("1.2.3.2", ["meshdcm://pacs/store/1.2.3/1.2.3.2"], "sub")]
     again.done_waiting("1.2.3", waiting[0][0])
     assert [m.get("SeriesInstanceUID") for m, _ in _References(tmp_path).take_waiting("1.2.3")] == ["1.2.3.2"]
+
+
+def test_analysis_nodes_remove_work_folders_past_keep_days_but_not_what_still_waits(mesh, tmp_path):
+    """register, convert and perfusion nodes (real processes) sweep their work folders at start: what is older than
+    keep_days goes; a study whose reference went loses it; a series waiting for a reference stays."""
+    import json
+    import os
+    import time
+
+    from pydicom.dataset import Dataset
+
+    from nodes.register import _References
+
+    month_ago = time.time() - 30 * 86400
+
+    def folder(path, old):
+        (path / "series").mkdir(parents=True)
+        (path / "series" / "1.dcm").write_bytes(b"x" * 100)
+        if old:
+            os.utime(path, (month_ago, month_ago))
+        return path
+
+    reg, conv, perf = tmp_path / "register", tmp_path / "convert", tmp_path / "perfusion"
+    for name, old in (("old-ref", True), ("old-waiting", True), ("new-ref", False)):
+        folder(reg / "in" / name, old)
+    for work in (reg, conv, perf):
+        folder(work / "out" / "old-out", True)
+        folder(work / "out" / "new-out", False)
+    references = _References(reg)
+    references.set("1.2.3", reg / "in" / "old-ref" / "series")
+    references.set("4.5.6", reg / "in" / "new-ref" / "series")
+    ds = Dataset()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = "7.8.9", "7.8.9.1"
+    references.wait("7.8.9", Message("stored.series", ds), reg / "in" / "old-waiting" / "series")
+
+    procs = [mesh.start("node", kind, "--config", mesh.config(kind, work=str(work), keep_days=1))
+             for kind, work in (("register", reg), ("convert", conv), ("perfusion", perf))]
+    for p in procs:
+        p.wait_for_output("started on")
+    wait_until(lambda: set(json.loads((reg / "references.json").read_text())) == {"4.5.6"} and not any(
+        (work / "out" / "old-out").exists() for work in (reg, conv, perf)), 30, what="the sweep at start")
+    assert sorted(p.name for p in (reg / "in").iterdir()) == ["new-ref", "old-waiting"]
+    for work in (reg, conv, perf):
+        assert sorted(p.name for p in (work / "out").iterdir()) == ["new-out"]
+    assert [m.get("SeriesInstanceUID") for m, _ in _References(reg).take_waiting("7.8.9")] == ["7.8.9.1"]
