@@ -199,3 +199,33 @@ def test_the_embedded_index_survives_a_reopen(tmp_path):
     again = Index(SqliteBackend(path))
     assert again.counts() == {"study": 2, "series": 2, "events": 2}
     again.close()
+
+
+def test_the_embedded_index_checkpoints_on_its_own_thread_and_leaves_no_wal_at_close(tmp_path):
+    """Commits never checkpoint (wal_autocheckpoint=0); the checkpoint thread copies the WAL into the database
+    file within seconds: a copy of that file alone, without its WAL, holds what was committed."""
+    import shutil
+    import sqlite3
+
+    from conftest import wait_until
+
+    path = tmp_path / "i.sqlite3"
+    idx = Index(SqliteBackend(path))
+    assert idx.backend._writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    patient_with_studies(idx, 20)
+
+    def in_database_file():
+        copy = tmp_path / "copy" / "alone.sqlite3"
+        copy.parent.mkdir(exist_ok=True)
+        shutil.copyfile(path, copy)  # the database file without its -wal
+        con = sqlite3.connect(copy)
+        try:
+            return con.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 20
+        except sqlite3.DatabaseError:  # copied mid-checkpoint: try again
+            return False
+        finally:
+            con.close()
+    wait_until(in_database_file, 15, what="the checkpoint thread copying the WAL into the database file")
+    idx.close()
+    wal = path.with_name(path.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
