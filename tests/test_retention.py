@@ -61,3 +61,27 @@ def test_no_limits_remove_nothing_and_bad_limits_are_refused(tmp_path):
         FolderRetention(tmp_path, max_age=0)
     with pytest.raises(ValueError, match="max_bytes"):
         FolderRetention(tmp_path, max_bytes=-1)
+
+
+def test_the_sweeper_prunes_at_start_when_nudged_and_stops_with_its_node(tmp_path):
+    import threading
+
+    from conftest import wait_until
+
+    now = time.time()
+    _series(tmp_path, "s1", 1000, now - 30)
+    _series(tmp_path, "s2", 1000, now - 20)
+    retention = FolderRetention(tmp_path, max_bytes=1500)
+    gone: list[str] = []
+    stopping = threading.Event()
+    sweep = threading.Thread(target=retention.sweeper(every=3600, keep=lambda: {"s3"}, removed=gone.extend),
+                             args=(stopping,))
+    sweep.start()
+    wait_until(lambda: gone == ["s1"], 10, what="the sweep at start")
+    _series(tmp_path, "s3", 1000, now)  # a new series, kept while it is written: the older one goes
+    retention.nudge()
+    wait_until(lambda: gone == ["s1", "s2"], 10, what="the sweep after a nudge (long before the hour)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s3"]
+    stopping.set()
+    sweep.join(5)
+    assert not sweep.is_alive()

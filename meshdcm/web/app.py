@@ -76,7 +76,9 @@ class Web:
             stopping.wait()
             self.images.close()
 
-        node.task(self.cache.sweeper(keep=self.images.in_memory, removed=self._forget))
+        self._last_fetched = ""  # kept until a page reads it (then it is in memory)
+        node.task(self.cache.sweeper(keep=lambda: self.images.in_memory() | {self._last_fetched},
+                                     removed=self._forget))
 
     def _locate(self, uid: str) -> tuple[Path, str | None]:
         found = self.view.series_uris.get(uid)
@@ -89,12 +91,9 @@ class Web:
             raise ImageError(f"series {uid} could not be fetched: {exc}") from exc
         if folder == self.cache.root / uid:  # fetched here, not a folder of this machine used in place
             self.cache.used(uid)
-            self.prune_cache(keep={uid})
+            self._last_fetched = uid
+            self.cache.nudge()  # the sweeper keeps the cache within its size, off this request's path
         return folder, unit
-
-    def prune_cache(self, keep: set[str] = frozenset()) -> None:
-        """Keep the image cache within its size and age; the series on screen and ``keep`` stay."""
-        self._forget(self.cache.prune(keep=set(keep) | self.images.in_memory()))
 
     def _forget(self, uids: list[str]) -> None:
         for uid in uids:
