@@ -10,6 +10,9 @@ Topics (docs/pacs.md):
 - data pushed to the storage SCP without warning is announced once its study has been quiet ``quiet_seconds``.
 - ``store.instance`` / ``store.series``: the files named by the message's URIs are uploaded (C-STORE or STOW-RS);
   then ``uploaded.series``, or an error event.
+- ``stored.series`` of a *derived* series (meta ``derived_from``: perfusion maps, registrations, reformats made by
+  other nodes): archived the same way in the PACS, so results outlive the analysis node's work folder
+  (``keep_days``) — unless ``archive_derived = false``; ``archive_where`` (a filter) narrows what goes.
 
 Every ``stored.*`` message carries ``meshdcm://`` URIs (the store is served over the control socket) and ``file://``
 URIs for nodes on the same machine.
@@ -17,12 +20,15 @@ URIs for nodes on the same machine.
 Options (``[nodes.pacs]``): ``ae_title`` (MESHDCM), ``scp_host`` (127.0.0.1), ``scp_port`` (0: ephemeral),
 ``storage`` (folder), ``instance_events`` (false), ``quiet_seconds`` (10), ``embedded`` (false: start the embedded
 PACS with the synthetic studies), ``use`` (names of the PACS to use; default all), and one table per PACS in
-``[nodes.pacs.servers.NAME]`` with ``ae_title``, ``host``, ``port``, ``dicomweb_url``, ``retrieve``, ``store_method``.
+``[nodes.pacs.servers.NAME]`` with ``ae_title``, ``host``, ``port``, ``dicomweb_url``, ``retrieve``, ``store_method``;
+``archive_derived`` (true), ``archive_where`` (a filter; default every derived series), ``archive_to`` (the PACS
+that receives them; default the first).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import threading
 from collections import Counter
@@ -32,8 +38,10 @@ from pydicom.dataset import Dataset
 
 from meshdcm import HandlerError, Message, Node, NodeConfig
 from meshdcm.config import data_dir
+from meshdcm.errors import ConfigError
 from meshdcm.pacs import Pacs, PacsError, StorageSCP, echo, find, retrieve, store
 from meshdcm.pacs.embedded import EmbeddedPacs
+from meshdcm.transfer import TransferError
 from meshdcm.uids import path_part
 
 log = logging.getLogger("meshdcm.pacs.node")
@@ -200,29 +208,51 @@ def create(config: NodeConfig) -> Node:
             raise HandlerError(f"study {study_uid} from {pacs.name}: {sum(arrived.values())} of {total} instances "
                                "arrived", action="send get.study again to fetch the rest")
 
+    def upload(msg: Message, pacs: Pacs, again: str) -> None:
+        """The files the message's URIs name into ``pacs``, then ``uploaded.series``; ``again`` says how to retry."""
+        if not msg.uris:
+            raise HandlerError(f"{msg.topic} carries no URIs", action="publish it with the files' URIs")
+        work = Path(tempfile.mkdtemp(prefix="upload-", dir=storage / ".incoming" if (storage / ".incoming").exists()
+                                     else storage))
+        try:
+            try:  # the URIs of one message name the same data; the first is the one to use
+                paths = [p for p in node.fetch(msg.uris[0], work) if p.suffix.lower() in (".dcm", "") and p.is_file()]
+            except TransferError as exc:
+                raise HandlerError(f"series {msg.get('SeriesInstanceUID')} could not be fetched for upload: {exc}",
+                                   action=f"check that the node holding it is running; {again}") from exc
+            result = store(pacs, paths)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)  # fetched copies only: file:// data is used in place
+        ds = Dataset()
+        for key in ("StudyInstanceUID", "SeriesInstanceUID"):
+            if msg.get(key):
+                setattr(ds, key, msg.get(key))
+        if not result.ok:
+            raise HandlerError(f"{len(result.failed)} of {len(paths)} instances of series {msg.get('SeriesInstanceUID')} "
+                               f"were refused by {pacs.name}: {next(iter(result.failed.values()))}",
+                               action=f"check the PACS log; {again}")
+        meta = {"pacs": pacs.name, "count": len(result.stored)}
+        if msg.meta.get("derived_from"):
+            meta["derived_from"] = msg.meta["derived_from"]
+        node.publish("uploaded.series", ds, reply_to=msg, meta=meta)
+
     @node.on("store")
     def on_store(msg: Message) -> None:
         if msg.topic not in ("store.instance", "store.series", "store.study"):
             return
-        if not msg.uris:
-            raise HandlerError("the store request carries no URIs", action="publish it with the files' URIs")
-        work = Path(tempfile.mkdtemp(prefix="upload-", dir=storage / ".incoming" if (storage / ".incoming").exists()
-                                     else storage))
-        paths: list[Path] = []
-        for uri in msg.uris:
-            paths += [p for p in node.fetch(uri, work) if p.suffix.lower() in (".dcm", "") and p.is_file()]
-            break  # the URIs of one message name the same data; the first reachable one is enough
-        for pacs in choose(msg)[:1]:
-            result = store(pacs, paths)
-            ds = Dataset()
-            for key in ("StudyInstanceUID", "SeriesInstanceUID"):
-                if msg.get(key):
-                    setattr(ds, key, msg.get(key))
-            if not result.ok:
-                raise HandlerError(f"{len(result.failed)} of {len(paths)} instances were refused by {pacs.name}: "
-                                   f"{next(iter(result.failed.values()))}",
-                                   action="check the PACS log; send the store request again")
-            node.publish("uploaded.series", ds, reply_to=msg, meta={"pacs": pacs.name, "count": len(result.stored)})
+        upload(msg, choose(msg)[0], "send the store request again")
+
+    archive_to = opts.get("archive_to")
+    if archive_to is not None and archive_to not in servers and archive_to != "embedded":
+        raise ConfigError(f"[nodes.pacs] archive_to = {archive_to!r}: no such PACS in [nodes.pacs.servers]")
+
+    if opts.get("archive_derived", True):
+        @node.on("stored.series", where=str(opts.get("archive_where") or ""))
+        def archive(msg: Message) -> None:
+            if not msg.meta.get("derived_from") or msg.sender == node.id_bytes or not servers:
+                return  # only other nodes' results; none to archive without a PACS (said at start)
+            pacs = servers[archive_to] if archive_to else next(iter(servers.values()))
+            upload(msg, pacs, "publish the derived stored.series again, or store.series to this node")
 
     # the storage SCP and the embedded PACS start before the node joins the mesh, so that no request ever finds
     # the node without its PACS
@@ -248,6 +278,8 @@ def create(config: NodeConfig) -> Node:
                 reach[name] = {"ae_title": pacs.ae_title, "ok": False, "error": str(exc)}
                 log.error("C-ECHO to PACS %s failed: %s", name, exc)
         node.extra.update({"pacs": reach, "storage_scp": {"ae_title": ae_title, "host": host, "port": port}})
+        if opts.get("archive_derived", True) and not servers:
+            log.warning("derived series are not archived: no PACS is configured ([nodes.pacs.servers])")
         node.manifest_changed()
         stopping.wait()
         scp.stop()

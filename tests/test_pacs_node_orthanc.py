@@ -82,6 +82,30 @@ timeout = 2
         assert [m.meta["count"] for m in replies if m.topic == "uploaded.series"] == [3]
         assert orthanc.rest("/tools/lookup", "POST", derived_uid.encode())[0]["Type"] == "Series"
 
+        # an analysis node's result (a derived stored.series) is archived without being asked, into the first PACS;
+        # the fetched copies are not left in the node's store
+        archived_uid = generate_uid()
+        maps = tmp_path / "results-2"
+        maps.mkdir()
+        client.node.serve("maps", maps)
+        for i, f in enumerate(files[:2]):
+            ds = dcmread(f)
+            ds.SeriesInstanceUID, ds.SOPInstanceUID = archived_uid, generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.ImageType = ["DERIVED", "SECONDARY", "CBF"]
+            ds.save_as(maps / f"{i}.dcm")
+        header = dcmread(maps / "0.dcm", stop_before_pixels=True)
+        replies = client.ask("stored.series", header, "uploaded.series", uris=[client.node.uri_for(maps)],
+                             meta={"derived_from": str(dcmread(files[0]).SeriesInstanceUID), "instances": 2})
+        [uploaded] = [m for m in replies if m.topic == "uploaded.series"]
+        assert uploaded.meta["pacs"] == "orthanc" and uploaded.meta["count"] == 2 and uploaded.meta["derived_from"]
+        assert orthanc.rest("/tools/lookup", "POST", archived_uid.encode())[0]["Type"] == "Series"
+        assert not list((tmp_path / "store").glob("upload-*"))
+        # a series that is not derived (the PACS' own, announced by any node) is not uploaded back
+        plain = client.node.publish("stored.series", dcmread(files[0], stop_before_pixels=True),
+                                    uris=[client.node.uri_for(maps)])
+        client.node.sync()
+
         # a PACS that is down: an error event naming it, the study and what to do
         get = Dataset()
         get.StudyInstanceUID = study_uid
@@ -89,5 +113,6 @@ timeout = 2
         [error] = [m for m in replies if m.topic == "error.pacs"]
         assert "down" in error.meta["error"]["reason"] and study_uid in error.meta["error"]["reason"]
         assert "send get.study again" in error.meta["error"]["action"]
+        assert not client.replies(plain)  # (checked after the slow request above: time enough for an answer)
     assert proc.popen.poll() is None
     shutil.rmtree(results, ignore_errors=True)
