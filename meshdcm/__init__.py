@@ -6,6 +6,7 @@ The public API::
     Message                  topic + envelope + DICOM body               (meshdcm.message)
     Filter, parse_filter, attribute, ALL                                  (meshdcm.filters)
     NodeConfig, load_config                                               (meshdcm.config)
+    FolderRetention          a work folder kept within a size and an age (meshdcm.retention)
     errors: MeshError, ProtocolError, VersionError, MalformedMessage, FilterError, FilterSyntaxError,
             ConfigError, HandlerError
 """
@@ -26,6 +27,7 @@ from .filters import ALL, Filter, attribute
 from .filters import parse as parse_filter
 from .message import PROTOCOL_VERSION, Message, topic_matches
 from .node import Handler, Node
+from .retention import FolderRetention
 
 __all__ = [
     "ALL",
@@ -34,6 +36,7 @@ __all__ = [
     "Filter",
     "FilterError",
     "FilterSyntaxError",
+    "FolderRetention",
     "Handler",
     "HandlerError",
     "MalformedMessage",

@@ -1,6 +1,6 @@
 """Retention of a node's working folders: one subfolder per series, kept within a size and an age.
 
-Nodes that fetch series (the web node's image cache, the register node's inputs and outputs) would otherwise fill
+Nodes that fetch or write series (the web node's image cache, the analysis nodes' inputs and outputs) would otherwise fill
 their disk over weeks. A :class:`FolderRetention` watches one folder whose entries are per-series subfolders and
 removes the least recently used ones first — those older than ``max_age`` seconds, then, while the folder holds
 more than ``max_bytes``, the oldest of the rest. "Used" is the subfolder's modification time: :meth:`used` sets it
