@@ -98,7 +98,6 @@ class FolderRetention:
                      self.root, total / 2**20)
         return removed
 
-
     def sweeper(self, every: float = SWEEP_EVERY, keep: Callable[[], Iterable[str]] = tuple,
                 removed: Callable[[list[str]], None] | None = None) -> Callable:
         """A ``Node.task``: prune at start, every ``every`` seconds and when nudged; ``keep()`` names what must

@@ -246,7 +246,8 @@ def create(config: NodeConfig) -> Node:
     if archive_to is not None and archive_to not in servers and archive_to != "embedded":
         raise ConfigError(f"[nodes.pacs] archive_to = {archive_to!r}: no such PACS in [nodes.pacs.servers]")
 
-    if opts.get("archive_derived", True):
+    archive_derived = bool(opts.get("archive_derived", True))
+    if archive_derived:
         @node.on("stored.series", where=str(opts.get("archive_where") or ""))
         def archive(msg: Message) -> None:
             if not msg.meta.get("derived_from") or msg.sender == node.id_bytes or not servers:
@@ -278,7 +279,7 @@ def create(config: NodeConfig) -> Node:
                 reach[name] = {"ae_title": pacs.ae_title, "ok": False, "error": str(exc)}
                 log.error("C-ECHO to PACS %s failed: %s", name, exc)
         node.extra.update({"pacs": reach, "storage_scp": {"ae_title": ae_title, "host": host, "port": port}})
-        if opts.get("archive_derived", True) and not servers:
+        if archive_derived and not servers:
             log.warning("derived series are not archived: no PACS is configured ([nodes.pacs.servers])")
         node.manifest_changed()
         stopping.wait()

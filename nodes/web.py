@@ -28,6 +28,7 @@ from pathlib import Path
 from meshdcm import Node, NodeConfig
 from meshdcm.config import data_dir
 from meshdcm.errors import ConfigError
+from meshdcm.retention import days_option
 
 log = logging.getLogger("meshdcm.web")
 
@@ -55,13 +56,13 @@ def create(config: NodeConfig) -> Node:
     data = Path(opts.get("data") or data_dir(config.name))
     data.mkdir(parents=True, exist_ok=True)
     node = Node(config=config, capabilities=("web",))
+    cache_age = days_option(opts, "cache_max_days", CACHE_MAX_AGE / 86400)
     try:
         cache_bytes = int(float(opts.get("cache_max_gb", CACHE_MAX_BYTES / 2**30)) * 2**30)
-        cache_age = float(opts.get("cache_max_days", CACHE_MAX_AGE / 86400)) * 86400
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"[nodes.web] cache_max_gb and cache_max_days must be numbers: {exc}") from exc
-    if cache_bytes < 0 or cache_age <= 0:
-        raise ConfigError("[nodes.web] cache_max_gb must be >= 0 and cache_max_days > 0")
+        raise ConfigError(f"[nodes.web] cache_max_gb must be a number: {exc}") from exc
+    if cache_bytes < 0:
+        raise ConfigError("[nodes.web] cache_max_gb must be >= 0")
     app = create_app(node, WebConfig(data=data, token=token, users_file=users_file,
                                      secret_key=str(opts.get("secret_key", "")), https=bool(certfile),
                                      cache_max_bytes=cache_bytes, cache_max_age=cache_age))
