@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -44,6 +45,26 @@ def test_storage_scp_writes_as_received_and_reports(tmp_path):
     assert inst.transfer_syntax == "1.2.840.10008.1.2.5"
     assert dcmread(inst.path).PixelData == rle.PixelData  # encapsulated bytes untouched
     assert not list((tmp_path / "rx").rglob(".*.part"))
+
+
+def test_expectation_completes_only_after_every_instance_was_reported(tmp_path):
+    """A retrieve returns when its expectation is met; by then its listener must have seen every instance
+    (the pacs node counts arrivals per series in the listener and judged a complete study incomplete)."""
+    src = synthetic.write_study(synthetic.head_ct(seed=8, size="small", slices=3), tmp_path / "src")
+    seen = []
+
+    def slow_listener(inst):
+        time.sleep(0.3)
+        seen.append(inst.sop_instance_uid)
+
+    with StorageSCP(tmp_path / "rx") as scp:
+        scp.add_listener(slow_listener)
+        exp = scp.expect(str(dcmread(src[0]).StudyInstanceUID), len(src))
+        sender = threading.Thread(target=_storescu, args=(scp.port, src))
+        sender.start()
+        assert exp.wait(60)
+        assert len(seen) == len(src), f"expectation met with {len(seen)} of {len(src)} instances reported"
+        sender.join(60)
 
 
 def test_quiet_timer_reports_unannounced_push(tmp_path):

@@ -122,14 +122,19 @@ def scan_study_series(data: bytes, transfer_syntax: str) -> tuple[str, str] | No
 
 
 class Expectation:
-    """A count of instances we expect for a study (optionally one series); ``wait()`` until they arrived."""
+    """A count of instances we expect for a study (optionally one series); ``wait()`` until they arrived.
+
+    ``done`` counts an instance as soon as it is on disk; ``wait()`` returns only once the storage SCP's
+    callbacks for every counted instance have returned too, so a retrieve that waits has seen them all.
+    """
 
     def __init__(self, study_uid: str, total: int, series_uid: str | None = None):
         self.study_uid, self.series_uid, self.total = study_uid, series_uid, int(total)
         self.uids: set[str] = set()
+        self._reporting = 0  # instances counted whose callbacks are still running
+        self._lock = threading.Lock()
         self._event = threading.Event()
-        if self.total <= 0:
-            self._event.set()
+        self._check()
 
     @property
     def done(self) -> int:
@@ -141,13 +146,23 @@ class Expectation:
 
     def set_total(self, total: int) -> None:
         """Correct the expected count (e.g. from the retrieve's final sub-operation counts)."""
-        self.total = int(total)
-        if len(self.uids) >= self.total:
-            self._event.set()
+        with self._lock:
+            self.total = int(total)
+            self._check()
 
-    def _add(self, sop_uid: str) -> None:
-        self.uids.add(sop_uid)
-        if len(self.uids) >= self.total:
+    def _add(self, sop_uid: str, reporting: bool = False) -> None:
+        with self._lock:
+            self.uids.add(sop_uid)
+            self._reporting += reporting
+            self._check()
+
+    def _reported(self) -> None:
+        with self._lock:
+            self._reporting -= 1
+            self._check()
+
+    def _check(self) -> None:
+        if len(self.uids) >= self.total and not self._reporting:
             self._event.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -505,27 +520,31 @@ class StorageSCP:
             return any(key[0] == study_uid for key in self._expect)
 
     def _stored(self, inst: StoredInstance) -> None:
-        self._note(inst)
-        for fn in [self.on_stored, *self._listeners]:
-            if fn is None:
-                continue
-            try:
-                fn(inst)
-            except Exception:
-                LOGGER.exception("storage SCP: callback failed for instance %s", inst.sop_instance_uid)
+        waiting = self._note(inst)
+        try:
+            for fn in [self.on_stored, *self._listeners]:
+                if fn is None:
+                    continue
+                try:
+                    fn(inst)
+                except Exception:
+                    LOGGER.exception("storage SCP: callback failed for instance %s", inst.sop_instance_uid)
+        finally:
+            for exp in waiting:  # only now may a retrieve waiting for this instance go on
+                exp._reported()
 
-    def _note(self, inst: StoredInstance) -> None:
+    def _note(self, inst: StoredInstance) -> list[Expectation]:
         with self._lock:
             self.count += 1
-            covered = False
-            for key in ((inst.study_uid, None), (inst.study_uid, inst.series_uid)):
-                for exp in self._expect.get(key, ()):
-                    exp._add(inst.sop_instance_uid)
-                    covered = True
-            if not covered and self.on_quiet is not None:
+            waiting = [exp for key in ((inst.study_uid, None), (inst.study_uid, inst.series_uid))
+                       for exp in self._expect.get(key, ())]
+            for exp in waiting:
+                exp._add(inst.sop_instance_uid, reporting=True)
+            if not waiting and self.on_quiet is not None:
                 _, counts = self._recent.get(inst.study_uid, (0.0, {}))
                 counts[inst.series_uid] = counts.get(inst.series_uid, 0) + 1
                 self._recent[inst.study_uid] = (time.monotonic(), counts)
+        return waiting
 
     def _quiet_loop(self) -> None:
         tick = min(1.0, max(0.05, self.quiet_seconds / 4))
