@@ -7,7 +7,7 @@ up: python-deps
 	$(PYTHON) -m meshdcm.cli.main up
 
 test: deps lint
-	$(PYTHON) -m pytest -q -ra
+	$(PYTHON) -m pytest -q -ra --durations=15
 
 deps: system-deps python-deps
 

@@ -12,6 +12,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from conftest import read_records, wait_until
+from ports import free_port
 
 MR_FILTER = 'Modality == "MR" and SeriesDescription ~ "(?i)perf"'
 
@@ -147,11 +148,7 @@ def test_late_joiner_gets_everything_published_1s_after_its_start(mesh, tmp_path
 
 
 def test_node_restarted_on_same_port_is_taken_back(mesh, tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     out = tmp_path / "rec.txt"
     ticker = mesh.node("ticker", interval=0.01)
     rec = mesh.node("recorder", "--port", str(port), out=str(out), topic="stored")

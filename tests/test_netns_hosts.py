@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 
 import pytest
 
 import netns
 from conftest import read_records, wait_until
+from ports import free_port
 
 REASON = netns.available()
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(REASON is not None, reason=f"no network namespaces: {REASON}")]
@@ -24,12 +24,6 @@ def lan():
     network = netns.Lan(hosts=3)
     yield network
     network.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_nodes_on_three_hosts_find_each_other_by_mdns(mesh, lan, tmp_path):

@@ -203,7 +203,7 @@ def test_compressed_instance_round_trip_is_byte_intact(pacs, scp, tmp_path, tool
 
 
 def test_pacs_down_gives_clear_error_and_retries(orthanc, tmp_path):  # noqa: F811
-    from pacs_fixtures import free_port
+    from ports import free_port
 
     down = Pacs("dead-pacs", host=orthanc.ns.host_ip, port=free_port(orthanc.ns.host_ip), timeout=2)
     retries = []

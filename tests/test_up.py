@@ -29,3 +29,23 @@ def test_up_serves_a_search_and_stops_cleanly(mesh, tmp_path):
     assert topics == ["found.study", "found.study", "found.end"]
     assert up.stop(signal.SIGINT, timeout=30) == 0
     assert "meshdcm up: stopped" in up.output
+
+
+def test_up_takes_the_next_web_port_when_8080_is_taken(tmp_path):
+    import socket
+
+    from meshdcm.cli.mesh import _web_settings
+
+    held = socket.socket()
+    try:
+        held.bind(("127.0.0.1", 8080))
+        held.listen(1)
+    except OSError:
+        pass  # something else holds 8080 already: the same case
+    try:
+        settings = {"nodes": {}}
+        url, env = _web_settings(["web"], settings, None, tmp_path)
+        port = settings["nodes"]["web"]["port"]
+        assert 8080 < port < 8100 and url == f"http://127.0.0.1:{port}/" and env["MESHDCM_WEB_TOKEN"]
+    finally:
+        held.close()

@@ -8,19 +8,13 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import uuid
 
 import httpx
 
 from conftest import wait_until
 from web_fixtures import CHROMIUM_ARGS, chromium_or_skip, find_sr_text, keep_artifacts, login_csrf
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ports import free_port
 
 
 def test_the_whole_story_in_a_browser(mesh, tmp_path):

@@ -352,13 +352,16 @@ def _web_settings(kinds: list[str], settings: dict, port: int | None, state: Pat
     host = web.setdefault("host", "127.0.0.1")
     web.setdefault("data", str(state / "web"))  # drafts, signed reports, image cache
     if port is None and "port" not in web:
-        port = 8080
-        with socket.socket() as probe:
-            try:
-                probe.bind((host, port))
-            except OSError:  # taken: any free port (the node binds it a moment later)
-                probe.bind((host, 0))
+        # 8080, else the next free one up to 8099: below the ephemeral range, so none of the nodes starting beside
+        # the web node (ZeroMQ binds port 0) can take it before the web node binds it; any free one as a last resort
+        for candidate in [*range(8080, 8100), 0]:
+            with socket.socket() as probe:
+                try:
+                    probe.bind((host, candidate))
+                except OSError:
+                    continue
                 port = probe.getsockname()[1]
+                break
     if port is not None:
         web["port"] = port
     token = os.environ.get("MESHDCM_WEB_TOKEN") or secrets.token_urlsafe(16)
