@@ -34,6 +34,7 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE, _config, evt
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
@@ -117,17 +118,30 @@ def _ae(pacs: Pacs) -> AE:
 
 
 def _associate(ae: AE, pacs: Pacs, operation: str, study_uid: str | None = None, **kw):
-    connected = []
-    handlers = list(kw.pop("evt_handlers", [])) + [(evt.EVT_CONN_OPEN, lambda event: connected.append(1))]
+    connected, rejected = [], []
+
+    def received(event) -> None:
+        if isinstance(event.pdu, A_ASSOCIATE_RJ):
+            rejected.append(event.pdu)
+
+    # A PACS that rejects at once can have closed the connection before pynetdicom's requestor thread looks at
+    # it; pynetdicom then says "aborted" (is_rejected False), though its reactor decoded the A-ASSOCIATE-RJ. The
+    # PDU itself is what we judge by (1 in ~100 rejections on loopback, pynetdicom 3.0).
+    handlers = list(kw.pop("evt_handlers", [])) + [(evt.EVT_CONN_OPEN, lambda event: connected.append(1)),
+                                                   (evt.EVT_PDU_RECV, received)]
     try:
         assoc = ae.associate(pacs.host, pacs.port, ae_title=pacs.ae_title, evt_handlers=handlers, **kw)
     except (OSError, ValueError, RuntimeError) as exc:
         raise PacsUnavailable(pacs, f"could not associate: {exc}", study_uid, operation) from exc
     if assoc.is_established:
         return assoc
+    if connected and not (assoc.is_rejected or rejected):  # the reactor may still be decoding the peer's answer
+        dul = getattr(assoc, "dul", None)
+        if dul is not None and dul.is_alive():
+            dul.join(1.0)
     if not connected:
         reason = f"no answer at {pacs.host}:{pacs.port} (connection refused or timed out; is the PACS up?)"
-    elif assoc.is_rejected:
+    elif assoc.is_rejected or rejected:
         reason = "association rejected (is our AE title known to the PACS?)"
     elif assoc.is_aborted:
         reason = "association aborted by the PACS"
