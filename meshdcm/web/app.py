@@ -345,12 +345,13 @@ async def sign(request: Request):
                                        "sign again")
         raise ReportError(reason + "; the draft is kept") from exc
     # the body is the whole SR (metadata only, a few KB): the index keeps its text for later prior-report lookups
-    msg = view.publish("store.series", sr, what="report", key=uid,
-                       uris=[web.node.uri_for(folder), folder.resolve().as_uri()])
-    rep = {"request": msg.id, "sop": str(sr.SOPInstanceUID), "series": str(sr.SeriesInstanceUID), "state": "sent",
-           "detail": "sent to the pacs node", "signed_by": user, "time": iso(), "updated": iso()}
-    with view.lock:
+    with view.lock:  # the report is listed before the pacs node's answer (uploaded or error) can be handled
+        msg = view.publish("store.series", sr, what="report", key=uid,
+                           uris=[web.node.uri_for(folder), folder.resolve().as_uri()])
+        rep = {"request": msg.id, "sop": str(sr.SOPInstanceUID), "series": str(sr.SeriesInstanceUID),
+               "state": "sent", "detail": "sent to the pacs node", "signed_by": user, "time": iso(), "updated": iso()}
         view.study(uid).reports.append(rep)
+        rep = dict(rep)  # the answer says what this request did; later states come from the study
     web.drafts.save(user, uid, sections, signed=rep["time"])
     view.hub.emit("study", uid)
     log.info("report %s for study %s signed by %s and sent for upload", sr.SOPInstanceUID, uid, user)

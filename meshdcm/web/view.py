@@ -102,8 +102,11 @@ class MeshView:
 
     # --- publishing (and remembering what we asked) ---------------------------------------------------
     def publish(self, topic: str, body: Dataset, *, what: str = "", key: str = "", **kw) -> Message:
-        msg = self.node.publish(topic, body, **kw)
+        """Publish a request and remember it, both under the lock: an answer (a node's error can come back within
+        a millisecond) is handled only once the request is known. Callers that record more about the request
+        (a signed report) do so inside their own ``with view.lock`` around this call."""
         with self.lock:
+            msg = self.node.publish(topic, body, **kw)
             if what:
                 self._remember(msg.id, what, key)
             study_uid = body.get("StudyInstanceUID") if body is not None else None
