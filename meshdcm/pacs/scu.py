@@ -377,7 +377,9 @@ def _retrieve_move(pacs, study_uid, series_uid, scp: StorageSCP, on_progress, on
             res.total = max(res.total, counted[0])
         # The PACS reports success once it has sent everything; our SCP has answered (and written) each one.
         exp.set_total(res.total)
-        exp.wait(timeout if len(exp.uids) < res.total else 0)
+        # with every instance counted this returns as soon as their callbacks have (never 0: the last callback may
+        # still be running, and the caller counts arrivals in it)
+        exp.wait(timeout)
         res.done = exp.done
     finally:
         scp.remove_listener(arrived)
