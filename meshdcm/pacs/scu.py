@@ -126,7 +126,8 @@ def _associate(ae: AE, pacs: Pacs, operation: str, study_uid: str | None = None,
 
     # A PACS that rejects at once can have closed the connection before pynetdicom's requestor thread looks at
     # it; pynetdicom then says "aborted" (is_rejected False), though its reactor decoded the A-ASSOCIATE-RJ. The
-    # PDU itself is what we judge by (1 in ~100 rejections on loopback, pynetdicom 3.0).
+    # PDU itself is what we judge by (2 in 100 rejections on loopback, pynetdicom 3.0): the reactor fires
+    # EVT_PDU_RECV before it closes, so the PDU is seen before the requestor thread can give up.
     handlers = list(kw.pop("evt_handlers", [])) + [(evt.EVT_CONN_OPEN, lambda event: connected.append(1)),
                                                    (evt.EVT_PDU_RECV, received)]
     try:
@@ -135,10 +136,6 @@ def _associate(ae: AE, pacs: Pacs, operation: str, study_uid: str | None = None,
         raise PacsUnavailable(pacs, f"could not associate: {exc}", study_uid, operation) from exc
     if assoc.is_established:
         return assoc
-    if connected and not (assoc.is_rejected or rejected):  # the reactor may still be decoding the peer's answer
-        dul = getattr(assoc, "dul", None)
-        if dul is not None and dul.is_alive():
-            dul.join(1.0)
     if not connected:
         reason = f"no answer at {pacs.host}:{pacs.port} (connection refused or timed out; is the PACS up?)"
     elif assoc.is_rejected or rejected:
