@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -50,20 +49,25 @@ def test_storage_scp_writes_as_received_and_reports(tmp_path):
 def test_expectation_completes_only_after_every_instance_was_reported(tmp_path):
     """A retrieve returns when its expectation is met; by then its listener must have seen every instance
     (the pacs node counts arrivals per series in the listener and judged a complete study incomplete)."""
-    src = synthetic.write_study(synthetic.head_ct(seed=8, size="small", slices=3), tmp_path / "src")
-    seen = []
+    src = synthetic.write_study(synthetic.head_ct(seed=8, size="small", slices=1), tmp_path / "src")
+    entered, release, seen = threading.Event(), threading.Event(), []
 
-    def slow_listener(inst):
-        time.sleep(0.3)
+    def held_listener(inst):
+        entered.set()
+        release.wait(60)
         seen.append(inst.sop_instance_uid)
 
     with StorageSCP(tmp_path / "rx") as scp:
-        scp.add_listener(slow_listener)
-        exp = scp.expect(str(dcmread(src[0]).StudyInstanceUID), len(src))
+        scp.add_listener(held_listener)
+        exp = scp.expect(str(dcmread(src[0]).StudyInstanceUID), 1)
         sender = threading.Thread(target=_storescu, args=(scp.port, src))
         sender.start()
-        assert exp.wait(60)
-        assert len(seen) == len(src), f"expectation met with {len(seen)} of {len(src)} instances reported"
+        try:
+            assert entered.wait(60), "the instance never reached the listener"
+            assert exp.done == 1 and not exp.complete, "expectation met while the listener was still running"
+        finally:
+            release.set()
+        assert exp.wait(60) and seen == [str(dcmread(src[0]).SOPInstanceUID)]
         sender.join(60)
 
 
