@@ -4,8 +4,9 @@
 # that refuses every service start is in place while apt runs; tests and benches start them on loopback or
 # inside network namespaces they create. chromium is the headless browser of the web UI's end-to-end tests
 # (driven by Playwright with executable_path=/usr/bin/chromium; Playwright's own browser download is not used).
+# dcm2niix is not among them: the tests compare against the pinned PyPI wheel in the virtual environment.
 set -euo pipefail
-packages=(iproute2 nftables rabbitmq-server orthanc orthanc-dicomweb dcmtk dcm2niix chromium)
+packages=(iproute2 nftables rabbitmq-server orthanc orthanc-dicomweb dcmtk chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
