@@ -6,7 +6,6 @@ process); ``ours_cli`` adds a Python interpreter start and imports, for comparis
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,10 +21,11 @@ GOAL = 1.5
 
 
 def dcm2niix() -> str:
-    exe = shutil.which("dcm2niix") or "/usr/bin/dcm2niix"
-    if not Path(exe).exists():
-        raise SystemExit("dcm2niix not found: pip install dcm2niix")
-    return exe
+    """The pinned PyPI dcm2niix of this Python's environment (constraints.txt), never whichever is first on PATH."""
+    exe = Path(sys.executable).parent / "dcm2niix"
+    if not exe.exists():
+        raise SystemExit(f"dcm2niix not found beside {sys.executable}: run `make bench`, or pip install dcm2niix")
+    return str(exe)
 
 
 def timed(fn, runs: int) -> float:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
+import functools
 import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -14,11 +15,23 @@ from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 from meshdcm.imaging import testdata
 
 
+#: The dcm2niix the tests compare against: the PyPI wheel pinned in constraints.txt, in this Python's own environment,
+#: never whichever is first on PATH. Our JSON sidecar follows this version: Debian 12's v1.0.20220720, for one, writes
+#: no MAGNITUDE in ImageType and formats an enhanced series' AcquisitionTime differently.
+DCM2NIIX_VERSION = "v1.0.20260724"
+
+
+@functools.cache
 def dcm2niix_binary() -> str:
-    exe = shutil.which("dcm2niix") or ("/usr/bin/dcm2niix" if Path("/usr/bin/dcm2niix").exists() else None)
-    if exe is None:
-        pytest.skip("dcm2niix is not installed (pip install dcm2niix)")
-    return exe
+    exe = Path(sys.executable).parent / "dcm2niix"
+    if not exe.exists():
+        pytest.fail(f"dcm2niix is not installed beside {sys.executable}: run `make test` (it installs the pinned "
+                    "versions of constraints.txt), or pip install -c constraints.txt dcm2niix")
+    out = subprocess.run([str(exe), "-v"], capture_output=True, text=True, timeout=30).stdout
+    if DCM2NIIX_VERSION not in out:
+        pytest.fail(f"the tests compare against dcm2niix {DCM2NIIX_VERSION} (constraints.txt); {exe} is "
+                    f"{out.strip().splitlines()[-1] if out.strip() else 'of unknown version'}")
+    return str(exe)
 
 
 def run_dcm2niix(series_dir: Path, out_dir: Path) -> list[Path]:
