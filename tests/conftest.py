@@ -33,6 +33,20 @@ os.environ["XDG_DATA_HOME"] = _STATE_HOME
 atexit.register(shutil.rmtree, _STATE_HOME, ignore_errors=True)
 
 
+#: What makes a test slow (`make test-fast` leaves these out; `make test` runs all): a real Orthanc, headless
+#: Chromium, network namespaces, the chaos tests that kill and restart processes.
+SLOW_MODULES = {"test_delivery_chaos", "test_netns_hosts", "test_pacs_node_orthanc", "test_pacs_orthanc",
+                "test_viewer_node", "test_web_e2e"}
+SLOW_FIXTURES = {"orthanc"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if (item.module.__name__ in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or item.get_closest_marker("netns")):
+            item.add_marker(pytest.mark.slow)
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.02, what: str = "condition"):
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
