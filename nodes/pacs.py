@@ -19,7 +19,7 @@ URIs for nodes on the same machine.
 
 Options (``[nodes.pacs]``): ``ae_title`` (MESHDCM), ``scp_host`` (127.0.0.1), ``scp_port`` (0: ephemeral),
 ``storage`` (folder), ``instance_events`` (false), ``quiet_seconds`` (10), ``embedded`` (false: start the embedded
-PACS with the synthetic studies), ``use`` (names of the PACS to use; default all), and one table per PACS in
+PACS with the synthetic studies), ``embedded_retrieve`` (get; docs/pacs.md says why not move), ``use`` (names of the PACS to use; default all), and one table per PACS in
 ``[nodes.pacs.servers.NAME]`` with ``ae_title``, ``host``, ``port``, ``dicomweb_url``, ``retrieve``, ``store_method``;
 ``archive_derived`` (true), ``archive_where`` (a filter; default every derived series), ``archive_to`` (the PACS
 that receives them; default the first).
@@ -48,6 +48,14 @@ log = logging.getLogger("meshdcm.pacs.node")
 
 LEVELS = {"find.studies": ("STUDY", "found.study"), "find.series": ("SERIES", "found.series"),
           "find.instances": ("IMAGE", "found.instance")}
+#: Return keys every answer of a level carries, besides those the request asks for: what a worklist shows.
+WORKLIST_KEYS = {
+    "STUDY": ("PatientName", "PatientID", "StudyDate", "StudyTime", "AccessionNumber", "StudyDescription",
+              "ModalitiesInStudy", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "StudyInstanceUID"),
+    "SERIES": ("Modality", "SeriesNumber", "SeriesDescription", "NumberOfSeriesRelatedInstances", "StudyInstanceUID",
+               "SeriesInstanceUID"),
+    "IMAGE": ("InstanceNumber", "SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"),
+}
 SERIES_KEYS = ("SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "Modality", "NumberOfSeriesRelatedInstances")
 
 
@@ -130,6 +138,9 @@ def create(config: NodeConfig) -> Node:
             return  # meta "to" addresses a search to other nodes (e.g. "index": meshdcm index query)
         level, answer = LEVELS[msg.topic]
         identifier = msg.dataset
+        for keyword in WORKLIST_KEYS[level]:
+            if keyword not in identifier:
+                setattr(identifier, keyword, "")  # an empty element is a return key (PS3.4 C.2.2.2)
         count, failures = 0, []
         for pacs in choose(msg):
             try:
@@ -265,7 +276,7 @@ def create(config: NodeConfig) -> Node:
                                 size=str(opts.get("embedded_size", "small")))
         ehost, eport = embedded.start()
         servers["embedded"] = Pacs("embedded", ae_title=embedded.ae_title, host=ehost, port=eport,
-                                   retrieve=str(opts.get("embedded_retrieve", "move")), calling_ae=ae_title,
+                                   retrieve=str(opts.get("embedded_retrieve", "get")), calling_ae=ae_title,
                                    move_destination=ae_title)
         log.info("embedded PACS %s on %s:%d (synthetic studies)", embedded.ae_title, ehost, eport)
 
