@@ -789,7 +789,7 @@ class Engine(threading.Thread):
             self._say(peer.manifest.control, [b"BYE", bye])
         for sock in list(self._dealers.values()):
             sock.close(linger=200)
-        if self.leases.outstanding():
+        if self.leases.outstanding() and self.node.role != "tool":  # a one-shot tool says it itself (cmd_publish)
             log.warning("%d work items are not acknowledged yet; they stay in the journal and go out again when this "
                         "node restarts", self.leases.outstanding())
         try:

@@ -42,11 +42,15 @@ from typing import Any, Mapping
 from .errors import ConfigError
 from .peers import Timing
 
-__all__ = ["DEFAULT_INTERFACE", "DEFAULT_MESH", "NodeConfig", "data_dir", "load_config", "resolve_interface"]
+__all__ = ["DEFAULT_INTERFACE", "DEFAULT_MESH", "NodeConfig", "WEB_LISTEN_FD_ENV", "data_dir", "load_config",
+           "resolve_interface"]
 
 DEFAULT_MESH = "default"
 DEFAULT_INTERFACE = "127.0.0.1"
 ENV_PREFIX = "MESHDCM_"
+#: A listening socket (file descriptor) the web node inherits from ``meshdcm up``, which bound it: two ``up`` started
+#: side by side can then never pick the same port.
+WEB_LISTEN_FD_ENV = ENV_PREFIX + "WEB_LISTEN_FD"
 
 
 @dataclass(frozen=True)

@@ -107,3 +107,13 @@ class Leases:
 
     def outstanding(self) -> int:
         return sum(len(g.queue) + len(g.out) for g in self.groups.values())
+
+    def unclaimed(self) -> dict[str, int]:
+        """Per group, the items no member holds or finished yet (safe to call from another thread: it reads
+        copies, and an item's holder is one reference)."""
+        out = {}
+        for name, g in list(self.groups.items()):
+            n = len(g.queue) + sum(1 for item in list(g.out.values()) if item.holder is None)
+            if n:
+                out[name] = n
+        return out

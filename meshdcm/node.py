@@ -579,6 +579,10 @@ class Node:
             return True
         return self.wait_for(ready, timeout)
 
+    def unclaimed_work(self) -> dict[str, int]:
+        """Per worker group, the work items this node sent that no member has taken (held or finished) yet."""
+        return self._engine.leases.unclaimed() if self._engine is not None else {}
+
     def settle(self, quiet: float = 0.3, minimum: float = 0.5, maximum: float = 3.0) -> None:
         """Wait for discovery to go quiet: at least ``minimum`` s, until no peer joined for ``quiet`` s."""
         start = time.monotonic()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .config import NodeConfig, data_dir
 
-__all__ = ["StateFolder", "open_state"]
+__all__ = ["StateFolder", "folder_name", "open_state"]
 
 log = logging.getLogger("meshdcm.node")
 
@@ -38,11 +38,15 @@ class StateFolder:
             self.fd = None
 
 
+def folder_name(mesh: str) -> str:
+    """A mesh name (free text) as one safe folder name."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", mesh) or "default"
+
+
 def open_state(config: NodeConfig, durable: bool) -> StateFolder:
     if not durable:
         return StateFolder(None)
-    mesh = re.sub(r"[^A-Za-z0-9_.-]", "-", config.mesh)
-    path = Path(config.state_dir) if config.state_dir else data_dir(config.name) / f"mesh-{mesh}"
+    path = Path(config.state_dir) if config.state_dir else data_dir(config.name) / f"mesh-{folder_name(config.mesh)}"
     path.mkdir(parents=True, exist_ok=True)
     fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:

@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 
 from meshdcm import Node, NodeConfig
-from meshdcm.config import data_dir
+from meshdcm.config import WEB_LISTEN_FD_ENV, data_dir
 from meshdcm.errors import ConfigError
 from meshdcm.retention import days_option
 
@@ -68,15 +68,20 @@ def create(config: NodeConfig) -> Node:
                                      cache_max_bytes=cache_bytes, cache_max_age=cache_age))
     # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY on accepted connections only when the listening socket's
     # proto says TCP, and without it every small answer waits ~40 ms for Nagle and the browser's delayed ACK
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"the web UI cannot listen on {host}:{port}: {exc}; set another [nodes.web] port "
-                          "(0 picks a free one)") from exc
-    sock.listen(128)
+    inherited = os.environ.pop(WEB_LISTEN_FD_ENV, "")
+    if inherited:  # `meshdcm up` bound it (so that two of them never pick one port) and handed it over
+        sock = socket.socket(fileno=int(inherited))
+    else:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
+                             socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"the web UI cannot listen on {host}:{port}: {exc}; set another [nodes.web] port "
+                              "(0 picks a free one)") from exc
+        sock.listen(128)
     bound = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                            ssl_certfile=certfile, ssl_keyfile=keyfile))

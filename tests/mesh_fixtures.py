@@ -16,8 +16,9 @@ import pydicom
 from hypothesis import strategies as st
 from pydicom.data import get_charset_files, get_testdata_file
 from pydicom.datadict import DicomDictionary
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 # Real files shipped with pydicom (no network): headers of several modalities and character sets.
 TESTDATA_FILES = ["MR_small.dcm", "CT_small.dcm", "rtplan.dcm", "rtstruct.dcm", "test-SR.dcm", "priv_SQ.dcm",
@@ -184,3 +185,27 @@ def datasets(draw, max_elements=12, with_private=True):
         block.add_new(0x03, "DS", draw(_DS))
         block.add_new(0x04, "UN", draw(st.binary(max_size=6).map(lambda b: b + b"\0" * (len(b) % 2))))
     return ds
+
+
+def write_series_files(folder, specs):
+    """One small DICOM file per (modality, description) spec; returns their SeriesInstanceUIDs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    uids = []
+    for i, (modality, description) in enumerate(specs):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+        ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.PatientName = "Test^Patient"
+        ds.Modality = modality
+        ds.SeriesDescription = description
+        ds.StudyInstanceUID = "1.2.826.0.1.3680043.10.1.1"
+        ds.SeriesInstanceUID = f"1.2.826.0.1.3680043.10.1.2.{i}"
+        ds.ImageType = ["ORIGINAL", "PRIMARY"]
+        ds.save_as(folder / f"{i:04d}.dcm", enforce_file_format=True)
+        uids.append(ds.SeriesInstanceUID)
+    return uids

@@ -8,37 +8,12 @@ import time
 from collections import Counter
 
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from conftest import read_records, wait_until
+from mesh_fixtures import write_series_files
 from ports import free_port
 
 MR_FILTER = 'Modality == "MR" and SeriesDescription ~ "(?i)perf"'
-
-
-def write_series_files(folder, specs):
-    """One small DICOM file per (modality, description) spec; returns their SeriesInstanceUIDs."""
-    folder.mkdir(parents=True, exist_ok=True)
-    uids = []
-    for i, (modality, description) in enumerate(specs):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
-        ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-        ds.SpecificCharacterSet = "ISO_IR 192"
-        ds.PatientName = "Test^Patient"
-        ds.Modality = modality
-        ds.SeriesDescription = description
-        ds.StudyInstanceUID = "1.2.826.0.1.3680043.10.1.1"
-        ds.SeriesInstanceUID = f"1.2.826.0.1.3680043.10.1.2.{i}"
-        ds.ImageType = ["ORIGINAL", "PRIMARY"]
-        ds.save_as(folder / f"{i:04d}.dcm", enforce_file_format=True)
-        uids.append(ds.SeriesInstanceUID)
-    return uids
 
 
 def test_publish_and_tail_with_filter(mesh, tmp_path):

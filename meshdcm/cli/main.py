@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .._version import __version__
@@ -15,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="meshdcm", description="A brokerless mesh of DICOM-aware analysis nodes.")
     p.add_argument("--version", action="version", version=f"meshdcm {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p.commands = sub.choices  # name -> the command's parser
 
     c = sub.add_parser("node", help="run one node", description="Run a node until SIGINT/SIGTERM.")
     c.add_argument("kind", metavar="KIND|path/to/node.py",
@@ -123,11 +125,35 @@ _DELEGATED = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        # the reader went away (`meshdcm index query ... | head`): not an error of ours; keep Python from
+        # complaining about the unflushed rest at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _run(argv: list[str]) -> int:
     if argv[:1] and argv[0] in _DELEGATED:  # their own command lines (argparse's REMAINDER would eat options)
         module, function = _DELEGATED[argv[0]]
         return getattr(importlib.import_module(module), function)(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    command = _command_parser(parser, argv)
+    # options may stand anywhere, also after a list of positionals (`publish TOPIC --mesh X FOLDER`)
+    args = command.parse_intermixed_args(argv[1:]) if command is not None else parser.parse_args(argv)
     return mesh.guarded(args.func)(args)
+
+
+def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser | None:
+    """The sub-command's own parser, unless it has sub-commands of its own (argparse cannot intermix those)."""
+    if not argv or argv[0] in _NESTED:
+        return None
+    return parser.commands.get(argv[0])
+
+
+#: Commands with sub-commands of their own: parsed by the top-level parser.
+_NESTED = {"keys"}
 
 
 if __name__ == "__main__":

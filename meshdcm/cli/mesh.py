@@ -7,7 +7,9 @@ import importlib.util
 import json
 import logging
 import os
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from .. import codec
+from ..config import WEB_LISTEN_FD_ENV
 from ..errors import ConfigError, FilterSyntaxError, MeshError
 from ..filters import parse
 from ..message import Message
@@ -28,10 +31,22 @@ from ..node import Node
 from .common import config_from, fail, setup_logging
 
 log = logging.getLogger("meshdcm.cli")
-
 #: What ``tail`` shows of a body: technical attributes only, never patient-identifying ones.
 TAIL_KEYS = ("Modality", "SeriesNumber", "SeriesDescription", "NumberOfSeriesRelatedInstances", "StudyInstanceUID",
              "SeriesInstanceUID")
+#: What ``tail`` shows of a query's answers (``found.*``): what a worklist shows, since whoever asked searched for it.
+FOUND_KEYS = ("PatientName", "PatientID", "StudyDate", "ModalitiesInStudy", "StudyDescription", "AccessionNumber",
+              "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", *TAIL_KEYS)
+
+
+def shown_attributes(msg: Message) -> dict[str, str]:
+    """The attributes ``tail`` prints for ``msg``, as text (multiple values joined by a backslash)."""
+    out = {}
+    for key in FOUND_KEYS if msg.topic.startswith("found.") else TAIL_KEYS:
+        value = msg.get(key)
+        if value is not None and value != "":
+            out[key] = "\\".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+    return out
 
 
 # --- node -----------------------------------------------------------------------------------------------
@@ -168,8 +183,16 @@ def cmd_publish(args) -> int:
             msg = node.publish(args.topic, ds, uris=args.uri or None)
             if args.verbose:
                 print(f"published {args.topic} {msg.id}")
+        # work items (topics a worker group shares) are this tool's to hand over: it waits until a member took each
+        deadline = time.monotonic() + max(args.wait, 1.0)
+        while (unclaimed := node.unclaimed_work()) and time.monotonic() < deadline:
+            time.sleep(0.05)
     print(f"published {len(datasets)} message{'s' if len(datasets) != 1 else ''} on {args.topic}"
           + (f" ({skipped} files skipped)" if skipped else ""))
+    if unclaimed:
+        return fail(f"{sum(unclaimed.values())} work item(s) were taken by no member of worker group(s) "
+                    f"{', '.join(sorted(unclaimed))} within {max(args.wait, 1.0):.0f} s, so nobody received them: "
+                    "check `meshdcm peers`, then publish again", 1)
     return 0
 
 
@@ -186,11 +209,7 @@ def describe_line(msg: Message, sender_name: str) -> str:
         step = f"; next: {err['next']}" if err.get("next") and err.get("next") != err.get("action") else ""
         return (f"{head} ERROR in {err.get('node', '?')}/{err.get('handler', '?')} on {err.get('topic') or '-'} "
                 f"({where}){attempt}: {err.get('reason', '?')} -> {err.get('action', '')}{step}")
-    parts = []
-    for key in TAIL_KEYS:
-        value = msg.get(key)
-        if value is not None:
-            parts.append(f"{key}={value if not isinstance(value, tuple) else chr(92).join(map(str, value))}")
+    parts = [f"{key}={value!r}" if " " in value else f"{key}={value}" for key, value in shown_attributes(msg).items()]
     if msg.uris:
         parts.append(f"uris={len(msg.uris)}")
     if msg.correlation_id:
@@ -225,7 +244,7 @@ def cmd_tail(args) -> int:
                 return
             if args.json:
                 line = json.dumps({**msg.describe(), "sender_name": sender_name(msg.sender),
-                                   "attributes": {k: msg.get(k) for k in TAIL_KEYS if msg.get(k) is not None}},
+                                   "attributes": shown_attributes(msg)},
                                   default=str)
             else:
                 line = describe_line(msg, sender_name(msg.sender))
@@ -286,9 +305,13 @@ def cmd_up(args) -> int:
     if "web" in kinds and not args.kinds and not all(importlib.util.find_spec(m) for m in ("starlette", "uvicorn")):
         print("the web UI is not started: install it with  pip install 'meshdcm[web]'", file=sys.stderr)
         kinds = [k for k in kinds if k != "web"]
-    from ..config import data_dir
+    from ..config import data_dir, load_config
+    from ..state import folder_name
 
-    state = Path(args.state or data_dir("up"))
+    # the mesh's name (option, $MESHDCM_MESH, the config's [mesh] name, else "default") names its state folder too,
+    # so that two `meshdcm up --mesh A` / `--mesh B` on one machine share nothing
+    mesh = load_config(kind="up", file=args.config, args={"mesh": args.mesh}).mesh
+    state = Path(args.state or data_dir("up") / folder_name(mesh))
     state.mkdir(parents=True, exist_ok=True)
     settings = tomllib.loads(Path(args.config).read_text()) if args.config else {}
     pacs_opts = settings.setdefault("nodes", {}).setdefault("pacs", {})
@@ -302,23 +325,30 @@ def cmd_up(args) -> int:
     else:
         pacs_opts["embedded"] = True
     settings["nodes"].setdefault("index", {}).setdefault("path", str(state / "index.sqlite3"))
-    web_url, web_env = _web_settings(kinds, settings, args.web_port, state)
+    for kind in ("convert", "perfusion", "register", "viewer"):  # work folders of this mesh's own
+        settings["nodes"].setdefault(kind, {}).setdefault("work", str(state / kind))
+    web_url, web_env, web_socket = _web_settings(kinds, settings, args.web_port, state)
     config = state / "up.toml"
     config.write_text(_toml(settings))
     base = [sys.executable, "-m", "meshdcm.cli.main", "node"]
-    extra = ["--config", str(config)] + (["--mesh", args.mesh] if args.mesh else [])
+    extra = ["--config", str(config), "--mesh", mesh]
     procs: list[tuple[str, subprocess.Popen]] = []
     for kind in kinds:
         # an argument list (no shell); the kinds are names of modules in the nodes package
         env = dict(os.environ, **web_env) if kind == "web" else None
-        procs.append((kind, subprocess.Popen(base + [kind] + extra, env=env)))  # noqa: S603
-    print(f"meshdcm up: {len(procs)} node(s) on 127.0.0.1 in mesh {args.mesh or 'default'}: "
+        fds = (web_socket.fileno(),) if kind == "web" and web_socket is not None else ()
+        procs.append((kind, subprocess.Popen(base + [kind] + extra, env=env, pass_fds=fds)))  # noqa: S603
+    if web_socket is not None:
+        web_socket.close()  # the web node holds it now
+    print(f"meshdcm up: {len(procs)} node(s) on 127.0.0.1 in mesh {mesh}: "
           + ", ".join(f"{k} (pid {p.pid})" for k, p in procs))
     print(f"PACS: {'the embedded one, with synthetic studies' if not args.pacs else args.pacs}; store {pacs_opts['storage']}")
     if web_url:
         print(f"web UI: {web_url}  (login token: {web_env['MESHDCM_WEB_TOKEN']})")
-    print("watch the mesh:  meshdcm peers   |   meshdcm tail   |   errors: meshdcm tail --topic error")
-    print("try:  meshdcm publish find.studies --set PatientName='*' --set StudyInstanceUID= --set StudyDescription=")
+    m = f" --mesh {shlex.quote(mesh)}"
+    print(f"watch the mesh:  meshdcm peers{m}   |   meshdcm tail{m}   |   errors: meshdcm tail{m} --topic error")
+    print(f"try (start the tail first, in another terminal):  meshdcm tail{m} --topic found")
+    print(f"     meshdcm publish find.studies{m} --set PatientName='*' --set StudyInstanceUID= --set StudyDescription=")
     print("stop with Ctrl-C", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -341,31 +371,44 @@ def cmd_up(args) -> int:
     return 0
 
 
-def _web_settings(kinds: list[str], settings: dict, port: int | None, state: Path) -> tuple[str, dict]:
-    """The web node's address and login token (passed in its environment, never written to a file)."""
+def _web_settings(kinds: list[str], settings: dict, port: int | None,
+                  state: Path) -> tuple[str, dict, socket.socket | None]:
+    """The web node's address, login token (passed in its environment, never written to a file) and listening
+    socket: bound here and inherited by the web node, so that two ``up`` starting side by side never pick one port."""
     if "web" not in kinds:
-        return "", {}
+        return "", {}, None
     import secrets
-    import socket
 
     web = settings["nodes"].setdefault("web", {})
     host = web.setdefault("host", "127.0.0.1")
     web.setdefault("data", str(state / "web"))  # drafts, signed reports, image cache
-    if port is None and "port" not in web:
-        # 8080, else the next free one up to 8099: below the ephemeral range, so none of the nodes starting beside
-        # the web node (ZeroMQ binds port 0) can take it before the web node binds it; any free one as a last resort
-        for candidate in [*range(8080, 8100), 0]:
-            with socket.socket() as probe:
-                try:
-                    probe.bind((host, candidate))
-                except OSError:
-                    continue
-                port = probe.getsockname()[1]
-                break
-    if port is not None:
-        web["port"] = port
+    if port is None:
+        port = web.get("port")
+    # 8080, else the next free one up to 8099 (below the ephemeral range, which the nodes' ZeroMQ sockets use); any
+    # free one as a last resort
+    candidates = [int(port)] if port is not None else [*range(8080, 8100), 0]
+    sock = None
+    for candidate in candidates:
+        # IPPROTO_TCP named, as the web node does: asyncio sets TCP_NODELAY only on such sockets' connections
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, candidate))
+        except OSError as exc:
+            sock.close()
+            sock = None
+            if len(candidates) == 1:
+                raise ConfigError(f"the web UI cannot listen on {host}:{candidate}: {exc}; give --web-port another "
+                                  "port (0 picks a free one)") from None
+            continue
+        break
+    assert sock is not None  # port 0 always binds
+    sock.listen(128)
+    sock.set_inheritable(True)
+    web["port"] = sock.getsockname()[1]
     token = os.environ.get("MESHDCM_WEB_TOKEN") or secrets.token_urlsafe(16)
-    return f"http://{host}:{web['port']}/", {"MESHDCM_WEB_TOKEN": token}
+    env = {"MESHDCM_WEB_TOKEN": token, WEB_LISTEN_FD_ENV: str(sock.fileno())}
+    return f"http://{host}:{web['port']}/", env, sock
 
 
 def _toml(data: dict, prefix: str = "") -> str:
