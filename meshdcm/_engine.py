@@ -96,6 +96,7 @@ class Engine(threading.Thread):
         self.leases = Leases(node.config.lease, claim_timeout=max(5.0, 2 * timing.expire_after))
         self._streams: dict[bytes, list] = {}  # stream -> [last seq, started]: ours and our journal's former ones
         self._homes: dict[bytes, str] = {}  # stream -> id of the peer that answers replays for it
+        self._orphans: dict[bytes, float] = {}  # stream with gaps whose home is gone -> since when (monotonic)
         self._work_reports: dict[bytes, list] = {}  # stream -> [done seqs, held-new seqs] to report to its sender
         self._last_hold = 0.0
         self._behind_since: float | None = None
@@ -295,7 +296,10 @@ class Engine(threading.Thread):
                 self._drain_subscriptions()
             for sock in list(dealer_sockets):
                 if sock.closed:
+                    # a closed socket left in a poller is polled as file descriptor 0: with stdin at EOF (a tool in
+                    # the background) every poll returns at once and the engine spins
                     dealer_sockets.pop(sock)
+                    self._unpoll(sock)
                     continue
                 if sock in events:
                     self._drain(sock, self._on_reply)
@@ -308,11 +312,7 @@ class Engine(threading.Thread):
                 self._on_tick(now)
                 for sock in [s for s in dealer_sockets if s.closed]:
                     dealer_sockets.pop(sock)
-                    for p in (self.poller_all, self.poller_ctl):
-                        try:
-                            p.unregister(sock)
-                        except KeyError:
-                            pass
+                    self._unpoll(sock)
 
     def _drain_frames(self, sock: zmq.Socket, handle) -> None:
         recv = sock.recv
@@ -775,6 +775,13 @@ class Engine(threading.Thread):
                         pass
                     self._sub_connected.discard(endpoint)
 
+    def _unpoll(self, sock: zmq.Socket) -> None:
+        for poller in (self.poller_all, self.poller_ctl):
+            try:
+                poller.unregister(sock)
+            except KeyError:
+                pass
+
     def _changed(self) -> None:
         self.node._peers_changed(self.peers.snapshot())
 
@@ -904,17 +911,39 @@ class Engine(threading.Thread):
             if self._say(home.manifest.control, [b"WORK", body]):
                 self._work_reports[sid] = [[], []]
 
+    def _orphaned(self, stream, now: float) -> None:
+        """Messages of ``stream`` are missing here and no peer in the mesh answers replays for it: wait
+        ``rediscover_for`` seconds for its sender to come back (said once), then settle them as lost (said once)."""
+        since = self._orphans.setdefault(stream.id, now)
+        wait = self.node.config.rediscover_for
+        if since == now:
+            log.warning("%d messages of stream %s (%s) are missing here and its sender is gone: waiting up to %.0f s "
+                        "for it to come back and replay them", sum(c for _, c in stream.missing),
+                        stream.id.hex()[:12], stream.name or "unknown sender", wait)
+        elif now - since >= wait:
+            del self._orphans[stream.id]
+            for first, count in list(stream.missing):
+                self.receipts.give_up(stream, first, count)
+                self.node._report_lost(stream.name or stream.id.hex()[:12], first, seq_add(first, count - 1), count,
+                                       why=f"its sender left the mesh and did not come back within {wait:.0f} s")
+
     def _delivery_tick(self, now: float) -> None:
         inbox = self.receipts
         node = self.node
         # replays are asked for only while the handlers keep up: the receiver's own credit
         for stream, first, last in inbox.wanted(now) if node._pending() < node.config.max_pending else ():
             home = self.peers.get(self._homes.get(stream.id, stream.id.hex()))
-            log.info("asking %s to replay %d..%d of stream %s (missed here)",
-                     home.manifest.name if home else "nobody", first, last, stream.id.hex()[:12])
-            if home is not None:
-                self._say(home.manifest.control, [b"REPLAY", json.dumps(
-                    {"stream": stream.id.hex(), "first": first, "last": last}).encode()])
+            if home is None:
+                self._orphaned(stream, now)
+                continue
+            if self._orphans.pop(stream.id, None) is not None:
+                log.info("the sender of stream %s is back: asking it for what was missed", stream.id.hex()[:12])
+            log.info("asking %s to replay %d..%d of stream %s (missed here)", home.manifest.name, first, last,
+                     stream.id.hex()[:12])
+            self._say(home.manifest.control, [b"REPLAY", json.dumps(
+                {"stream": stream.id.hex(), "first": first, "last": last}).encode()])
+        for sid in [sid for sid in self._orphans if not getattr(inbox.streams.get(sid), "missing", None)]:
+            del self._orphans[sid]  # what was missing arrived after all
         alive = {p.id for p in self.peers}
         for item, why in self.leases.expire(now, alive):
             log.info("work item %d for group %r goes out again: %s", item.seq, item.group, why)

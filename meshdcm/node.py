@@ -344,7 +344,14 @@ class Node:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._mailbox.close()
-        self._context.term()  # every socket is closed by now; term() waits for their linger (queued messages)
+        # every socket is closed by now; term() waits for their linger (queued messages), but a stop never hangs:
+        # after the linger the context is left to the process's exit
+        term = threading.Thread(target=self._context.term, name=f"{self.name}-term", daemon=True)
+        term.start()
+        term.join(self.config.linger + 1.0)
+        if term.is_alive():
+            log.error("node %s: its sockets did not close within %.0f s (engine %s); stopping anyway", self.name,
+                      self.config.linger + 1.0, "still running" if self._engine.is_alive() else "stopped")
         self._close_delivery_state()
         log.info("node %s stopped", self.name)
 
@@ -930,9 +937,10 @@ class Node:
         log.error("%s; %s", reason, action)
         self._error_event("lag", reason, action, pending=pending, missing=missing)
 
-    def _report_lost(self, sender: str, first: int, last: int, count: int, journal: bool = True) -> None:
+    def _report_lost(self, sender: str, first: int, last: int, count: int, journal: bool = True,
+                     why: str = "") -> None:
         self._count("lost", count)
-        why = "it keeps no journal" if not journal else "they are older than its journal keeps (retention)"
+        why = why or ("it keeps no journal" if not journal else "they are older than its journal keeps (retention)")
         reason = f"{count} messages from {sender} (seq {first}..{last}) cannot be replayed: {why}"
         action = "ask the sending node to publish them again, or re-run the study from the PACS"
         log.error("%s; %s", reason, action)

@@ -67,8 +67,9 @@ class Proc:
         self._fh = open(log, "wb")
         prefix = ["ip", "netns", "exec", netns] if netns else []
         self.argv = prefix + argv
-        self.popen = subprocess.Popen(self.argv, env=env, stdout=self._fh, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+        # stdin at EOF, as under CI and for a tool started in the background
+        self.popen = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL, stdout=self._fh,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
 
     @property
     def output(self) -> str:

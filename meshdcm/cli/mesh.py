@@ -218,7 +218,8 @@ def describe_line(msg: Message, sender_name: str) -> str:
 
 
 def cmd_tail(args) -> int:
-    config = config_from(args, "tail", name=f"tail-{os.getpid()}", workers=1)
+    # a tool that only reads: nothing of its own to linger for, so its --timeout is a deadline (plus about a second)
+    config = config_from(args, "tail", name=f"tail-{os.getpid()}", workers=1, linger=0.5)
     setup_logging(args.log_level or "WARNING")
     try:
         where = parse(args.where)
@@ -255,10 +256,14 @@ def cmd_tail(args) -> int:
 
     signal.signal(signal.SIGINT, lambda *_: done.set())
     signal.signal(signal.SIGTERM, lambda *_: done.set())
-    with node:
+    node.start()
+    try:
         print(f"# tail of mesh {config.mesh!r} on {config.address}, topic {args.topic or '*'}"
               f"{', where ' + str(where) if not where.is_all else ''}", file=sys.stderr, flush=True)
         done.wait(args.timeout if args.timeout else None)
+    finally:
+        done.set()
+        node.stop(timeout=0.5)
     if args.count and count[0] < args.count:
         return fail(f"only {count[0]} of {args.count} messages arrived within {args.timeout} s", 1)
     return 0
