@@ -68,3 +68,4 @@ def test_a_one_shot_work_item_is_handed_over_without_a_restart_warning(mesh, tmp
     assert result.returncode == 0 and "published 1 message" in result.stdout
     # a one-shot tool never restarts: "they go out again when this node restarts" would be untrue
     assert "restarts" not in result.stderr, result.stderr
+

@@ -24,10 +24,13 @@ def test_up_serves_a_search_and_stops_cleanly(mesh, tmp_path):
     peers = wait_until(ready, 60, interval=0.5, what="the pacs node with its embedded PACS")
     assert {"monitor", "pacs", "perfusion", "index", "web"} <= {p["kind"] for p in peers}
     tail = mesh.start("tail", "--topic", "found", "--json", "--count", "3", "--timeout", "30")
+    plain = mesh.start("tail", "--topic", "found", "--count", "3", "--timeout", "30")
     tail.wait_for_output("# tail")
+    plain.wait_for_output("# tail")
     mesh.run("publish", "find.studies", "--set", "PatientName=MESH*", "--set", "StudyInstanceUID=",
              "--set", "StudyDescription=")
-    assert tail.popen.wait(timeout=40) == 0
+    assert tail.popen.wait(timeout=40) == 0 and plain.popen.wait(timeout=40) == 0
+    assert "count=2 status=ok" in next(x for x in plain.output.splitlines() if "found.end" in x)
     lines = [json.loads(line) for line in tail.output.splitlines() if line.startswith("{")]
     assert [line["topic"] for line in lines] == ["found.study", "found.study", "found.end"]
     for found in lines[:2]:  # what a worklist shows, not only the UID

@@ -210,6 +210,8 @@ def describe_line(msg: Message, sender_name: str) -> str:
         return (f"{head} ERROR in {err.get('node', '?')}/{err.get('handler', '?')} on {err.get('topic') or '-'} "
                 f"({where}){attempt}: {err.get('reason', '?')} -> {err.get('action', '')}{step}")
     parts = [f"{key}={value!r}" if " " in value else f"{key}={value}" for key, value in shown_attributes(msg).items()]
+    if msg.topic == "found.end":  # the end of a query's answers: how many, and whether a PACS failed
+        parts.append(f"count={msg.meta.get('count', '?')} status={msg.meta.get('status', '?')}")
     if msg.uris:
         parts.append(f"uris={len(msg.uris)}")
     if msg.correlation_id:
