@@ -97,6 +97,7 @@ class Engine(threading.Thread):
         self._streams: dict[bytes, list] = {}  # stream -> [last seq, started]: ours and our journal's former ones
         self._homes: dict[bytes, str] = {}  # stream -> id of the peer that answers replays for it
         self._orphans: dict[bytes, float] = {}  # stream with gaps whose home is gone -> since when (monotonic)
+        self._input_failures: dict[tuple[str, str], int] = {}  # (socket, exception type) -> count: a few keys
         self._work_reports: dict[bytes, list] = {}  # stream -> [done seqs, held-new seqs] to report to its sender
         self._last_hold = 0.0
         self._behind_since: float | None = None
@@ -321,7 +322,10 @@ class Engine(threading.Thread):
                 frame = recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            handle(frame)  # every frame is checked on its own: extra frames of a multipart message are malformed
+            try:
+                handle(frame)  # every frame is checked on its own: extra frames of a multipart message are malformed
+            except Exception as exc:  # no input ends the engine
+                self._input_failed(sock, exc)
         # more may be waiting: the next poll returns at once
         self.node._flush_dispatch()
 
@@ -331,9 +335,27 @@ class Engine(threading.Thread):
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            handle(frames)
+            try:
+                handle(frames)
+            except Exception as exc:  # no input ends the engine
+                self._input_failed(sock, exc)
             if not self._running:
                 return
+
+    def _input_failed(self, sock: zmq.Socket, exc: Exception) -> None:
+        """A message on ``sock`` made a handler of the engine raise: count it, log it (the first time with its
+        traceback, then at 10, 100, 1000... of the same kind), and go on with the next."""
+        self.node._count("malformed")
+        where = ("control" if sock is self.control else "events" if sock is self.inbox else "work" if sock is self.work
+                 else "commands" if sock is self.cmd else "replies")
+        key = (where, type(exc).__name__)
+        n = self._input_failures[key] = self._input_failures.get(key, 0) + 1
+        if n == 1:
+            log.error("a message on the %s socket could not be handled (%s: %s); it is dropped and the node goes on",
+                      where, type(exc).__name__, exc, exc_info=exc)
+        elif n in (10, 100, 1000) or n % 10000 == 0:
+            log.error("%d messages on the %s socket could not be handled (%s) so far; each was dropped", n, where,
+                      type(exc).__name__)
 
     # --- commands from other threads -------------------------------------------------------------
     def _on_command(self, frame: bytes) -> None:

@@ -371,6 +371,9 @@ class Node:
             if self._engine is not None and not self._engine.is_alive():
                 break
         self.stop()
+        failure = self._engine.failure if self._engine is not None else None
+        if failure is not None:  # so that the process exits non-zero and a supervisor (meshdcm up) restarts it
+            raise MeshError(f"node {self.name} stopped on an unexpected error: {type(failure).__name__}: {failure}")
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to return (safe from any thread or a signal handler)."""

@@ -73,15 +73,19 @@ class FileServer:
         return target
 
     def answer(self, payload: bytes) -> list[bytes]:
-        """The reply frames (kind, header[, data]) for a FETCH payload."""
+        """The reply frames (kind, header[, data]) for a FETCH payload: NOFILE with the reason for any bad one."""
+        request = None
         try:
             request = json.loads(payload)
-            req = str(request["req"])
-            rel = str(request["path"])
+            req = str(request["req"])[:64]
+            rel = request["path"]
             offset = int(request.get("offset", 0))
             size = max(1, min(int(request.get("size", CHUNK)), 4 * CHUNK))
-        except (ValueError, KeyError, TypeError):
-            return [b"NOFILE", json.dumps({"req": "", "reason": "unreadable FETCH request"}).encode()]
+            if not isinstance(rel, str) or "\x00" in rel or len(rel) > 4096 or offset < 0:
+                raise ValueError("path must be text without NUL, at most 4096 characters; offset >= 0")
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+            req = request.get("req", "") if isinstance(request, dict) else ""
+            return [b"NOFILE", json.dumps({"req": str(req)[:64], "reason": f"unreadable FETCH request: {exc}"}).encode()]
         try:
             target = self.resolve(rel)
             if target.is_dir():
@@ -92,7 +96,7 @@ class FileServer:
                 fh.seek(offset)
                 data = fh.read(size)
             return [b"DATA", json.dumps({"req": req, "offset": offset, "total": total}).encode(), data]
-        except (OSError, PermissionError) as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a path the file system cannot take
             return [b"NOFILE", json.dumps({"req": req, "reason": str(exc)}).encode()]
 
 

@@ -89,6 +89,17 @@ def cmd_node(args) -> int:
     node = module.create(config)
     if not isinstance(node, Node):
         return fail(f"create(config) of node {args.kind} did not return a meshdcm.Node")
+    restarted = os.environ.pop(RESTARTED_ENV, "").split()
+    if len(restarted) == 2:
+        @node.task
+        def say_restarted(stopping: threading.Event) -> None:
+            node.wait_for_peers(1, timeout=10)  # someone to hear it
+            node.wait_for_subscribers("error", timeout=5)
+            reason = (f"node {node.name} ({kind}) exited with status {restarted[1]} and was restarted by meshdcm up "
+                      f"(restart {restarted[0]})")
+            action = "its log (where meshdcm up runs) says why; messages it had not finished are handled again"
+            log.error("%s; %s", reason, action)
+            node._error_event("restart", reason, action, exit_status=restarted[1], restarts=restarted[0])
     node.run()
     return 0
 
@@ -339,16 +350,14 @@ def cmd_up(args) -> int:
     config.write_text(_toml(settings))
     base = [sys.executable, "-m", "meshdcm.cli.main", "node"]
     extra = ["--config", str(config), "--mesh", mesh]
-    procs: list[tuple[str, subprocess.Popen]] = []
+    children = []
     for kind in kinds:
         # an argument list (no shell); the kinds are names of modules in the nodes package
-        env = dict(os.environ, **web_env) if kind == "web" else None
+        env = dict(os.environ, **web_env) if kind == "web" else dict(os.environ)
         fds = (web_socket.fileno(),) if kind == "web" and web_socket is not None else ()
-        procs.append((kind, subprocess.Popen(base + [kind] + extra, env=env, pass_fds=fds)))  # noqa: S603
-    if web_socket is not None:
-        web_socket.close()  # the web node holds it now
-    print(f"meshdcm up: {len(procs)} node(s) on 127.0.0.1 in mesh {mesh}: "
-          + ", ".join(f"{k} (pid {p.pid})" for k, p in procs))
+        children.append(_Child(kind, base + [kind] + extra, env, fds))
+    print(f"meshdcm up: {len(children)} node(s) on 127.0.0.1 in mesh {mesh}: "
+          + ", ".join(f"{c.kind} (pid {c.proc.pid})" for c in children))
     print(f"PACS: {'the embedded one, with synthetic studies' if not args.pacs else args.pacs}; store {pacs_opts['storage']}")
     if web_url:
         print(f"web UI: {web_url}  (login token: {web_env['MESHDCM_WEB_TOKEN']})")
@@ -361,21 +370,82 @@ def cmd_up(args) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     while not stop.wait(0.5):
-        for kind, p in procs:
-            if p.poll() is not None:
-                print(f"node {kind} exited with status {p.returncode}; stopping the others", file=sys.stderr)
-                stop.set()
-    for _kind, p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
+        for child in children:
+            child.watch(time.monotonic())
+    for child in children:
+        child.terminate()
     deadline = time.monotonic() + 15
-    for _kind, p in procs:
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
+    for child in children:
+        child.wait(deadline)
+    if web_socket is not None:
+        web_socket.close()
     print("meshdcm up: stopped")
     return 0
+
+
+#: Set by ``meshdcm up`` for a node it restarts: "RESTARTS STATUS" (the node then publishes an error event about it).
+RESTARTED_ENV = "MESHDCM_RESTARTED"
+
+
+class _Child:
+    """One node process of ``meshdcm up``: restarted when it dies, with a growing pause (1 s doubling to 60 s); a
+    node that keeps dying within 10 s of its start (5 times in a row: a configuration mistake, most likely) is left
+    stopped and the others go on."""
+
+    QUICK, GIVE_UP, MAX_PAUSE = 10.0, 5, 60.0
+
+    def __init__(self, kind: str, argv: list[str], env: dict, fds: tuple[int, ...]):
+        self.kind, self.argv, self.env, self.fds = kind, argv, env, fds
+        self.restarts, self.quick_deaths, self.pause = 0, 0, 1.0
+        self.restart_at: float | None = None
+        self.given_up = False
+        self.proc = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen:
+        self.started = time.monotonic()
+        return subprocess.Popen(self.argv, env=self.env, pass_fds=self.fds)  # noqa: S603 (an argument list)
+
+    def watch(self, now: float) -> None:
+        if self.given_up:
+            return
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                self.restart_at = None
+                self.restarts += 1
+                self.env[RESTARTED_ENV] = f"{self.restarts} {self.status}"
+                self.proc = self._spawn()
+                print(f"meshdcm up: node {self.kind} restarted (pid {self.proc.pid}, restart {self.restarts})",
+                      file=sys.stderr, flush=True)
+            return
+        status = self.proc.poll()
+        if status is None:
+            return
+        self.status = status
+        if now - self.started < self.QUICK:
+            self.quick_deaths += 1
+        else:
+            self.quick_deaths, self.pause = 0, 1.0
+        if self.quick_deaths >= self.GIVE_UP:
+            self.given_up = True
+            print(f"meshdcm up: node {self.kind} exited with status {status} {self.quick_deaths} times within "
+                  f"{self.QUICK:.0f} s of its start; it is left stopped (its log above says why), the other nodes go "
+                  "on", file=sys.stderr, flush=True)
+            return
+        print(f"meshdcm up: node {self.kind} exited with status {status}; restarting it in {self.pause:.0f} s",
+              file=sys.stderr, flush=True)
+        self.restart_at = now + self.pause
+        self.pause = min(self.pause * 2, self.MAX_PAUSE)
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, deadline: float) -> None:
+        try:
+            self.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def _web_settings(kinds: list[str], settings: dict, port: int | None,

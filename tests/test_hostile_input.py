@@ -1,0 +1,84 @@
+"""No input on any socket ends a node: hostile control messages get an answer or are dropped and counted."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import uuid
+
+import zmq
+
+from conftest import wait_until
+from meshdcm import Node
+
+HOSTILE = [
+    [b"FETCH", json.dumps({"req": 1, "path": "out/\u0000", "offset": 0, "size": 1}).encode()],  # ended the engine
+    [b"FETCH", json.dumps({"req": "r2", "path": {"a": 1}}).encode()],
+    [b"FETCH", json.dumps({"req": "r3", "path": "out/a.txt", "offset": -5}).encode()],
+    [b"FETCH", json.dumps({"req": "r4", "path": "out/a.txt", "size": 10**30}).encode()],
+    [b"FETCH", json.dumps(["not", "an", "object"]).encode()],
+    [b"FETCH", b"\xff\xfe not json"],
+    [b"REPLAY", b"{\"stream\": 5, \"first\": \"x\"}"],
+    [b"REPLAY", json.dumps({"stream": "zz", "first": 1, "last": 2}).encode()],
+    [b"WORK", json.dumps({"node": [], "stream": "00", "done": ["x"]}).encode()],
+    [b"HELLO", b"\x00" * 64],
+    [b"PING", b""],
+    [b"PING", b"\xff \xff \xff \xff"],
+    [b"BYE", b"\xff" * 40],
+    [b"WELCOME", b"{}", b"extra", b"frames"],
+]
+
+
+def test_hostile_control_messages_leave_the_node_serving(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.txt").write_text("the real file")
+    mesh = f"hostile-{uuid.uuid4().hex[:8]}"
+    with Node("target", mesh=mesh, discovery=False) as target:
+        target.serve("out", out)
+        ctx = zmq.Context()
+        try:
+            rogue = ctx.socket(zmq.DEALER)
+            rogue.connect(target.endpoints["control"])
+            answers = []
+            for frames in HOSTILE:
+                rogue.send_multipart(frames)
+                if frames[0] == b"FETCH":
+                    assert rogue.poll(10_000), f"no answer to {frames!r}"
+                    answers.append(rogue.recv_multipart())
+            assert [a[0] for a in answers] == [b"NOFILE", b"NOFILE", b"NOFILE", b"DATA", b"NOFILE", b"NOFILE"]
+            assert "unreadable FETCH request" in json.loads(answers[0][1])["reason"]
+            assert answers[3][2] == b"the real file"  # a huge size is capped, not an error
+        finally:
+            ctx.destroy(linger=0)
+        # the engine goes on: a real peer still joins and fetches
+        with Node("client", mesh=mesh, discovery=False, peers=(target.endpoints["control"],)) as client:
+            assert client.wait_for_peers(1, 10)
+            [got] = client.fetch(target.uri_for(out / "a.txt"), tmp_path / "in")
+            assert got.read_text() == "the real file"
+        assert target._engine.is_alive()
+        assert target.counters.get("malformed", 0) >= 1
+
+
+def test_meshdcm_up_restarts_a_node_that_died_and_says_so(mesh, tmp_path):
+    up = mesh.start("up", "index", "monitor", "--state", tmp_path / "state", "--mesh", mesh.name)
+    up.wait_for_output("stop with Ctrl-C", timeout=60)
+
+    def index_id():
+        peers = json.loads(mesh.run("peers", "--json", "--wait", "1").stdout)
+        return next((p["id"] for p in peers if p["kind"] == "index"), None)
+    first = wait_until(index_id, 60, interval=0.5, what="the index node")
+    errors = mesh.start("tail", "--topic", "error", "--count", "1", "--timeout", "90")
+    errors.wait_for_output("# tail", timeout=30)
+    pid = int(re.search(r"index \(pid (\d+)\)", up.output).group(1))
+    os.kill(pid, signal.SIGKILL)
+    up.wait_for_output("node index exited with status -9; restarting it in 1 s", timeout=30)
+    second = wait_until(lambda: (node_id := index_id()) not in (None, first) and node_id, 60, interval=0.5,
+                        what="the index node back as a new process")
+    assert second != first
+    assert errors.popen.wait(timeout=90) == 0
+    assert "exited with status -9 and was restarted by meshdcm up (restart 1)" in errors.output
+    assert up.popen.poll() is None  # the others were never stopped
+    assert up.stop(signal.SIGINT, timeout=30) == 0
