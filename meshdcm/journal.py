@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .state import private_file
+
 __all__ = ["SEQ_MOD", "Outbox", "after", "seq_add", "to_signed", "to_unsigned"]
 
 log = logging.getLogger("meshdcm.node")
@@ -93,6 +95,8 @@ def _frames_of(first: int, blob: bytes):
 
 def open_db(path: Path | None, page_size: int = 0) -> sqlite3.Connection:
     """A SQLite connection in WAL mode (``:memory:`` when ``path`` is None); autocommit, transactions explicit."""
+    if path:
+        private_file(path)
     db = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None, check_same_thread=False,
                          timeout=10.0)
     if page_size:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .config import NodeConfig, data_dir
 
-__all__ = ["StateFolder", "folder_name", "open_state"]
+__all__ = ["StateFolder", "folder_name", "open_state", "private_dir", "private_file"]
 
 log = logging.getLogger("meshdcm.node")
 
@@ -38,6 +38,26 @@ class StateFolder:
             self.fd = None
 
 
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner can read (state holds patient data): made 0700 with any missing parents
+    (those 0700 too), or chmod-ed to 0700 if it exists."""
+    path = Path(path)
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for p in missing:
+        p.chmod(0o700)  # mkdir's parents= ignores mode for the parents
+    path.chmod(0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """``path`` created (empty, if missing) readable by its owner only, before anyone writes patient data to it.
+    SQLite gives its -wal and -shm files the permissions of the database file."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+    return Path(path)
+
+
 def folder_name(mesh: str) -> str:
     """A mesh name (free text) as one safe folder name."""
     return re.sub(r"[^A-Za-z0-9_.-]", "-", mesh) or "default"
@@ -47,7 +67,7 @@ def open_state(config: NodeConfig, durable: bool) -> StateFolder:
     if not durable:
         return StateFolder(None)
     path = Path(config.state_dir) if config.state_dir else data_dir(config.name) / f"mesh-{folder_name(config.mesh)}"
-    path.mkdir(parents=True, exist_ok=True)
+    private_dir(path)
     fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

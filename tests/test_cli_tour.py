@@ -69,3 +69,13 @@ def test_a_one_shot_work_item_is_handed_over_without_a_restart_warning(mesh, tmp
     # a one-shot tool never restarts: "they go out again when this node restarts" would be untrue
     assert "restarts" not in result.stderr, result.stderr
 
+
+
+def test_a_bad_set_value_is_refused_without_echoing_it(mesh):
+    result = mesh.run("publish", "stored.series", "--set", "PatientBirthDate=1970-01-31", "--wait", "0.5", check=False)
+    assert result.returncode == 2
+    assert "--set PatientBirthDate: not a valid DA value (the form is YYYYMMDD" in result.stderr
+    assert "1970-01-31" not in result.stderr + result.stdout  # a birth date is patient data
+    # a C-FIND date range is a valid query value
+    ok = mesh.run("publish", "find.studies", "--set", "StudyDate=20240101-20240131", "--wait", "0.5")
+    assert "published 1 message" in ok.stdout

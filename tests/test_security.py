@@ -202,3 +202,35 @@ def test_patient_data_never_reaches_the_logs(mesh, tmp_path):
         leaks = [line for line in lines if secret in line]
         assert not leaks, f"{secret!r} leaked: {leaks[:3]}"
     assert json.loads([t for t in procs[3].output.splitlines() if t.startswith("{")][0])["uids"]["series"]
+
+
+def test_state_holding_patient_data_is_its_owners_only(mesh, tmp_path):
+    """Index, journal, receive state, dead letters: folders 0700, files 0600 (they were 0644, readable by anyone)."""
+    import json as _json
+    import os as _os
+    import signal as _signal
+    import stat
+
+    from conftest import wait_until
+    from meshdcm.config import data_dir
+
+    state = tmp_path / "state"
+    up = mesh.start("up", "index", "monitor", "--state", state, "--mesh", mesh.name)
+    up.wait_for_output("stop with Ctrl-C", timeout=60)
+    wait_until(lambda: "index" in {p["kind"] for p in _json.loads(mesh.run("peers", "--json").stdout)}, 60,
+               interval=0.5, what="the index node")
+    mesh.run("publish", "stored.series", "--set", "PatientName=Private^Person", "--set", "Modality=MR",
+             "--set", "StudyInstanceUID=1.2.826.0.1.3680043.10.1.99", "--set", "SeriesInstanceUID=1.2.826.0.1.3680043.10.1.99.1")
+    index_db = state / "index.sqlite3"
+    wait_until(lambda: b"Private" in b"".join(p.read_bytes() for p in state.glob("index.sqlite3*")), 60,
+               interval=0.5, what="the index to hold the patient")
+    delivery = data_dir("index") / f"mesh-{mesh.name}"
+    assert (delivery / "outbox.sqlite").exists() and index_db.exists()
+    wide = []
+    for root in (state, delivery):
+        for path in [root, *root.rglob("*")]:
+            mode = stat.S_IMODE(_os.stat(path).st_mode)
+            if mode & 0o077:
+                wide.append(f"{path} {oct(mode)}")
+    assert not wide, "readable by others:\n" + "\n".join(wide)
+    assert up.stop(_signal.SIGINT, timeout=30) == 0

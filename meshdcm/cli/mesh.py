@@ -82,7 +82,12 @@ def node_kinds() -> list[str]:
     return sorted(p.stem for p in Path(nodes.__file__).parent.glob("*.py") if not p.stem.startswith("_"))
 
 
+#: Files and folders a node process makes are its owner's only: stores, indexes, journals hold patient data.
+PRIVATE_UMASK = 0o077
+
+
 def cmd_node(args) -> int:
+    os.umask(PRIVATE_UMASK)
     kind, module = load_node_module(args.kind)
     config = config_from(args, kind)
     setup_logging(config.log_level)
@@ -163,7 +168,32 @@ def _apply_sets(ds: Dataset, sets: list[str]) -> None:
         elif vr == "SQ":
             raise ConfigError(f"--set cannot set the sequence {keyword}")
         else:
-            ds.add_new(tag, vr, value.split("\\") if "\\" in value else value)
+            values = value.split("\\")
+            for v in values:
+                _check_value(keyword, vr, v)
+            ds.add_new(tag, vr, values if len(values) > 1 else value)
+
+
+#: What a valid value of these VRs looks like, for the error of ``--set``.
+_VR_FORMS = {"DA": "YYYYMMDD, or a range YYYYMMDD-YYYYMMDD", "TM": "HHMMSS, or a range HHMMSS-HHMMSS",
+             "AS": "nnnD, nnnW, nnnM or nnnY", "IS": "an integer", "DS": "a decimal number", "UI": "digits and dots"}
+
+
+def _check_value(keyword: str, vr: str, value: str) -> None:
+    """Refuse a value that is not valid for its VR, without repeating it (it may be patient data); a C-FIND range
+    (``a-b``, ``a-``, ``-b``) of dates or times is valid."""
+    from pydicom import config as dicom_config
+    from pydicom.valuerep import validate_value
+
+    if vr == "DT":
+        return  # a DT's own "-" (time zone) and a range's cannot be told apart: left to the receiver
+    for part in value.split("-") if vr in ("DA", "TM") else [value]:
+        try:
+            if part:
+                validate_value(vr, part, dicom_config.RAISE)
+        except ValueError:
+            raise ConfigError(f"--set {keyword}: not a valid {vr} value (the form is "
+                              f"{_VR_FORMS.get(vr, 'described in DICOM PS3.5 6.2')})") from None
 
 
 def cmd_publish(args) -> int:
@@ -319,6 +349,7 @@ def cmd_up(args) -> int:
     viewer ([nodes.viewer.viewers.NAME]): it has nothing to send to otherwise."""
     import tomllib
 
+    os.umask(PRIVATE_UMASK)
     kinds = args.kinds or node_kinds()
     if "web" in kinds and not args.kinds and not all(importlib.util.find_spec(m) for m in ("starlette", "uvicorn")):
         print("the web UI is not started: install it with  pip install 'meshdcm[web]'", file=sys.stderr)

@@ -22,6 +22,7 @@ from typing import Iterable
 
 from .documents import FIELDS, Event, Writes, merge
 from .store import Prefilter
+from ..state import private_dir, private_file
 
 __all__ = ["SqliteBackend"]
 
@@ -56,7 +57,9 @@ class SqliteBackend:
 
     def __init__(self, path: str | Path, synchronous: str = "normal"):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.parent.exists():
+            private_dir(self.path.parent)
+        private_file(self.path)  # patient data: its owner's only (and so its -wal and -shm)
         if synchronous.lower() not in _SYNC:
             raise ValueError(f"synchronous must be one of {', '.join(_SYNC)}, got {synchronous!r}")
         self._sync = _SYNC[synchronous.lower()]
