@@ -76,7 +76,7 @@ class _Test:
                 return _equal(value, operand)
             return contains
         if op == "~":
-            search = re.compile(operand).search
+            search = compile_regex(operand).search
 
             def matches(get):
                 value = get(tag)
@@ -147,6 +147,22 @@ class _Junction:
 
     def compile(self):
         compiled = [i.compile() for i in self.items]
+        if len(compiled) > 4:  # a loop: nested pairs of a long chain would nest calls as deep as the chain is long
+            tests = tuple(compiled)
+            if self.kind == "and":
+                def every(get):
+                    for t in tests:
+                        if not t(get):
+                            return False
+                    return True
+                return every
+
+            def some(get):
+                for t in tests:
+                    if t(get):
+                        return True
+                return False
+            return some
         test = compiled[-1]
         for first in reversed(compiled[:-1]):  # nested pairs: no generator per evaluation
             if self.kind == "and":
@@ -356,8 +372,8 @@ class _Attribute:
 
     def search(self, pattern: str) -> Filter:
         try:
-            re.compile(pattern)
-        except re.error as exc:
+            compile_regex(pattern)
+        except ValueError as exc:
             raise FilterError(f"invalid regular expression {pattern!r}: {exc}") from None
         return Filter(_Test(self.tag, "~", pattern))
 
@@ -484,6 +500,7 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.i = 0
+        self.depth = 0  # nested 'not' and '(' (bounded: MAX_DEPTH)
 
     @property
     def tok(self) -> _Token:
@@ -526,15 +543,25 @@ class _Parser:
         return items[0] if len(items) == 1 else _Junction("and", tuple(items))
 
     def not_expr(self):
-        if self.word("not"):
-            return _Not(self.not_expr())
         open_tok = self.tok
-        if self.punct("("):
-            inner = self.or_expr()
-            if not self.punct(")"):
-                self.fail(f"')' to close the '(' at column {open_tok.column}")
-            return inner
-        return self.test()
+        nested = open_tok.kind in ("word", "punct") and open_tok.text in ("not", "(")
+        if nested:
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise FilterSyntaxError(self.text, open_tok.column, f"at most {MAX_DEPTH} nested 'not' and '('",
+                                        "deeper nesting")
+        try:
+            if self.word("not"):
+                return _Not(self.not_expr())
+            if self.punct("("):
+                inner = self.or_expr()
+                if not self.punct(")"):
+                    self.fail(f"')' to close the '(' at column {open_tok.column}")
+                return inner
+            return self.test()
+        finally:
+            if nested:
+                self.depth -= 1
 
     def test(self):
         tok = self.tok
@@ -555,8 +582,8 @@ class _Parser:
                     self.fail("a quoted regular expression after '~'")
                 pattern = self.tok.value
                 try:
-                    re.compile(pattern)
-                except re.error as exc:
+                    compile_regex(pattern)
+                except ValueError as exc:
                     raise FilterSyntaxError(self.text, self.tok.column, f"a valid regular expression ({exc})") from None
                 self.i += 1
                 return _Test(tag, "~", pattern)
@@ -586,6 +613,29 @@ class _Parser:
         self.fail(expected)
 
 
+#: The deepest nesting of parentheses and ``not`` a filter may have (deeper ones are refused, not a RecursionError).
+MAX_DEPTH = 64
+#: The longest filter text.
+MAX_LENGTH = 10_000
+
+
+def compile_regex(pattern: str):
+    """A regular expression of a filter, compiled by RE2 (google-re2): its time is linear in the value's length
+    whatever the pattern, so no filter can freeze a node (Python's ``re`` took 19 s for ``(a+)+$`` on 26
+    characters). Raises ``ValueError`` with RE2's reason; backreferences and lookaround are not supported."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # RE2 would also print the reason to stderr
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        backtracking = reason.startswith(("invalid escape sequence", "invalid perl operator"))
+        raise ValueError(reason + ("; filters use RE2 syntax: no backreferences or lookaround" if backtracking
+                                   else "")) from None
+
+
 @lru_cache(maxsize=512)
 def parse(text: str | None) -> Filter:
     """Parse a filter expression; an empty or None text is :data:`ALL` (match everything).
@@ -594,5 +644,8 @@ def parse(text: str | None) -> Filter:
     """
     if text is None or not text.strip():
         return ALL
+    if len(text) > MAX_LENGTH:
+        raise FilterSyntaxError(text[:60] + "...", 1, f"a filter of at most {MAX_LENGTH} characters",
+                                f"{len(text)} characters")
     return Filter(_Parser(text).parse())
 
