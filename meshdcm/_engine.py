@@ -45,6 +45,9 @@ log = logging.getLogger("meshdcm.node")
 
 READY_MARKER = b"\xffready."  # sorts after every topic, so ZeroMQ sends it last when a SUB connects
 _BATCH = 512
+#: Seconds between the engine's timer ticks (heartbeats, replays, leases, acknowledgements): often while data moves,
+#: less often at rest, so that an idle node costs little (bench/idle.py) and a silent peer is still expired in time.
+_BUSY_TICK, _IDLE_TICK = 0.1, 0.25
 _GROUP_BACKLOG = 10_000  # work items waiting for a group: over this, the node says so loudly (none is dropped)
 _HOLD_EVERY = 1.0  # seconds between a member's reports of the work items it holds
 _CONTROL_MAX = 1024 * 1024  # bytes: manifests are small
@@ -273,8 +276,8 @@ class Engine(threading.Thread):
 
     def _loop(self) -> None:
         node = self.node
-        tick = 0.1
         next_tick = time.monotonic()
+        busy_until = 0.0  # data moved recently: tick often (acknowledgements, replays and leases wait for ticks)
         dealer_sockets: dict[zmq.Socket, str] = {}
         while self._running:
             poller = self.poller_ctl if node._pending() >= node.config.max_pending else self.poller_all
@@ -285,6 +288,8 @@ class Engine(threading.Thread):
                     self.poller_ctl.register(sock, zmq.POLLIN)
             timeout = max(0.0, next_tick - time.monotonic())
             events = dict(poller.poll(timeout * 1000))
+            if self.cmd in events or self.inbox in events or (self.work is not None and self.work in events):
+                busy_until = time.monotonic() + 1.0
             if self.cmd in events:
                 self._drain_frames(self.cmd, self._on_command)
             if self.inbox in events:
@@ -309,7 +314,9 @@ class Engine(threading.Thread):
             self._syncs = []
             now = time.monotonic()
             if now >= next_tick:
-                next_tick = now + tick
+                busy = (now < busy_until or node._pending() or self.leases.outstanding() or self._work_reports_due()
+                        or self.receipts.missing_count())
+                next_tick = now + (_BUSY_TICK if busy else _IDLE_TICK)
                 self._on_tick(now)
                 for sock in [s for s in dealer_sockets if s.closed]:
                     dealer_sockets.pop(sock)
@@ -910,6 +917,9 @@ class Engine(threading.Thread):
         for item in self.leases.report(group, member, sid, done, held, time.monotonic()):
             self.outbox.acknowledge(item.stream, item.seq, item.group)
         self._pump(group)
+
+    def _work_reports_due(self) -> bool:
+        return any(done or held for done, held in self._work_reports.values())
 
     def _send_work_reports(self, force: bool = False) -> None:
         """As a group member: tell each sender which of its items we finished, and (every second) which we hold."""

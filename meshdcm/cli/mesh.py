@@ -98,8 +98,9 @@ def cmd_node(args) -> int:
     if len(restarted) == 2:
         @node.task
         def say_restarted(stopping: threading.Event) -> None:
-            node.wait_for_peers(1, timeout=10)  # someone to hear it
-            node.wait_for_subscribers("error", timeout=5)
+            node.wait_for_peers(1, timeout=30)  # someone to hear it (a loaded machine: discovery takes a while)
+            node.settle(maximum=5)
+            node.wait_for_subscribers("error", timeout=30)
             reason = (f"node {node.name} ({kind}) exited with status {restarted[1]} and was restarted by meshdcm up "
                       f"(restart {restarted[0]})")
             action = "its log (where meshdcm up runs) says why; messages it had not finished are handled again"
