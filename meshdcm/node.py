@@ -49,7 +49,7 @@ from ._version import __version__
 from .config import NodeConfig, load_config
 from .deadletters import DeadLetter, DeadLetters
 from .discovery import Advert, Discovery
-from .errors import ConfigError, HandlerError, MeshError
+from .errors import ConfigError, HandlerError, MalformedMessage, MeshError
 from .journal import Outbox
 from .keys import Keyring, NodeKeys
 from .manifest import HandlerSpec, Manifest
@@ -107,6 +107,18 @@ class _Receipt:
 
 
 DEAD_REQUESTS = ("dead.list", "dead.show", "dead.retry", "dead.drop")
+
+
+def _can_succeed_later(exc: BaseException) -> bool:
+    """Whether a handler's failure is worth retrying (with backoff) rather than a dead letter at once: a
+    TransferError (a busy or restarting peer), also when a handler wrapped it in a HandlerError, a HandlerError that
+    says ``retry=True``, or an unexpected exception; never a message that cannot be read (MalformedMessage) nor a
+    HandlerError that says the message cannot succeed as it is."""
+    if isinstance(exc, TransferError) or isinstance(exc.__cause__, TransferError):
+        return True
+    if isinstance(exc, HandlerError):
+        return exc.retry
+    return not isinstance(exc, MalformedMessage)
 
 
 class Node:
@@ -738,7 +750,7 @@ class Node:
         if receipt is not None and receipt.first_failed is None:
             receipt.first_failed = time.time()
         first_failed = receipt.first_failed if receipt is not None else time.time()
-        retry = not isinstance(exc, HandlerError) or exc.retry
+        retry = _can_succeed_later(exc)
         if handler in self._internal or msg.topic.startswith("error."):
             retry = False
         if retry and attempt < cfg.max_attempts and not self._stopped.is_set():

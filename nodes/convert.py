@@ -41,7 +41,7 @@ def create(config: NodeConfig) -> Node:
             out = work / "out" / series_uid
             result = series_to_nifti(source, out, compress=bool(opts.get("compress", True)))
         except TransferError as exc:
-            raise HandlerError(f"series {series_uid} could not be fetched: {exc}",
+            raise HandlerError(f"series {series_uid} could not be fetched: {exc}", retry=True,  # a busy or restarting peer
                                action="check that the node holding it is running; publish stored.series again") from exc
         except ImagingError as exc:
             raise HandlerError(f"series {series_uid} could not be converted: {exc}",

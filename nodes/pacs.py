@@ -226,11 +226,17 @@ def create(config: NodeConfig) -> Node:
         work = Path(tempfile.mkdtemp(prefix="upload-", dir=storage / ".incoming" if (storage / ".incoming").exists()
                                      else storage))
         try:
-            try:  # the URIs of one message name the same data; the first is the one to use
-                paths = [p for p in node.fetch(msg.uris[0], work) if p.suffix.lower() in (".dcm", "") and p.is_file()]
-            except TransferError as exc:
-                raise HandlerError(f"series {msg.get('SeriesInstanceUID')} could not be fetched for upload: {exc}",
-                                   action=f"check that the node holding it is running; {again}") from exc
+            paths, failures = None, []
+            for uri in msg.uris:  # the URIs of one message name the same data: the first that works is used
+                try:
+                    paths = [p for p in node.fetch(uri, work) if p.suffix.lower() in (".dcm", "") and p.is_file()]
+                    break
+                except TransferError as exc:
+                    failures.append(str(exc))
+            if paths is None:
+                raise HandlerError(f"series {msg.get('SeriesInstanceUID')} could not be fetched for upload: "
+                                   + "; ".join(failures), retry=True,
+                                   action=f"check that the node holding it is running; {again}")
             result = store(pacs, paths)
         finally:
             shutil.rmtree(work, ignore_errors=True)  # fetched copies only: file:// data is used in place

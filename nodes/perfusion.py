@@ -53,7 +53,7 @@ def create(config: NodeConfig) -> Node:
         try:
             source = node.fetch_folder(msg.uris, inbox)
         except TransferError as exc:
-            raise HandlerError(f"series {series_uid} could not be fetched: {exc}",
+            raise HandlerError(f"series {series_uid} could not be fetched: {exc}", retry=True,  # a busy or restarting peer
                                action="check that the node holding it is running; publish stored.series again") from exc
         try:
             result = analyse_series(source, work / "out" / str(series_uid),

@@ -85,7 +85,7 @@ def create(config: NodeConfig) -> Node:
         try:
             folder = node.fetch_folder(msg.uris, work / "in" / series_uid)
         except TransferError as exc:
-            raise HandlerError(f"series {series_uid} could not be fetched: {exc}",
+            raise HandlerError(f"series {series_uid} could not be fetched: {exc}", retry=True,  # a busy or restarting peer
                                action="check that the node holding it is running; publish stored.series again") from exc
         thickness = float(msg.get("SliceThickness") or 99)
         if thickness <= thin:

@@ -99,3 +99,42 @@ def test_meshdcm_dead_lists_shows_retries_and_drops_over_the_mesh(mesh, tmp_path
                        what="the second dead letter")
     assert "dropped" in mesh.run("dead", "drop", "conv-1", again[0]["id"]).stdout
     assert json.loads(mesh.run("dead", "list", "--json").stdout) == []
+
+
+def test_what_can_succeed_later_is_retried_and_what_cannot_is_a_dead_letter_at_once():
+    """A busy or restarting peer (TransferError, also wrapped in a HandlerError as the analysis nodes did) is retried
+    with backoff; a message that cannot be read (MalformedMessage) is not retried three times for nothing."""
+    from meshdcm.errors import MalformedMessage
+    from meshdcm.transfer import TransferError
+
+    mesh = f"dead-{uuid.uuid4().hex[:8]}"
+    calls: dict[str, int] = {}
+    sub = Node("sub", mesh=mesh, discovery=False, max_attempts=3, retry_backoff=0.05)
+
+    def counted(topic):
+        calls[topic] = calls.get(topic, 0) + 1
+
+    @sub.on("stored.series")
+    def fetches(msg):
+        counted(msg.topic)
+        try:
+            raise TransferError("no answer for in/1.2.3 within 30 s; the node may be overloaded or gone")
+        except TransferError as exc:
+            raise HandlerError("series 1.2.3 could not be fetched", action="publish it again") from exc
+
+    @sub.on("stored.study")
+    def fetches_raw(msg):
+        counted(msg.topic)
+        raise TransferError("node 0123456789ab that holds meshdcm://... is not in the mesh")
+
+    @sub.on("stored.instance")
+    def unreadable(msg):
+        counted(msg.topic)
+        raise MalformedMessage("the envelope's meta is not a JSON object")
+
+    with sub, Node("pub", mesh=mesh, discovery=False, peers=(sub.endpoints["control"],)) as pub:
+        assert pub.wait_for_peers(1, 10) and pub.wait_for_subscribers("stored", 10)
+        for topic in ("stored.series", "stored.study", "stored.instance"):
+            pub.publish(topic, series("1.2.840.9"))
+        wait_until(lambda: len(sub.dead_letters) == 3, 20, what="three dead letters")
+    assert calls == {"stored.series": 3, "stored.study": 3, "stored.instance": 1}
