@@ -121,3 +121,22 @@ def test_cli_json(phantom_dir, tmp_path, capsys):  # noqa: F811
     assert doc["method"] == "csvd" and set(doc["outputs"]) >= {"CBV", "CBF", "MTT", "Tmax", "TTP"}
     assert doc["summary"]["mean_CBF"] > 0
     assert json.loads((tmp_path / "perfusion.json").read_text())["source_series_uid"] == doc["source_series_uid"]
+
+
+def test_a_rewritten_map_never_tears_what_a_reader_has_open(phantom_dir, tmp_path):  # noqa: F811
+    """A redelivered message rewrites a derived series; a reader that opened a file before (the pacs node archiving
+    it) still reads the whole first version: files are replaced by rename, never rewritten in place."""
+    from meshdcm.perfusion.derived import write_map_series
+    from meshdcm.perfusion.series import load_dsc_series
+
+    series = load_dsc_series(phantom_dir)
+    volume = np.full(series.signal.shape[1:], 40.0)  # (Z, Y, X)
+    _, first = write_map_series(series, "CBF", volume, tmp_path, "osvd")
+    original = first[0].read_bytes()
+    with open(first[0], "rb") as reader:
+        head = reader.read(200)
+        _, again = write_map_series(series, "CBF", volume * 2, tmp_path, "osvd")  # the redelivery
+        assert again[0] == first[0]
+        assert head + reader.read() == original  # the reader's file is whole
+    assert first[0].read_bytes() != original  # and the path holds the new version
+    assert not list(tmp_path.rglob(".part-*"))  # no temporary file left behind

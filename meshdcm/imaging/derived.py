@@ -35,6 +35,7 @@ from .errors import NiftiError
 from .nifti import LPS_TO_RAS, _get
 from .provenance import stamp
 from .series import SeriesVolume, load_series
+from ..atomic import replacing
 
 __all__ = ["align_axes", "encode_values", "nifti_to_series", "write_derived_series"]
 
@@ -235,7 +236,8 @@ def write_derived_series(values: np.ndarray, affine_lps: np.ndarray, source: Ser
         ds.file_meta = meta
         ds.preamble = b"\0" * 128
         path = out / f"{ds.SOPInstanceUID}.dcm"
-        ds.save_as(path, enforce_file_format=True)
+        with replacing(path) as tmp:
+            ds.save_as(tmp, enforce_file_format=True)
         paths.append(path)
     log.info("wrote derived series %s (%d instances) from series %s", series_uid, len(paths), source.series_uid)
     return paths

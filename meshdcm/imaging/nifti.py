@@ -29,6 +29,7 @@ from pydicom.dataset import Dataset
 from .._version import __version__
 from .errors import NiftiError
 from .series import SeriesVolume, load_series
+from ..atomic import replacing
 
 __all__ = ["NiftiResult", "bids_sidecar", "correct_tilt", "series_to_nifti", "volume_to_nifti", "LPS_TO_RAS"]
 
@@ -243,7 +244,8 @@ def series_to_nifti(series_dir: str | Path, out_dir: str | Path, *, compress: bo
             img = volume_to_nifti(v)
             path = out / f"{stem}{suffix}{ext}"
             try:
-                nib.save(img, path)
+                with replacing(path) as tmp:
+                    nib.save(img, tmp)
             except OSError as exc:
                 raise NiftiError(f"cannot write {path} for series {vol.series_uid}: {exc}; check space and "
                                  "permissions of the output folder") from exc
@@ -252,7 +254,8 @@ def series_to_nifti(series_dir: str | Path, out_dir: str | Path, *, compress: bo
             if not n_variant:
                 car = bids_sidecar(vol, multi_echo=len(volumes) > 1)
                 sp = out / f"{stem}.json"
-                sp.write_text(json.dumps(car, indent=2) + "\n")
+                with replacing(sp) as tmp:
+                    tmp.write_text(json.dumps(car, indent=2) + "\n")
                 sidecars.append(car)
                 sidecar_paths.append(sp)
     log.info("series %s -> %d NIfTI file(s) in %s", volumes[0].series_uid, len(paths), out)

@@ -22,6 +22,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 
 from ._uid import stable_uid
 from .series import DSCSeries
+from ..atomic import replacing
 
 __all__ = ["derived_series_uid", "write_map_series", "SOFTWARE_VERSION"]
 
@@ -129,6 +130,7 @@ def write_map_series(series: DSCSeries, name: str, volume: np.ndarray, out_dir: 
         ds.Rows, ds.Columns = stored.shape[1:]
         ds.PixelData = stored[z].tobytes()
         path = out / f"{name}_{z + 1:04d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
+        with replacing(path) as tmp:
+            ds.save_as(tmp, enforce_file_format=True)
         paths.append(path)
     return uid, paths

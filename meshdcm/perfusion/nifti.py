@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import replacing
+
 __all__ = ["ras_affine", "write_nifti"]
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -31,5 +33,6 @@ def write_nifti(volume: np.ndarray, affine_lps: np.ndarray, path: str | Path, de
     img.set_sform(img.affine, code=1)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(img, str(path))
+    with replacing(path) as tmp:
+        nib.save(img, str(tmp))
     return path

@@ -32,6 +32,7 @@ from .maps import MAP_UNITS, PerfusionMaps, compute_maps, normalise_to_nawm
 from .nifti import write_nifti
 from .render import render_map
 from .series import DSCSeries, load_dsc_series
+from ..atomic import replacing
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,8 @@ def analyse_series(source: str | Path | Sequence[Dataset] | DSCSeries, out_dir: 
         aif_voxels=chosen.voxels.tolist(), baseline_frames=baseline, brain_voxels=int(m.sum()), summary=summary,
         outputs=outputs, png_encoder=encoder, array_module=xp_mod.__name__, seconds=round(time.perf_counter() - t0, 3),
         leakage_corrected=leakage_correction, maps=pm)
-    (out / "perfusion.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    with replacing(out / "perfusion.json") as tmp:
+        tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     logger.info("perfusion %s of series %s: %d brain voxels, mean CBF %.1f ml/100g/min, %.2f s", method,
                 series.series_uid, result.brain_voxels, summary["mean_CBF"], result.seconds)
     return result

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import replacing
+
 __all__ = ["colourise", "montage", "write_png", "write_png_zlib", "render_map", "DEFAULT_RANGES"]
 
 _ANCHORS = np.array([[0, 0, 0], [0, 0, 160], [0, 130, 255], [0, 200, 80], [255, 230, 0], [255, 60, 0],
@@ -57,7 +59,8 @@ def write_png_zlib(rgb: np.ndarray, path: str | Path) -> Path:
     png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
            + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b""))
     path = Path(path)
-    path.write_bytes(png)
+    with replacing(path) as tmp:
+        tmp.write_bytes(png)
     return path
 
 

@@ -33,6 +33,7 @@ from . import auth
 from .images import ImageError, SeriesImages
 from .report import SECTIONS, UID_RE, Drafts, ReportError, build_sr, protocol_text, sections_from
 from .view import SERIES_KEYS, MeshView, iso
+from ..atomic import replacing
 
 log = logging.getLogger("meshdcm.web")
 STATIC = resources.files("meshdcm.web") / "static"
@@ -336,7 +337,7 @@ async def sign(request: Request):
         folder = web.reports_dir / uid / str(sr.SeriesInstanceUID)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{sr.SOPInstanceUID}.dcm"
-        await asyncio.to_thread(sr.save_as, path, enforce_file_format=True)
+        await asyncio.to_thread(_save_whole, sr, path)
     except ReportError:
         raise
     except (ValueError, TypeError, AttributeError, OSError) as exc:  # highdicom refused, or the disk did
@@ -558,3 +559,10 @@ def create_app(node: Node, config: WebConfig) -> Starlette:
     app = Starlette(routes=routes, middleware=middleware)
     app.state.web = web
     return app
+
+
+def _save_whole(ds, path: Path) -> None:
+    """A signed report written under a temporary name and renamed: the pacs node never uploads half of one."""
+    with replacing(path) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
+
