@@ -478,9 +478,7 @@ class Node:
         node_id, rel = parse_uri(uri)
         if self._mailbox is None:
             raise MeshError(f"node {self.name} is not started")
-        if not any(p["id"] == node_id for p in self.peers):
-            raise TransferError(f"node {node_id[:12]} that holds {uri} is not in the mesh (stopped, or not reachable "
-                                "from here); ask for the data again once it is back")
+        node_id = self._holder(node_id, uri)
         dest = Path(dest_dir)
         dest.mkdir(parents=True, exist_ok=True)
         kind, info, data = self._ask(node_id, rel, 0, CHUNK, timeout)
@@ -493,6 +491,25 @@ class Node:
                 out.append(self._fetch_file(node_id, f"{rel}/{name}", target, timeout))
             return out
         return [self._fetch_file(node_id, rel, dest / Path(rel).name, timeout, first=(kind, info, data))]
+
+    def _holder(self, node_id: str, uri: str) -> str:
+        """The id of the peer that serves a URI naming ``node_id``: that node, or, when it restarted (a new id), the
+        node of the same name now in the mesh (a restarted node serves the same folders; replayed messages carry
+        the URIs of its former run)."""
+        peers = self.peers
+        if any(p["id"] == node_id for p in peers):
+            return node_id
+        try:
+            former = self._inbox.streams.get(bytes.fromhex(node_id)) if self._inbox is not None else None
+        except ValueError:
+            former = None
+        name = former.name if former is not None else None
+        successor = next((p["id"] for p in peers if name and p["name"] == name and p["role"] != "tool"), None)
+        if successor is not None:
+            log.info("%s names node %s, which restarted as %s: fetching from there", uri, node_id[:12], successor[:12])
+            return successor
+        raise TransferError(f"node {node_id[:12]}{f' ({name})' if name else ''} that holds {uri} is not in the mesh "
+                            "(stopped, or not reachable from here); ask for the data again once it is back")
 
     def fetch_folder(self, uris: Iterable[str], dest_dir: str | os.PathLike, timeout: float = TRANSFER_TIMEOUT) -> Path:
         """A local folder holding what ``uris`` name (e.g. a series): a ``file://`` folder on this machine is used

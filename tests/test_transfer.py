@@ -82,3 +82,35 @@ def test_only_authorized_nodes_can_fetch(tmp_path, store):
                              zmq.NOBLOCK) if rogue.poll(0, zmq.POLLOUT) else None
         assert rogue.poll(1000) == 0
         ctx.destroy(linger=0)
+
+
+def test_a_uri_of_a_restarted_node_is_fetched_from_its_successor(tmp_path, store):
+    """Replayed messages carry URIs naming the node id of the sender's former run: the node of the same name now in
+    the mesh serves them (it failed with 'not in the mesh', and the message became a dead letter)."""
+    from pydicom.dataset import Dataset
+
+    from conftest import wait_until
+
+    root, big = store
+    mesh = f"xfer-{uuid.uuid4().hex[:8]}"
+    got = []
+    client = Node("client", mesh=mesh, discovery=False)
+    client.on("stored.series")(got.append)
+    with client:
+        first = Node("server", mesh=mesh, discovery=False, peers=(client.endpoints["control"],))
+        first.serve("store", root)
+        with first:
+            assert first.wait_for_peers(1, 10) and first.wait_for_subscribers("stored.series", 10)
+            ds = Dataset()
+            ds.SeriesInstanceUID = "1.2.3.4"
+            first.publish("stored.series", ds, uris=[first.uri_for(root / "1.2.3" / "1.2.3.4" / "a.dcm")])
+            wait_until(lambda: got, 10, what="the message")
+        wait_until(lambda: not client.peers, 10, what="the first run to leave")
+        second = Node("server", mesh=mesh, discovery=False, peers=(client.endpoints["control"],))
+        second.serve("store", root)
+        with second:
+            assert second.id != first.id and client.wait_for_peers(1, 10)
+            [path] = client.fetch(got[0].uris[0], tmp_path / "in")
+            assert path.read_bytes() == big
+        with pytest.raises(TransferError, match=r"\(server\) that holds"):  # gone for good: named in the error
+            client.fetch(got[0].uris[0], tmp_path / "again")
