@@ -9,7 +9,8 @@ On ``stored.series`` matching :data:`meshdcm.imaging.DEFAULT_FILTER`:
 The choice of reference and the series waiting for one are kept under ``work`` (``references.json`` and
 ``waiting/<study>/<series>.msg|.folder``), so a restarted node goes on where it stopped.
 Outputs are derived ``stored.series`` with ``derived_from``; UIDs derive from the inputs, so redelivery makes no
-second series; series written by a meshdcm node are never inputs.
+second series, and a redelivered reference series stays its study's reference (it is never registered onto itself);
+series written by a meshdcm node are never inputs.
 
 Options (``[nodes.register]``): ``where``, ``work``, ``transform`` (rigid|affine), ``reformat_mm``,
 ``reformat_below_mm``, ``keep_days`` (7): fetched inputs and outputs are removed from ``work`` this many days after
@@ -99,6 +100,8 @@ def create(config: NodeConfig) -> Node:
                 publish_folder(out, msg, f"{plane} reformat {slab:g} mm")
             with lock:
                 reference = references.get(study_uid)
+                if reference is not None and reference == folder.resolve():
+                    reference = None  # this series is its study's reference already: a redelivery, not a second one
                 if reference is None:
                     references.set(study_uid, folder)
                 waiting = references.take_waiting(study_uid) if reference is None else []

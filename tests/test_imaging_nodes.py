@@ -60,6 +60,37 @@ def test_convert_and_register_nodes(mesh, tmp_path):
         assert len([m for m in got if m.topic == "stored.series.nii"]) == 2
 
 
+def test_a_redelivered_reference_series_is_not_registered_onto_itself(mesh, tmp_path):
+    """After a restart, the thin reference series came again and was registered onto itself (160 bogus instances
+    archived to PACS): a redelivery must give what the first delivery gave."""
+    study = "1.2.826.0.1.3680043.10.77.2"
+    t1, t2 = tmp_path / "t1", tmp_path / "t2"
+    testdata.write_volume_series(t1, lambda p: testdata.phantom(p, radius=20.0, contrast="t1"),
+                                 testdata.grid((24, 24, 20), (1.5, 1.5, 1.5)), description="T1 3D", seed=1,
+                                 study_uid=study)
+    testdata.write_volume_series(t2, lambda p: testdata.phantom(p, radius=20.0, contrast="t2"),
+                                 testdata.grid((12, 12, 8), (3.0, 3.0, 4.0)), description="T2 axial", seed=2,
+                                 study_uid=study, series_number=2)
+    register = mesh.start("node", "register", "--workers", "1", "--config",
+                          mesh.config("register", work=str(tmp_path / "register")))
+    register.wait_for_output("started on")
+    got: list[Message] = []
+    with Node("client", mesh=mesh.name) as client:
+        client.on("stored.series")(got.append)
+        client.on("error")(got.append)
+        assert client.wait_for_peers(1, 10) and client.wait_for_subscribers("stored.series", 10)
+        # the reference twice (its redelivery), then a series to register: one worker handles them in order
+        for folder in (t1, t1, t2):
+            header = dcmread(sorted(folder.iterdir())[0], stop_before_pixels=True)
+            client.publish("stored.series", header, uris=[folder.as_uri()])
+        registered = wait_until(lambda: [m for m in got if m.topic.startswith("error.") or
+                                         m.meta.get("derivation", "").startswith("registered")], 180,
+                                what="the T2 registered onto the T1")
+    assert all(m.topic == "stored.series" for m in registered), [m.meta.get("error") for m in registered]
+    t2_uid = dcmread(sorted(t2.iterdir())[0], stop_before_pixels=True).SeriesInstanceUID
+    assert [m.meta["derived_from"] for m in registered] == [t2_uid]  # the T1 was never registered onto itself
+
+
 def test_register_keeps_its_references_and_waiting_series_across_restarts(tmp_path):
     from pydicom.dataset import Dataset
 
