@@ -618,6 +618,21 @@ class Node:
             return True
         return self.wait_for(ready, timeout)
 
+    def unconfirmed(self, topic: str) -> list[str]:
+        """Who might miss a message on ``topic`` published now: known peers that want it but whose subscription is not
+        in place yet (by name), and control endpoints that were announced (mDNS adverts, static peers) but have not
+        answered the handshake yet. Empty: every node this one knows of can receive it."""
+        from .message import topic_matches
+
+        names = [p["name"] for p in self.peers
+                 if not p["subscribed"] and any(not h["shared"] and topic_matches(h["topic"], topic)
+                                                for h in p["handlers"])]
+        engine = self._engine
+        if engine is not None:
+            known = {p["endpoints"]["control"] for p in self.peers}
+            names += [endpoint for endpoint in list(engine._seeds) if endpoint not in known]
+        return names
+
     def unclaimed_work(self) -> dict[str, int]:
         """Per worker group, the work items this node sent that no member has taken (held or finished) yet."""
         return self._engine.leases.unclaimed() if self._engine is not None else {}

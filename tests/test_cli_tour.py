@@ -79,3 +79,15 @@ def test_a_bad_set_value_is_refused_without_echoing_it(mesh):
     # a C-FIND date range is a valid query value
     ok = mesh.run("publish", "find.studies", "--set", "StudyDate=20240101-20240131", "--wait", "0.5")
     assert "published 1 message" in ok.stdout
+
+
+def test_publish_never_reports_success_to_a_node_that_did_not_confirm(mesh, tmp_path):
+    """A one-shot publisher printed "published 1 message" while announced nodes never got it: a node it was told of
+    that has not answered (here a static peer that is down) is named, and the status is 1."""
+    from ports import free_port
+
+    silent = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    result = mesh.run("publish", "stored.series", "--set", "Modality=MR", "--peer", silent, "--wait", "2",
+                      check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "had not confirmed they receive stored.series" in result.stderr and silent in result.stderr

@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--set", action="append", default=[], metavar="Keyword=Value",
                    help="set an element (repeatable; multiple values separated by a backslash)")
     c.add_argument("--uri", action="append", metavar="URI", help="a data URI to carry in the envelope (repeatable)")
-    c.add_argument("--wait", type=float, default=2.0, help="longest wait for subscribers to connect (default 2 s)")
+    c.add_argument("--wait", type=float, default=5.0,
+                   help="longest wait for the announced nodes to answer and subscribe (default 5 s)")
     c.add_argument("-v", "--verbose", action="store_true")
     add_mesh_options(c)
     c.set_defaults(func=mesh.cmd_publish)

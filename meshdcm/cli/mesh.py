@@ -219,8 +219,11 @@ def cmd_publish(args) -> int:
         return fail("nothing to publish: no readable DICOM file among the arguments")
     with Node(config=config, role="tool") as node:
         node.settle(minimum=min(0.5, args.wait), maximum=args.wait)
-        if not node.wait_for_subscribers(args.topic, timeout=args.wait):
-            print("warning: some subscribers were not ready in time", file=sys.stderr)
+        # a one-shot publisher must know whom it publishes to: every node announced (mDNS, --peer) has answered and
+        # every one that wants the topic has its subscription in place, or it says who may miss the message
+        deadline = time.monotonic() + args.wait
+        while (unconfirmed := node.unconfirmed(args.topic)) and time.monotonic() < deadline:
+            time.sleep(0.05)
         for _source, ds in datasets:
             msg = node.publish(args.topic, ds, uris=args.uri or None)
             if args.verbose:
@@ -231,6 +234,10 @@ def cmd_publish(args) -> int:
             time.sleep(0.05)
     print(f"published {len(datasets)} message{'s' if len(datasets) != 1 else ''} on {args.topic}"
           + (f" ({skipped} files skipped)" if skipped else ""))
+    if unconfirmed:
+        return fail(f"{len(unconfirmed)} node(s) announced in the mesh had not confirmed they receive {args.topic} "
+                    f"within {args.wait:g} s and may have missed it: {', '.join(sorted(unconfirmed))}; check them "
+                    "with `meshdcm peers`, then publish again (or give a longer --wait)", 1)
     if unclaimed:
         return fail(f"{sum(unclaimed.values())} work item(s) were taken by no member of worker group(s) "
                     f"{', '.join(sorted(unclaimed))} within {max(args.wait, 1.0):.0f} s, so nobody received them: "
