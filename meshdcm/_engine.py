@@ -48,6 +48,8 @@ _BATCH = 512
 #: Seconds between the engine's timer ticks (heartbeats, replays, leases, acknowledgements): often while data moves,
 #: less often at rest, so that an idle node costs little (bench/idle.py) and a silent peer is still expired in time.
 _BUSY_TICK, _IDLE_TICK = 0.1, 0.25
+#: Distinct (topic, work) routes remembered: beyond it the cache starts over (topics are free text).
+_ROUTE_CACHE_MAX = 1024
 _GROUP_BACKLOG = 10_000  # work items waiting for a group: over this, the node says so loudly (none is dropped)
 _HOLD_EVERY = 1.0  # seconds between a member's reports of the work items it holds
 _CONTROL_MAX = 1024 * 1024  # bytes: manifests are small
@@ -101,6 +103,7 @@ class Engine(threading.Thread):
         self._homes: dict[bytes, str] = {}  # stream -> id of the peer that answers replays for it
         self._orphans: dict[bytes, float] = {}  # stream with gaps whose home is gone -> since when (monotonic)
         self._input_failures: dict[tuple[str, str], int] = {}  # (socket, exception type) -> count: a few keys
+        self._notes: dict[str, int] = {}  # warnings said once, then counted (a fixed set of keys)
         self._work_reports: dict[bytes, list] = {}  # stream -> [done seqs, held-new seqs] to report to its sender
         self._last_hold = 0.0
         self._behind_since: float | None = None
@@ -349,6 +352,21 @@ class Engine(threading.Thread):
             if not self._running:
                 return
 
+    def _known_sender(self, sender: bytes) -> bool:
+        """A stream we already follow, one a peer announced (its own, or its former runs' from its HELLO), or a
+        peer's id."""
+        return (sender in self.receipts.streams or sender in self._homes
+                or self.peers.get(sender.hex()) is not None)
+
+    def _noted(self, key: str, text: str, *args) -> None:
+        """A warning said the first time, then at 10, 100, 1000... times with the count: a flood of bad input
+        costs a few log lines, not one per message."""
+        n = self._notes[key] = self._notes.get(key, 0) + 1
+        if n == 1:
+            log.warning(text, *args)
+        elif n in (10, 100, 1000) or n % 10000 == 0:
+            log.warning(text + " (%d times so far)", *args, n)
+
     def _input_failed(self, sock: zmq.Socket, exc: Exception) -> None:
         """A message on ``sock`` made a handler of the engine raise: count it, log it (the first time with its
         traceback, then at 10, 100, 1000... of the same kind), and go on with the next."""
@@ -383,7 +401,8 @@ class Engine(threading.Thread):
             frames = [b"FETCH", json.dumps(request).encode()]
             if peer is None or not self._say(peer.manifest.control, frames):
                 self.node._transfers.deliver(b"NOFILE", json.dumps(
-                    {"req": request["req"], "reason": "the node holding it is not reachable now"}).encode(), b"")
+                    {"req": request["req"], "reason": "the node holding it is not reachable now",
+                     "unreachable": True}).encode(), b"")
         elif kind == b"acks":
             self._send_work_reports()
         elif kind == b"sync":
@@ -453,16 +472,22 @@ class Engine(threading.Thread):
         except VersionError as exc:
             at = frame.find(b" ") + 1
             sender = bytes(frame[at + 40:at + 56])
-            if sender not in self._version_warned:
+            if sender not in self._version_warned and len(self._version_warned) < 256:  # bounded: ids are free
                 self._version_warned.add(sender)
                 log.error("refused a message from node %s: %s", sender.hex()[:12], exc)
             node._count("refused")
             return
         except MalformedMessage as exc:
-            log.warning("dropped a malformed message: %s", exc)
             node._count("malformed")
+            self._noted("malformed", "dropped a malformed message: %s", exc)
             return
         inbox = self.receipts
+        if not self._known_sender(msg.sender):
+            # a sender no peer announced (a forged or stray id): dropped and counted, nothing kept for it
+            node._count("unknown_sender")
+            self._noted("unknown_sender", "dropped a message of sender %s, which no peer announced",
+                        msg.sender.hex()[:12])
+            return
         if work:
             verdict = inbox.accept_work(msg.message_id, msg.sender, msg.seq)
             if verdict != "new":
@@ -484,6 +509,8 @@ class Engine(threading.Thread):
                 return
         handlers = self._route_cache.get((msg.topic, work))
         if handlers is None:
+            if len(self._route_cache) >= _ROUTE_CACHE_MAX:
+                self._route_cache.clear()  # topics are free text: the cache stays bounded whatever peers send
             handlers = [h for h in node._handlers if h.shared == work and topic_matches(h.topic, msg.topic)]
             if not work:
                 handlers += [h for h in node._internal if topic_matches(h.topic, msg.topic)]

@@ -535,22 +535,34 @@ class Node:
         if own:
             req, q = self._transfers.open()
         try:
-            self._mailbox.send(b"\x00fetch " + json.dumps(
-                {"node": node_id, "req": req, "path": rel, "offset": offset, "size": size}).encode())
+            request = b"\x00fetch " + json.dumps(
+                {"node": node_id, "req": req, "path": rel, "offset": offset, "size": size}).encode()
+            self._mailbox.send(request)
             if not own:
                 return None
-            return self._answer(q, rel, timeout)
+            deadline = time.monotonic() + timeout
+            while True:
+                kind, info, data = self._answer(q, rel, max(0.1, deadline - time.monotonic()), raise_refusal=False)
+                # a peer that just joined: our connection to it may not be up yet, so ask again until the deadline
+                if kind == b"NOFILE" and info.get("unreachable") and time.monotonic() < deadline - 0.1:
+                    time.sleep(0.1)
+                    self._mailbox.send(request)
+                    continue
+                if kind == b"NOFILE":
+                    raise TransferError(f"{rel}: {info.get('reason', 'refused')}")
+                return kind, info, data
         finally:
             if own:
                 self._transfers.close(req)
 
     @staticmethod
-    def _answer(q, rel: str, timeout: float):
+    def _answer(q, rel: str, timeout: float, raise_refusal: bool = True):
         try:
             kind, info, data = q.get(timeout=timeout)
         except queue.Empty:
-            raise TransferError(f"no answer for {rel} within {timeout} s; the node may be overloaded or gone") from None
-        if kind == b"NOFILE":
+            raise TransferError(f"no answer for {rel} within {timeout:.0f} s; the node may be overloaded or gone") \
+                from None
+        if kind == b"NOFILE" and raise_refusal:
             raise TransferError(f"{rel}: {info.get('reason', 'refused')}")
         return kind, info, data
 
@@ -799,6 +811,15 @@ class Node:
             self._fail(handler, msg, exc, attempt=attempt, next_step="the node is stopping: it gets the message "
                        "again after its restart")
             return False
+        if isinstance(exc, MalformedMessage):
+            # unreadable: counted, not kept one by one (a flood of bad frames must not fill the dead letters)
+            self._count("malformed")
+            n = self._counters.get("malformed", 0)
+            if n == 1 or n % 100 == 0:
+                self._fail(handler, msg, exc, attempt=attempt,
+                           next_step=f"dropped: it cannot be read ({n} unreadable so far, counted as malformed); "
+                                     "fix the node that published it")
+            return True
         reason = exc.reason if isinstance(exc, HandlerError) else f"{type(exc).__name__}: {exc}"
         letter = None
         if self._dead is not None and handler not in self._internal:

@@ -115,11 +115,17 @@ def test_a_live_node_survives_hostile_frames():
             push.send(bytes(frame[:rng.randrange(1, len(frame) + 1)]))
             sent += 1
         push.send_multipart([b"stored.x", b"two", b"frames"])  # a meshdcm message is one frame
-        good = Message("stored.series", mr_header(seed=9))
-        push.send(good.to_bytes())
-        wait_until(lambda: any(m.message_id == good.message_id for m in got), 20, what="the good message")
+        forged = Message("stored.series", mr_header(seed=8), sender=uuid.uuid4().bytes)  # a sender no peer announced
+        push.send(forged.to_bytes())
+        # then a good message from a real peer of the group: the node is still there and handles it
+        with Node("sender", mesh=node.config.mesh, discovery=False, peers=(node.endpoints["control"],)) as sender:
+            assert sender.wait_for_peers(1, 10)
+            wait_until(lambda: any(p["group"] == "g" for p in sender.peers), 10, what="the group member")
+            good = sender.publish("stored.series", mr_header(seed=9))
+            wait_until(lambda: any(m.message_id == good.message_id for m in got), 20, what="the good message")
         counters = node.counters
-        print(f"live node: {sent + 2} frames sent, counters {counters}")
+        print(f"live node: {sent + 3} frames sent, counters {counters}")
         assert counters["malformed"] >= 1 and counters.get("failed", 0) == 0
+        assert counters.get("unknown_sender", 0) >= 1 and forged.message_id not in [m.message_id for m in got]
         push.close(linger=0)
         ctx.destroy(linger=0)

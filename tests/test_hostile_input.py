@@ -82,3 +82,36 @@ def test_meshdcm_up_restarts_a_node_that_died_and_says_so(mesh, tmp_path):
     assert "exited with status -9 and was restarted by meshdcm up (restart 1)" in errors.output
     assert up.popen.poll() is None  # the others were never stopped
     assert up.stop(signal.SIGINT, timeout=30) == 0
+
+
+def test_forged_senders_and_endless_topics_leave_no_lasting_state():
+    """50,000 fake sender ids added 25-46 MB to every node and 50,000 topics 11-17 MB, kept after the peer left:
+    a sender no peer announced costs a counter, and what is kept per topic is bounded."""
+    from pydicom.dataset import Dataset
+
+    from meshdcm import Message
+
+    mesh = f"hostile-{uuid.uuid4().hex[:8]}"
+    target = Node("target", mesh=mesh, discovery=False, group="g")
+    target.on("stored")(lambda m: None)
+    target.on("x")(lambda m: None)
+    with target:
+        ctx = zmq.Context()
+        try:
+            push = ctx.socket(zmq.PUSH)
+            push.connect(target.endpoints["work"])
+            body = Dataset()
+            body.Modality = "MR"
+            for _ in range(5000):
+                push.send(Message("stored.series", body, sender=uuid.uuid4().bytes).to_bytes())
+            wait_until(lambda: target.counters.get("unknown_sender", 0) >= 5000, 60, what="5,000 forged frames")
+        finally:
+            ctx.destroy(linger=0)
+        with Node("chatty", mesh=mesh, discovery=False, peers=(target.endpoints["control"],)) as chatty:
+            assert chatty.wait_for_peers(1, 10) and chatty.wait_for_subscribers("x", 10)
+            for i in range(3000):
+                chatty.publish(f"x.topic{i}")
+            wait_until(lambda: target.counters.get("handled", 0) >= 3000, 60, what="3,000 topics handled")
+        engine = target._engine
+        assert len(target._inbox.streams) <= 2  # the chatty peer's stream; none per forged id
+        assert len(engine._work_reports) <= 1 and len(engine._route_cache) <= 1024  # (the chatty peer's)

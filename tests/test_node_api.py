@@ -102,9 +102,14 @@ def test_unknown_major_version_and_malformed_frames_are_refused_and_counted(capl
         with caplog.at_level(logging.ERROR, logger="meshdcm.node"):
             push.send(bytes(v2))
             push.send(b"stored.series not a meshdcm message at all")
-            push.send(good)
-            wait_until(lambda: sub.counters.get("handled") == 1, 10, what="the good message")
+            push.send(good)  # well formed, but from a sender no peer announced: dropped and counted
+            wait_until(lambda: sub.counters.get("unknown_sender") == 1, 10, what="the unannounced sender")
         push.close(linger=0)
+        with Node("pub", mesh=mesh, discovery=False, peers=(sub.endpoints["control"],)) as pub:
+            assert pub.wait_for_peers(1, 10)
+            wait_until(lambda: any(p["group"] == "g" for p in pub.peers), 10, what="the group member")
+            pub.publish("stored.series", series("1.9"))
+            wait_until(lambda: sub.counters.get("handled") == 1, 10, what="the good message from a peer")
         assert sub.counters["refused"] == 1 and sub.counters["malformed"] == 1
         assert "protocol 2.0" in caplog.text and "upgrade the older of the two nodes" in caplog.text
 
