@@ -10,7 +10,7 @@ import uuid
 
 import zmq
 
-from conftest import wait_until
+from conftest import NODES, wait_until
 from meshdcm import Node
 
 HOSTILE = [
@@ -115,3 +115,48 @@ def test_forged_senders_and_endless_topics_leave_no_lasting_state():
         engine = target._engine
         assert len(target._inbox.streams) <= 2  # the chatty peer's stream; none per forged id
         assert len(engine._work_reports) <= 1 and len(engine._route_cache) <= 1024  # (the chatty peer's)
+
+
+def test_a_node_whose_engine_fails_exits_non_zero(mesh):
+    crasher = mesh.start("node", NODES / "crasher.py")
+    assert crasher.popen.wait(timeout=60) == 2  # a supervisor (meshdcm up, systemd) sees a failure and restarts it
+    assert "stopped on an unexpected error: RuntimeError: injected failure" in crasher.output
+
+
+def test_hostile_input_against_a_running_meshdcm_up(mesh, tmp_path):
+    """The NUL FETCH, a backtracking filter and a hostile peer, at once, against `meshdcm up`: every node stays up."""
+    from mesh_fixtures import write_series_files
+
+    up = mesh.start("up", "pacs", "perfusion", "monitor", "--state", tmp_path / "state", "--mesh", mesh.name)
+    up.wait_for_output("stop with Ctrl-C", timeout=60)
+    kinds = {"pacs", "perfusion", "monitor"}
+    peers = wait_until(lambda: (ps := json.loads(mesh.run("peers", "--json").stdout)) and
+                       kinds <= {p["kind"] for p in ps} and ps, 90, interval=0.5, what="the nodes of meshdcm up")
+    out = tmp_path / "rec.txt"
+    slow = mesh.node("recorder", "--name", "backtracker", out=str(out), topic="stored",
+                     where='SeriesDescription ~ "(a+)+$"')  # froze a node under Python's re
+    slow.wait_for_output("started on", timeout=60)
+    ctx = zmq.Context()
+    try:
+        for p in peers:
+            rogue = ctx.socket(zmq.DEALER)
+            rogue.connect(p["endpoints"]["control"])
+            for frames in HOSTILE:
+                rogue.send_multipart(frames)
+            assert rogue.poll(10_000), f"{p['name']} did not answer"
+            if p["endpoints"].get("work"):
+                push = ctx.socket(zmq.PUSH)
+                push.connect(p["endpoints"]["work"])
+                for _ in range(2000):
+                    push.send(uuid.uuid4().bytes + b" forged")
+        files = tmp_path / "files"
+        write_series_files(files, [("MR", "a" * 35 + "!"), ("MR", "aaaa")])
+        mesh.run("publish", "stored.series", files)
+        wait_until(lambda: "stored.series" in (out.read_text() if out.exists() else ""), 60, interval=0.5,
+                   what="the filtered node to handle the matching series after the backtracking one")
+    finally:
+        ctx.destroy(linger=0)
+    after = json.loads(mesh.run("peers", "--json").stdout)
+    assert kinds | {"recorder"} <= {p["kind"] for p in after}
+    assert "exited with status" not in up.output and up.popen.poll() is None
+    assert up.stop(signal.SIGINT, timeout=30) == 0
