@@ -50,6 +50,11 @@ _BATCH = 512
 _BUSY_TICK, _IDLE_TICK = 0.1, 0.25
 #: Distinct (topic, work) routes remembered: beyond it the cache starts over (topics are free text).
 _ROUTE_CACHE_MAX = 1024
+
+
+def _worth_saying_again(n: int) -> bool:
+    """A repeated warning is logged again, with its count, at the 10th, 100th and 1000th time, then every 10,000th."""
+    return n in (10, 100, 1000) or n % 10000 == 0
 _GROUP_BACKLOG = 10_000  # work items waiting for a group: over this, the node says so loudly (none is dropped)
 _HOLD_EVERY = 1.0  # seconds between a member's reports of the work items it holds
 _CONTROL_MAX = 1024 * 1024  # bytes: manifests are small
@@ -102,8 +107,7 @@ class Engine(threading.Thread):
         self._streams: dict[bytes, list] = {}  # stream -> [last seq, started]: ours and our journal's former ones
         self._homes: dict[bytes, str] = {}  # stream -> id of the peer that answers replays for it
         self._orphans: dict[bytes, float] = {}  # stream with gaps whose home is gone -> since when (monotonic)
-        self._input_failures: dict[tuple[str, str], int] = {}  # (socket, exception type) -> count: a few keys
-        self._notes: dict[str, int] = {}  # warnings said once, then counted (a fixed set of keys)
+        self._notes: dict[str, int] = {}  # warnings said once, then counted (a few keys: kind, socket + exception)
         self._work_reports: dict[bytes, list] = {}  # stream -> [done seqs, held-new seqs] to report to its sender
         self._last_hold = 0.0
         self._behind_since: float | None = None
@@ -364,7 +368,7 @@ class Engine(threading.Thread):
         n = self._notes[key] = self._notes.get(key, 0) + 1
         if n == 1:
             log.warning(text, *args)
-        elif n in (10, 100, 1000) or n % 10000 == 0:
+        elif _worth_saying_again(n):
             log.warning(text + " (%d times so far)", *args, n)
 
     def _input_failed(self, sock: zmq.Socket, exc: Exception) -> None:
@@ -373,12 +377,12 @@ class Engine(threading.Thread):
         self.node._count("malformed")
         where = ("control" if sock is self.control else "events" if sock is self.inbox else "work" if sock is self.work
                  else "commands" if sock is self.cmd else "replies")
-        key = (where, type(exc).__name__)
-        n = self._input_failures[key] = self._input_failures.get(key, 0) + 1
+        key = f"{where} {type(exc).__name__}"
+        n = self._notes[key] = self._notes.get(key, 0) + 1
         if n == 1:
             log.error("a message on the %s socket could not be handled (%s: %s); it is dropped and the node goes on",
                       where, type(exc).__name__, exc, exc_info=exc)
-        elif n in (10, 100, 1000) or n % 10000 == 0:
+        elif _worth_saying_again(n):
             log.error("%d messages on the %s socket could not be handled (%s) so far; each was dropped", n, where,
                       type(exc).__name__)
 
