@@ -47,6 +47,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so fixtures can tell whether the test failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.02, what: str = "condition"):
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -145,12 +153,22 @@ class Mesh:
         for proc in reversed(self.procs):
             proc.stop()
 
+    def show_logs(self, lines: int = 60) -> None:
+        """Print the end of every process's output (pytest shows it under the failed test's teardown)."""
+        for proc in self.procs:
+            tail = proc.output.splitlines()[-lines:]
+            print(f"----- {' '.join(map(str, proc.argv[-4:]))} ({proc.log.name}, exit {proc.popen.returncode}) -----")
+            print("\n".join(tail))
+
 
 @pytest.fixture
-def mesh(tmp_path):
+def mesh(request, tmp_path):
     m = Mesh(tmp_path)
     yield m
     m.close()
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        m.show_logs()
 
 
 def read_records(path: Path) -> list[list[str]]:
