@@ -252,6 +252,7 @@ def open_study(request: Request):
         fetch = again or study.state in ("idle", "incomplete")
         if fetch:
             study.state = "fetching"
+            study.done = study.total = 0
     if fetch:
         query = Dataset()
         query.StudyInstanceUID = uid

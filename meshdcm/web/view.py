@@ -167,7 +167,11 @@ class MeshView:
             elif topic == "stored.series" and study is not None:
                 self._series(study, msg, sender, expected=False)
             elif topic == "stored.study" and study is not None and study.state == "fetching":
-                study.state = "complete" if msg.meta.get("complete") is not False else "incomplete"
+                complete = msg.meta.get("complete") is not False
+                study.state = "complete" if complete else "incomplete"
+                if complete:  # its progress events may still be in other workers' hands: the count is final here
+                    study.total = max(study.total, int(msg.meta.get("instances") or 0))
+                    study.done = study.total
                 self.hub.emit("study", study.uid)
             elif topic == "uploaded.series" and asked and asked[0] == "report":
                 self._report(asked[1], request, "stored", f"stored in PACS {msg.meta.get('pacs', '?')}")
@@ -257,8 +261,10 @@ class MeshView:
             if row is not None and row["complete"] is None:
                 row["arrived"] = row["arrived"] + 1 if not row["expected"] else min(row["arrived"] + 1,
                                                                                       row["expected"])
-        study.done = int(msg.meta.get("done") or study.done)
-        study.total = int(msg.meta.get("total") or study.total)
+        # handlers run on several workers, so progress events are seen in any order: counts only ever grow
+        # (a new fetch starts them from 0)
+        study.done = max(study.done, int(msg.meta.get("done") or 0))
+        study.total = max(study.total, int(msg.meta.get("total") or 0))
         self.hub.emit("study", study.uid)
 
     def _error(self, msg: Message, sender: str, study: Study | None, asked, request: str) -> None:
