@@ -617,17 +617,21 @@ class Node:
     def wait_for_peers(self, count: int = 1, timeout: float = 5.0, *, role: str | None = "node") -> bool:
         return self.wait_for(lambda ps: sum(1 for p in ps if role is None or p["role"] == role) >= count, timeout)
 
-    def wait_for_subscribers(self, topic: str, timeout: float = 5.0) -> bool:
-        """Wait until every known peer that wants ``topic`` can receive it from this node: broadcast
-        subscribers have their subscriptions in place, and each worker group has a member connected."""
+    def wait_for_subscribers(self, topic: str, timeout: float = 5.0, at_least: int = 1) -> bool:
+        """Wait until at least ``at_least`` known peers want ``topic`` and every known peer that wants it can receive
+        it from this node (broadcast subscribers have their subscriptions in place). ``at_least=0`` waits only for
+        the peers known now: with none known, that is at once, which is why it is not the default (a node just
+        started has not discovered anyone yet)."""
         from .message import topic_matches
 
         def ready(peers):
+            wanting = 0
             for p in peers:
                 wants = [h for h in p["handlers"] if topic_matches(h["topic"], topic)]
                 if any(not h["shared"] for h in wants) and not p["subscribed"]:
                     return False
-            return True
+                wanting += bool(wants)
+            return wanting >= at_least
         return self.wait_for(ready, timeout)
 
     def unconfirmed(self, topic: str) -> list[str]:

@@ -134,7 +134,8 @@ def test_what_can_succeed_later_is_retried_and_what_cannot_is_a_dead_letter_at_o
         raise MalformedMessage("the envelope's meta is not a JSON object")
 
     with sub, Node("pub", mesh=mesh, discovery=False, peers=(sub.endpoints["control"],)) as pub:
-        assert pub.wait_for_peers(1, 10) and pub.wait_for_subscribers("stored", 10)
+        assert pub.wait_for_peers(1, 10)
+        assert all(pub.wait_for_subscribers(t, 10) for t in ("stored.series", "stored.study", "stored.instance"))
         for topic in ("stored.series", "stored.study", "stored.instance"):
             pub.publish(topic, series("1.2.840.9"))
         wait_until(lambda: len(sub.dead_letters) == 2 and sub.counters.get("malformed"), 20,

@@ -156,3 +156,23 @@ def test_slow_handlers_push_back_instead_of_dropping():
         release.set()
         wait_until(lambda: len(done) == 200, 20, what="every message after the handler caught up")
     assert sorted(done) == list(range(1, 201))
+
+
+def test_wait_for_subscribers_waits_for_someone_to_subscribe():
+    """It used to answer True at once while the node knew no peer yet: a message published then reached no one
+    (the Orthanc test's find.studies, lost about once in five loaded runs)."""
+    mesh, sub = pair()
+    sub.on("find.studies")(lambda m: None)
+    alone = Node("alone", mesh=mesh, discovery=False).start()
+    try:
+        assert alone.wait_for_subscribers("find.studies", 0.5) is False
+        assert alone.wait_for_subscribers("find.studies", 0.1, at_least=0) is True  # the peers known now: none
+        with sub:
+            pub = publisher_for(sub, mesh)
+            try:
+                assert pub.wait_for_subscribers("find.studies", 10)
+                assert pub.wait_for_subscribers("stored.series", 0.5) is False  # nobody wants it
+            finally:
+                pub.stop()
+    finally:
+        alone.stop()
