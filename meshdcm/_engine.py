@@ -58,6 +58,12 @@ def _worth_saying_again(n: int) -> bool:
 _GROUP_BACKLOG = 10_000  # work items waiting for a group: over this, the node says so loudly (none is dropped)
 _HOLD_EVERY = 1.0  # seconds between a member's reports of the work items it holds
 _CONTROL_MAX = 1024 * 1024  # bytes: manifests are small
+#: Bounds on what peers can make a node remember (docs/security.md): peers at once, former streams taken from one
+#: manifest (its newest), endpoints taken from one manifest's gossip, and seconds between prunes of departed state.
+_MAX_PEERS = 1024
+_STREAMS_PER_PEER = 256
+_GOSSIP_MAX = 64
+_PRUNE_EVERY = 60.0
 
 
 class Mailbox:
@@ -108,6 +114,7 @@ class Engine(threading.Thread):
         self._homes: dict[bytes, str] = {}  # stream -> id of the peer that answers replays for it
         self._orphans: dict[bytes, float] = {}  # stream with gaps whose home is gone -> since when (monotonic)
         self._notes: dict[str, int] = {}  # warnings said once, then counted (a few keys: kind, socket + exception)
+        self._last_prune = time.monotonic()
         self._work_reports: dict[bytes, list] = {}  # stream -> [done seqs, held-new seqs] to report to its sender
         self._last_hold = 0.0
         self._behind_since: float | None = None
@@ -569,7 +576,8 @@ class Engine(threading.Thread):
     # --- control protocol -------------------------------------------------------------------------
     def _hello_payload(self) -> bytes:
         known = [{"control": p.manifest.control, "key": p.manifest.key} for p in self.peers if p.manifest.control]
-        streams = {sid.hex(): info for sid, info in self._streams.items()}
+        newest = sorted(self._streams.items(), key=lambda item: (item[0] != self.stream, -item[1][1]))
+        streams = {sid.hex(): info for sid, info in newest[:1 + _STREAMS_PER_PEER]}  # what a peer takes of it
         return json.dumps({"manifest": self.node.manifest().to_dict(), "peers": known, "streams": streams}).encode()
 
     def _dealer(self, endpoint: str, key: str = "") -> zmq.Socket | None:
@@ -657,6 +665,10 @@ class Engine(threading.Thread):
             log.error("ignoring node %s (%s): it speaks protocol %s, this node %d.x; upgrade the older one",
                       manifest.name, manifest.node_id[:12], manifest.protocol, PROTOCOL_VERSION[0])
             return None
+        if manifest.node_id not in self.peers and len(self.peers) >= _MAX_PEERS:
+            self._noted("too_many_peers", "ignoring node %s (%s): this node already has %d peers, the most it takes",
+                        manifest.name, manifest.node_id[:12], _MAX_PEERS)
+            return None
         # a node restarted on the same endpoints replaces its former self
         for other in self.peers:
             if other.id != manifest.node_id and manifest.control and other.manifest.control == manifest.control:
@@ -671,7 +683,8 @@ class Engine(threading.Thread):
         if is_new:
             log.info("peer joined: %s (%s, kind %s, group %s) at %s", manifest.name, manifest.node_id[:12],
                      manifest.kind, manifest.group or "-", manifest.control)
-        for entry in data.get("peers", ()):
+        gossip = data.get("peers", ())
+        for entry in gossip[:_GOSSIP_MAX] if isinstance(gossip, list) else ():
             endpoint = entry.get("control") if isinstance(entry, dict) else None
             key = entry.get("key", "") if isinstance(entry, dict) else ""
             if isinstance(endpoint, str) and endpoint.startswith("tcp://") and endpoint != self.endpoints["control"] \
@@ -688,16 +701,20 @@ class Engine(threading.Thread):
     def _met_streams(self, manifest: Manifest, streams: dict) -> None:
         """A peer's HELLO/WELCOME lists the streams it answers replays for (its own and former incarnations')."""
         tracking = self.node._receives_events()
+        met = []
         for hex_id, info in streams.items():
             try:
                 sid = bytes.fromhex(hex_id)
                 last, started = int(info[0]) % SEQ_MOD, float(info[1])
             except (ValueError, TypeError, IndexError):
                 continue
-            if len(sid) != 16 or sid == self.stream:
-                continue
+            if len(sid) == 16 and sid != self.stream:
+                met.append((started, sid, last))
+        met.sort(reverse=True)  # its own stream and the newest former ones: what can still be missing here
+        own = manifest.id_bytes
+        for started, sid, last in [m for m in met if m[1] == own] + [m for m in met if m[1] != own][:_STREAMS_PER_PEER]:
             self._homes[sid] = manifest.node_id
-            if tracking and (sid == bytes.fromhex(manifest.node_id) or sid in self.receipts.streams
+            if tracking and (sid == own or sid in self.receipts.streams
                              or self.receipts.knows_sender(manifest.name, started)):
                 self.receipts.meet(sid, manifest.name, last, started)
 
@@ -990,6 +1007,20 @@ class Engine(threading.Thread):
                 self.node._report_lost(stream.name or stream.id.hex()[:12], first, seq_add(first, count - 1), count,
                                        why=f"its sender left the mesh and did not come back within {wait:.0f} s")
 
+    def _prune_departed(self) -> None:
+        """What departed peers left behind: their streams once expired (``Inbox.prune``), where to ask for them,
+        the keys of endpoints no one uses any more."""
+        live = {bytes.fromhex(p.id) for p in self.peers}
+        for sid in self.receipts.prune(live):
+            self._homes.pop(sid, None)
+            self._orphans.pop(sid, None)
+        ids = {p.id for p in self.peers} | {self.node.id}
+        for sid in [sid for sid, home in self._homes.items() if home not in ids and sid not in self.receipts.streams]:
+            del self._homes[sid]
+        used = {p.manifest.control for p in self.peers} | set(self._seeds)
+        for endpoint in [e for e in self._keys_of if e not in used]:
+            del self._keys_of[endpoint]
+
     def _delivery_tick(self, now: float) -> None:
         inbox = self.receipts
         node = self.node
@@ -1015,6 +1046,9 @@ class Engine(threading.Thread):
         self._send_work_reports()
         inbox.flush()
         self.outbox.maybe_prune(time.time())
+        if now - self._last_prune >= min(_PRUNE_EVERY, max(1.0, node.config.journal_max_age / 4)):
+            self._last_prune = now
+            self._prune_departed()
         # a consumer that falls behind says so (docs/delivery.md): the engine has stopped reading, or what it missed
         # is still being replayed (a consumer that catches up in replayed chunks is behind all the while, even when
         # its handler queue drains between chunks)

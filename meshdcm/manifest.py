@@ -69,8 +69,11 @@ class Manifest:
     @classmethod
     def from_dict(cls, d: dict) -> "Manifest":
         ep = d.get("endpoints") or {}
+        node_id = str(d["id"])
+        if len(node_id) != 32 or bytes.fromhex(node_id).hex() != node_id:  # ValueError: not lower-case hex
+            raise ValueError(f"a node id is 32 lower-case hex digits, not {node_id[:40]!r}")
         return cls(
-            node_id=str(d["id"]), name=str(d.get("name", "")), mesh=str(d.get("mesh", "")),
+            node_id=node_id, name=str(d.get("name", "")), mesh=str(d.get("mesh", "")),
             kind=str(d.get("kind", "node")), role=str(d.get("role", "node")), group=d.get("group") or None,
             host=str(d.get("host", "")), pid=int(d.get("pid", 0)), software=str(d.get("software", "")),
             protocol=str(d.get("protocol", "")), control=str(ep.get("control", "")),
@@ -80,6 +83,11 @@ class Manifest:
             capabilities=tuple(str(c) for c in d.get("capabilities", ())), started=float(d.get("started", 0.0)),
             extra=dict(d.get("extra") or {}),
         )
+
+    @property
+    def id_bytes(self) -> bytes:
+        """The node id as the 16 bytes that name its stream."""
+        return bytes.fromhex(self.node_id)
 
     def wants(self, topic: str, *, shared: bool) -> list[HandlerSpec]:
         """The handlers that want ``topic`` (shared ones, or broadcast ones)."""

@@ -17,6 +17,10 @@ idempotent).
 
 Work items (one member of a group handles each) are remembered by message id for ``keep`` seconds, so a re-sent
 item is acknowledged again instead of being handled twice.
+
+What is kept is bounded: :meth:`Inbox.prune` forgets, in memory and on disk, the streams of senders that left and were
+not heard of for ``keep`` seconds (their journals no longer hold those frames either), and beyond ``MAX_STREAMS``
+the settled streams of departed senders heard of least recently.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ _ANNOUNCE_GRACE = 1.0  # a sender's announced seq counts as missing here only if
 _RECORD = struct.Struct("<c16sQd")  # b"e" event (stream, seq) / b"w" work item (message id, 0), unix time
 _FOLD_EVERY = 5.0  # seconds between folds of the log into SQLite
 _LOG_START = 1 << 22  # bytes the log file starts with (~127,000 records); it doubles when full
+MAX_STREAMS = 4096  # streams remembered at most (a departed sender's settled ones are forgotten first)
 
 
 class DoneLog:
@@ -107,7 +112,7 @@ CREATE TABLE IF NOT EXISTS senders (name TEXT PRIMARY KEY, since REAL NOT NULL);
 
 class Stream:
     __slots__ = ("id", "name", "upto", "done", "inflight", "highest", "missing", "asked", "announced", "dirty",
-                 "absorbed", "lost", "heard")
+                 "absorbed", "lost", "heard", "seen", "saved")
 
     def __init__(self, stream_id: bytes, name: str, upto: int):
         self.id, self.name, self.upto = stream_id, name, upto
@@ -121,6 +126,8 @@ class Stream:
         self.absorbed: list[int] = []
         self.lost = 0
         self.heard = 0.0  # when a message of this stream last arrived (monotonic)
+        self.seen = time.time()  # when the stream was last announced or heard (unix time; kept with the record)
+        self.saved = self.seen  # the ``seen`` its record on disk has
 
     # --- gaps (caller holds the inbox lock) ------------------------------------------------------------
     def _add_missing(self, first: int, count: int) -> None:
@@ -178,9 +185,9 @@ class Inbox:
         now = time.time()
         self.db.execute("DELETE FROM streams WHERE seen < ?", (now - keep,))
         self.db.execute("DELETE FROM work WHERE at < ?", (now - keep,))
-        for sid, name, upto in self.db.execute("SELECT stream, name, upto FROM streams"):
+        for sid, name, upto, seen in self.db.execute("SELECT stream, name, upto, seen FROM streams"):
             st = Stream(bytes(sid), name, to_unsigned(upto))
-            st.dirty = False
+            st.dirty, st.seen, st.saved = False, seen, seen
             self.streams[st.id] = st
         stale = []
         for sid, seq in self.db.execute("SELECT stream, seq FROM done").fetchall():
@@ -264,6 +271,9 @@ class Inbox:
                                 (name, self.senders[name]))
                 self._add(st)
                 return st
+            st.seen = time.time()
+            if st.seen - st.saved > min(3600.0, self.keep / 4):
+                st.dirty = True  # a quiet but live sender: its record on disk must not look expired at our restart
             if st.announced is None and after(last_seq, st.highest):
                 st.announced = (last_seq, time.monotonic())
             return st
@@ -289,6 +299,7 @@ class Inbox:
         """Engine thread: True if the message is new (it is then in flight), False for a duplicate."""
         with self.lock:
             st.heard = time.monotonic()
+            st.seen = time.time()
             if not after(seq, st.upto) or seq in st.done or seq in st.inflight:
                 self.duplicates += 1
                 return False
@@ -418,7 +429,8 @@ class Inbox:
             for kind, sid, seq, when in self.log.records():
                 if kind == b"w":
                     work.append((sid, when))
-                elif sid not in upto or after(seq, upto[sid]):  # at or below upto: the streams row says it
+                elif sid in upto and after(seq, upto[sid]):  # at or below upto: the streams row says it; a
+                    # stream not known (any more) is not read back
                     events.append((sid, to_signed(seq)))
             with self.db_lock:
                 self.db.execute("BEGIN")
@@ -434,13 +446,13 @@ class Inbox:
 
     def _write_streams(self) -> None:
         """The streams' ``upto``, and done rows below it deleted."""
-        now = time.time()
         with self.lock:
             rows, gone = [], []
             for st in self.streams.values():
                 if st.dirty:
                     st.dirty = False
-                    rows.append((st.id, st.name, to_signed(st.upto), now))
+                    rows.append((st.id, st.name, to_signed(st.upto), st.seen))
+                    st.saved = st.seen
                     gone.extend((st.id, to_signed(s)) for s in st.absorbed)
                     st.absorbed = []
         if not self.durable or not (rows or gone):
@@ -456,15 +468,40 @@ class Inbox:
                 self.db.execute("ROLLBACK")
                 raise
 
-    def prune(self) -> None:
-        cutoff = time.time() - self.keep
+    def prune(self, live: set[bytes], now: float | None = None) -> list[bytes]:
+        """Engine, every minute: forget finished work items older than ``keep``, the streams of senders not in
+        ``live`` (the streams of the peers in the mesh now) that were not heard of for ``keep`` seconds and have
+        nothing missing or in flight, and beyond :data:`MAX_STREAMS` such streams heard of least recently; then the
+        names of senders none of whose streams is left. Returns the ids of the streams forgotten."""
+        now = time.time() if now is None else now
+        cutoff = now - self.keep
         with self.lock:
             old = [k for k, at in self.work_done.items() if at < cutoff]
             for k in old:
                 del self.work_done[k]
-        if self.durable and old:
+            settled = sorted((st for st in self.streams.values()
+                              if st.id not in live and not st.missing and not st.inflight), key=lambda st: st.seen)
+            over = max(0, len(self.streams) - MAX_STREAMS)
+            gone = [st.id for i, st in enumerate(settled) if i < over or st.seen < cutoff]
+            for sid in gone:
+                del self.streams[sid]
+            names = {st.name for st in self.streams.values()}
+            forgotten = [n for n, since in self.senders.items() if n not in names and since < cutoff]
+            for name in forgotten:
+                del self.senders[name]
+        if self.durable and (old or gone or forgotten):
             with self.db_lock:
-                self.db.execute("DELETE FROM work WHERE at < ?", (cutoff,))
+                self.db.execute("BEGIN")
+                try:
+                    self.db.execute("DELETE FROM work WHERE at < ?", (cutoff,))
+                    self.db.executemany("DELETE FROM streams WHERE stream = ?", [(sid,) for sid in gone])
+                    self.db.executemany("DELETE FROM done WHERE stream = ?", [(sid,) for sid in gone])
+                    self.db.executemany("DELETE FROM senders WHERE name = ?", [(n,) for n in forgotten])
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
+        return gone
 
     def close(self) -> None:
         try:

@@ -160,3 +160,65 @@ def test_hostile_input_against_a_running_meshdcm_up(mesh, tmp_path):
     assert kinds | {"recorder"} <= {p["kind"] for p in after}
     assert "exited with status" not in up.output and up.popen.poll() is None
     assert up.stop(signal.SIGINT, timeout=30) == 0
+
+
+def test_a_hello_cannot_make_a_node_remember_without_bound():
+    """A peer's HELLO names the streams it answers for and the peers it knows: a forged one with 5,000 of each
+    made the node keep (and greet) all of them. It takes the newest 256 streams and 64 endpoints, and once that peer
+    is gone, what it left expires."""
+    mesh = f"hostile-{uuid.uuid4().hex[:8]}"
+    target = Node("target", mesh=mesh, discovery=False, journal_max_age=2)
+    target.on("x")(lambda m: None)
+    with target:
+        manifest = target.manifest().to_dict()
+        manifest.update(id=uuid.uuid4().hex, name="forger", endpoints={"control": "tcp://127.0.0.1:9"})
+        streams = {uuid.uuid4().hex: [i, 1000.0 + i] for i in range(5000)}
+        gossip = [{"control": f"tcp://127.0.0.2:{20000 + i}", "key": ""} for i in range(5000)]
+        ctx = zmq.Context()
+        try:
+            dealer = ctx.socket(zmq.DEALER)
+            dealer.connect(target.endpoints["control"])
+            dealer.send_multipart([b"HELLO", json.dumps({"manifest": manifest, "peers": gossip,
+                                                          "streams": streams}).encode()])
+            assert dealer.poll(10000) and dealer.recv_multipart()[0] == b"WELCOME"
+        finally:
+            ctx.destroy(linger=0)
+        engine = target._engine
+        newest = set(sorted(streams, key=lambda s: streams[s][1])[-256:])
+        theirs = {sid.hex() for sid, home in engine._homes.items() if home == manifest["id"]}
+        assert theirs == newest
+        assert len(engine._seeds) <= 64
+        # the forger never answers: it expires, and what it named is forgotten
+        wait_until(lambda: all(home == target.id for home in engine._homes.values()), 30,
+                   what="the forger's streams forgotten")
+        assert not [k for k in engine._keys_of if k.startswith("tcp://127.0.0.2:")]
+
+
+def test_departed_peers_leave_nothing_lasting(tmp_path):
+    """Per-stream state of peers that left was kept for the node's life (and their rows on disk). Streams of peers
+    gone longer than ``journal_max_age`` are forgotten, with the peers' names; a peer still here keeps its record
+    however old."""
+    mesh = f"hostile-{uuid.uuid4().hex[:8]}"
+    got: list = []
+    target = Node("target", mesh=mesh, discovery=False, journal_max_age=2, state_dir=str(tmp_path / "target"))
+    target.on("x")(got.append)
+    with target:
+        control = target.endpoints["control"]
+        with Node("stayer", mesh=mesh, discovery=False, peers=(control,)) as stayer:
+            assert stayer.wait_for_peers(1, 10) and stayer.wait_for_subscribers("x", 10)
+            stayer.publish("x.here")
+            for i in range(6):
+                with Node(f"visitor{i}", mesh=mesh, discovery=False, peers=(control,)) as visitor:
+                    assert visitor.wait_for_peers(1, 10) and visitor.wait_for_subscribers("x", 10)
+                    visitor.publish("x.hello")
+                    wait_until(lambda n=i + 2: len(got) >= n, 20, what=f"visitor{i}'s message")
+                    assert f"visitor{i}" in {st.name for st in target._inbox.streams.values()}
+            inbox = target._inbox
+            wait_until(lambda: {st.name for st in inbox.streams.values()} == {"stayer"}, 30,
+                       what="the visitors' streams forgotten")
+            assert set(inbox.senders) == {"stayer"}
+            with inbox.db_lock:
+                rows = inbox.db.execute("SELECT name FROM streams").fetchall()
+                done = inbox.db.execute("SELECT COUNT(*) FROM done WHERE stream != ?", (stayer.id_bytes,)).fetchone()
+            assert [r[0] for r in rows] == ["stayer"] and done[0] == 0
+            assert set(target._engine._homes.values()) <= {target.id, stayer.id}
