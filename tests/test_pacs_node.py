@@ -98,3 +98,30 @@ def test_unknown_pacs_and_missing_uid_give_error_events(pacs_node):
     assert "use one of: embedded" in errors[0].meta["error"]["action"]
     replies = client.ask("get.study", Dataset(), "stored.study")
     assert "names no StudyInstanceUID" in [m for m in replies if m.topic == "error.pacs"][0].meta["error"]["reason"]
+
+
+def test_an_upload_tries_every_uri_the_message_carries(pacs_node, tmp_path):
+    """A replayed store request named a node id from before its restart first: the pacs node tried only that URI
+    and dead-lettered the upload, though the file:// URI beside it named the same files on this machine."""
+    from meshdcm import synthetic
+
+    _proc, client = pacs_node
+    files = synthetic.write_study(synthetic.mr_brain(seed=78, size="small", series=("t1",)), tmp_path / "series")
+    folder = files[0].parent
+    header = synthetic_header(files[0])
+    gone = f"meshdcm://{'ab' * 16}/results/{folder.name}"  # a node that is not in the mesh (any more)
+    replies = client.ask("store.series", header, "uploaded.series", uris=[gone, folder.resolve().as_uri()])
+    assert [m.meta["count"] for m in replies if m.topic == "uploaded.series"] == [len(files)], \
+        [m.meta for m in replies]
+    query = study_query(StudyInstanceUID=header.StudyInstanceUID)
+    found = client.ask("find.studies", query, "found.end")
+    assert [m.meta["count"] for m in found if m.topic == "found.end"] == [1]
+
+
+def synthetic_header(path) -> Dataset:
+    from pydicom import dcmread
+
+    ds = dcmread(path, stop_before_pixels=True)
+    out = Dataset()
+    out.StudyInstanceUID, out.SeriesInstanceUID = ds.StudyInstanceUID, ds.SeriesInstanceUID
+    return out
