@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom import dcmread
@@ -43,6 +42,7 @@ from pynetdicom.sop_class import (
 
 from .config import Pacs
 from .errors import PacsError, PacsUnavailable, RetrieveIncomplete
+from .results import RetrieveResult, StoreResult
 from .storage import DirectorySink, StorageSCP, StoredInstance
 
 __all__ = ["echo", "find", "count_instances", "retrieve", "store", "RetrieveResult", "StoreResult", "LEVELS"]
@@ -73,35 +73,6 @@ _TOTAL_NOT_YET_KNOWN = 1 << 31  # an Expectation's total until the retrieve know
 
 ProgressCallback = Callable[[str | None, int, int], None]
 InstanceCallback = Callable[[Path, Dataset], None]
-
-
-@dataclass
-class RetrieveResult:
-    """What a retrieve produced: ``paths`` of the instances on disk, ``done`` of ``total`` announced."""
-
-    study_uid: str
-    method: str
-    paths: list[Path] = field(default_factory=list)
-    done: int = 0
-    total: int = 0
-    failed: int = 0
-    seconds: float = 0.0
-
-    @property
-    def complete(self) -> bool:
-        return self.failed == 0 and self.done >= self.total
-
-
-@dataclass
-class StoreResult:
-    """Outcome of an upload: SOP Instance UIDs stored and failed (with the reason)."""
-
-    stored: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
 
 
 # -- association helpers -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pydicom.dataset import FileMetaDataset
 
 from .config import Pacs
 from .errors import PacsError, PacsUnavailable
+from .results import RetrieveResult, StoreResult
 from .storage import write_durably
 
 __all__ = ["wado_retrieve", "stow_store", "client_for"]
@@ -48,10 +49,8 @@ def _web_error(pacs: Pacs, exc: Exception, study_uid: str | None, operation: str
 
 
 def wado_retrieve(pacs: Pacs, study_uid: str, dest: Path, *, series_uid: str | None = None,
-                  on_progress=None, on_instance=None):
+                  on_progress=None, on_instance=None) -> RetrieveResult:
     """WADO-RS retrieve of a study/series into ``dest/<study>/<series>/<sop>.dcm``."""
-    from .scu import RetrieveResult
-
     client = client_for(pacs)
     res = RetrieveResult(study_uid, "wado")
     media = (("application/dicom", "*"),)
@@ -90,10 +89,8 @@ def wado_retrieve(pacs: Pacs, study_uid: str, dest: Path, *, series_uid: str | N
     return res
 
 
-def stow_store(pacs: Pacs, paths: list[Path]):
-    """STOW-RS upload of DICOM files; returns a :class:`~meshdcm.pacs.scu.StoreResult`."""
-    from .scu import StoreResult
-
+def stow_store(pacs: Pacs, paths: list[Path]) -> StoreResult:
+    """STOW-RS upload of DICOM files."""
     client = client_for(pacs)
     result = StoreResult()
     datasets = [dcmread(p) for p in paths]
