@@ -6,13 +6,17 @@ The public API::
     Message                  topic + envelope + DICOM body               (meshdcm.message)
     Filter, parse_filter, attribute, ALL                                  (meshdcm.filters)
     NodeConfig, load_config                                               (meshdcm.config)
-    FolderRetention          a work folder kept within a size and an age (meshdcm.retention)
+    FolderRetention, days_option   a work folder kept within a size and an age (meshdcm.retention)
+    topics                   every topic's name and kind                 (meshdcm.topics)
+    TransferError            a file could not be fetched (retried later) (meshdcm.transfer)
+    data_dir, path_part      a node's data folder; a UID checked to name a folder safely
     errors: MeshError, ProtocolError, VersionError, MalformedMessage, FilterError, FilterSyntaxError,
             ConfigError, HandlerError
 """
 
 from ._version import __version__
-from .config import NodeConfig, load_config
+from . import topics
+from .config import NodeConfig, data_dir, load_config
 from .errors import (
     ConfigError,
     FilterError,
@@ -27,7 +31,9 @@ from .filters import ALL, Filter, attribute
 from .filters import parse as parse_filter
 from .message import PROTOCOL_VERSION, Message, topic_matches
 from .node import Handler, Node
-from .retention import FolderRetention
+from .retention import FolderRetention, days_option
+from .transfer import TransferError
+from .uids import path_part
 
 __all__ = [
     "ALL",
@@ -45,10 +51,15 @@ __all__ = [
     "Node",
     "NodeConfig",
     "ProtocolError",
+    "TransferError",
     "VersionError",
     "__version__",
     "attribute",
+    "data_dir",
+    "days_option",
     "load_config",
     "parse_filter",
+    "path_part",
     "topic_matches",
+    "topics",
 ]

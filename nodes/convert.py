@@ -14,12 +14,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from meshdcm import HandlerError, Message, Node, NodeConfig
-from meshdcm.config import data_dir
-from meshdcm.retention import FolderRetention, days_option
+from meshdcm import (
+    FolderRetention, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, days_option, path_part,
+    topics,
+)
 from meshdcm.imaging import DEFAULT_FILTER, ImagingError, is_own_output, series_to_nifti
-from meshdcm.transfer import TransferError
-from meshdcm.uids import path_part
 
 
 def create(config: NodeConfig) -> Node:
@@ -30,7 +29,7 @@ def create(config: NodeConfig) -> Node:
     node.serve("out", work / "out")
     node.task(FolderRetention(work / "out", max_age=days_option(opts)).sweeper())  # outputs others fetched by now
 
-    @node.on("stored.series", where=str(opts.get("where", DEFAULT_FILTER)))
+    @node.on(topics.STORED_SERIES, where=str(opts.get("where", DEFAULT_FILTER)))
     def convert(msg: Message) -> None:
         if msg.meta.get("derived_from") or is_own_output(msg.dataset):
             return
@@ -49,7 +48,7 @@ def create(config: NodeConfig) -> Node:
         finally:
             shutil.rmtree(inbox, ignore_errors=True)
         uris = [node.uri_for(p) for p in result.paths + result.sidecar_paths]
-        node.publish("stored.series.nii", msg.body, index=msg.index, reply_to=msg, uris=uris,
+        node.publish(topics.STORED_SERIES_NII, msg.body, index=msg.index, reply_to=msg, uris=uris,
                      meta={"derived_from": series_uid, "sidecar": result.sidecar, "warnings": result.warnings,
                            "files": [p.name for p in result.paths]})
 

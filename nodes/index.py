@@ -28,13 +28,12 @@ import threading
 
 from pydicom.dataset import Dataset
 
-from meshdcm import HandlerError, MalformedMessage, Message, Node, NodeConfig
-from meshdcm.config import data_dir
+from meshdcm import HandlerError, MalformedMessage, Message, Node, NodeConfig, data_dir, topics
 from meshdcm.index import open_index
 
 log = logging.getLogger("meshdcm.index.node")
 
-LEVELS = {"find.studies": ("STUDY", "found.study"), "find.series": ("SERIES", "found.series")}
+LEVELS = {topics.FIND_STUDIES: ("STUDY", topics.FOUND_STUDY), topics.FIND_SERIES: ("SERIES", topics.FOUND_SERIES)}
 #: Requests a consumer can address to index nodes only (meta ``to``).
 ADDRESSED = ("index",)
 
@@ -77,15 +76,15 @@ def create(config: NodeConfig) -> Node:
         meta = {"source": "index", "node": node.name}
         for ds in found:
             node.publish(topic, ds, reply_to=msg, meta=meta)
-        node.publish("found.end", Dataset(), reply_to=msg, meta={**meta, "count": len(found)})
+        node.publish(topics.FOUND_END, Dataset(), reply_to=msg, meta={**meta, "count": len(found)})
 
     def answer_reports(msg: Message) -> None:
         query = msg.dataset
         exclude = query.get("StudyInstanceUID") or None
         found = index.reports(query, exclude_study=str(exclude) if exclude else None)
         for ds, text in found:
-            node.publish("got.report", ds, reply_to=msg, meta={"node": node.name, "text": text})
-        node.publish("got.end", Dataset(), reply_to=msg, meta={"count": len(found), "node": node.name})
+            node.publish(topics.GOT_REPORT, ds, reply_to=msg, meta={"node": node.name, "text": text})
+        node.publish(topics.GOT_END, Dataset(), reply_to=msg, meta={"count": len(found), "node": node.name})
 
     def answer_timeline(msg: Message) -> None:
         study = msg.get("StudyInstanceUID")
@@ -93,11 +92,11 @@ def create(config: NodeConfig) -> Node:
             raise HandlerError("get.timeline names no StudyInstanceUID", action="send it with the study's UID")
         body = Dataset()
         body.StudyInstanceUID = study
-        node.publish("got.timeline", body, reply_to=msg,
+        node.publish(topics.GOT_TIMELINE, body, reply_to=msg,
                      meta={"node": node.name, "study": study, "events": index.timeline(study)})
 
-    answers = {"find.studies": answer_find, "find.series": answer_find, "get.reports": answer_reports,
-               "get.timeline": answer_timeline}
+    answers = {topics.FIND_STUDIES: answer_find, topics.FIND_SERIES: answer_find, topics.GET_REPORTS: answer_reports,
+               topics.GET_TIMELINE: answer_timeline}
 
     @node.on("")
     def hear(msg: Message) -> None:

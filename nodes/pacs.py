@@ -36,18 +36,14 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from meshdcm import HandlerError, Message, Node, NodeConfig
-from meshdcm.config import data_dir
-from meshdcm.errors import ConfigError
+from meshdcm import ConfigError, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, path_part, topics
 from meshdcm.pacs import Pacs, PacsError, StorageSCP, echo, find, retrieve, store
 from meshdcm.pacs.embedded import EmbeddedPacs
-from meshdcm.transfer import TransferError
-from meshdcm.uids import path_part
 
 log = logging.getLogger("meshdcm.pacs.node")
 
-LEVELS = {"find.studies": ("STUDY", "found.study"), "find.series": ("SERIES", "found.series"),
-          "find.instances": ("IMAGE", "found.instance")}
+LEVELS = {topics.FIND_STUDIES: ("STUDY", topics.FOUND_STUDY), topics.FIND_SERIES: ("SERIES", topics.FOUND_SERIES),
+          topics.FIND_INSTANCES: ("IMAGE", topics.FOUND_INSTANCE)}
 #: Return keys every answer of a level carries, besides those the request asks for: what a worklist shows.
 WORKLIST_KEYS = {
     "STUDY": ("PatientName", "PatientID", "StudyDate", "StudyTime", "AccessionNumber", "StudyDescription",
@@ -101,7 +97,7 @@ def create(config: NodeConfig) -> Node:
 
     def on_stored(instance) -> None:
         if announce_instances:
-            node.publish("stored.instance", header_only(instance.header), uris=uris_for(instance.path))
+            node.publish(topics.STORED_INSTANCE, header_only(instance.header), uris=uris_for(instance.path))
 
     scp = StorageSCP(storage, ae_title=ae_title, host=str(opts.get("scp_host", "127.0.0.1")),
                      port=int(opts.get("scp_port", 0)), on_stored=on_stored, on_quiet=on_quiet,
@@ -112,14 +108,14 @@ def create(config: NodeConfig) -> Node:
 
         ds = header_only(dcmread(example, stop_before_pixels=True))
         meta = {"instances": count, "complete": complete}
-        node.publish("stored.series", ds, reply_to=reply_to, uris=uris_for(example.parent), meta=meta)
+        node.publish(topics.STORED_SERIES, ds, reply_to=reply_to, uris=uris_for(example.parent), meta=meta)
 
     def publish_study(study_uid: str, count: int, complete: bool | None, reply_to: Message | None = None,
                       pacs: str | None = None):
         ds = Dataset()
         ds.StudyInstanceUID = study_uid
         ds.NumberOfStudyRelatedInstances = count
-        node.publish("stored.study", ds, reply_to=reply_to, uris=uris_for(storage / study_uid),
+        node.publish(topics.STORED_STUDY, ds, reply_to=reply_to, uris=uris_for(storage / study_uid),
                      meta={"instances": count, "complete": complete, "pacs": pacs})
 
     def choose(msg: Message) -> list[Pacs]:
@@ -150,19 +146,20 @@ def create(config: NodeConfig) -> Node:
             except PacsError as exc:
                 failures.append(f"{pacs.name}: {exc}")
         meta = {"count": count, "status": "failed" if failures and not count else "ok", "errors": failures}
-        node.publish("found.end", Dataset(), reply_to=msg, meta=meta)
+        node.publish(topics.FOUND_END, Dataset(), reply_to=msg, meta=meta)
         if failures and not count:
             raise HandlerError("; ".join(failures), action="check that the PACS is up and knows this node's AE "
                                                         f"title {ae_title}; the search can be sent again")
 
     @node.on("get")
     def on_get(msg: Message) -> None:
-        if msg.topic not in ("get.study", "get.series"):
+        if msg.topic not in (topics.GET_STUDY, topics.GET_SERIES):
             return
         if not msg.get("StudyInstanceUID"):
             raise HandlerError("the request names no StudyInstanceUID", action="publish get.study with one")
         study_uid = path_part(msg.get("StudyInstanceUID"), "StudyInstanceUID")
-        series_uid = path_part(msg.get("SeriesInstanceUID"), "SeriesInstanceUID") if msg.topic == "get.series" else None
+        series_uid = (path_part(msg.get("SeriesInstanceUID"), "SeriesInstanceUID") if msg.topic == topics.GET_SERIES
+                      else None)
         last: Exception | None = None
         for pacs in choose(msg):
             try:
@@ -192,7 +189,7 @@ def create(config: NodeConfig) -> Node:
             ds.StudyInstanceUID = study_uid
             if series:
                 ds.SeriesInstanceUID = series
-            node.publish("progress.study", ds, reply_to=msg,
+            node.publish(topics.PROGRESS_STUDY, ds, reply_to=msg,
                          meta={"done": done, "total": total_now or total, "pacs": pacs.name})
 
         def instance(path: Path, header: Dataset) -> None:
@@ -204,7 +201,7 @@ def create(config: NodeConfig) -> Node:
                 if done_series:
                     announced.add(uid)
             if announce_instances:
-                node.publish("stored.instance", header_only(header), reply_to=msg, uris=uris_for(path))
+                node.publish(topics.STORED_INSTANCE, header_only(header), reply_to=msg, uris=uris_for(path))
             if done_series:
                 publish_series(path, arrived[uid], complete=True, reply_to=msg)
 
@@ -251,11 +248,11 @@ def create(config: NodeConfig) -> Node:
         meta = {"pacs": pacs.name, "count": len(result.stored)}
         if msg.meta.get("derived_from"):
             meta["derived_from"] = msg.meta["derived_from"]
-        node.publish("uploaded.series", ds, reply_to=msg, meta=meta)
+        node.publish(topics.UPLOADED_SERIES, ds, reply_to=msg, meta=meta)
 
     @node.on("store")
     def on_store(msg: Message) -> None:
-        if msg.topic not in ("store.instance", "store.series", "store.study"):
+        if msg.topic not in (topics.STORE_INSTANCE, topics.STORE_SERIES, topics.STORE_STUDY):
             return
         upload(msg, choose(msg)[0], "send the store request again")
 
@@ -265,7 +262,7 @@ def create(config: NodeConfig) -> Node:
 
     archive_derived = bool(opts.get("archive_derived", True))
     if archive_derived:
-        @node.on("stored.series", where=str(opts.get("archive_where") or ""))
+        @node.on(topics.STORED_SERIES, where=str(opts.get("archive_where") or ""))
         def archive(msg: Message) -> None:
             if not msg.meta.get("derived_from") or msg.sender == node.id_bytes or not servers:
                 return  # only other nodes' results; none to archive without a PACS (said at start)

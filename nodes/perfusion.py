@@ -21,12 +21,11 @@ import logging
 import shutil
 from pathlib import Path
 
-from meshdcm import HandlerError, Message, Node, NodeConfig
-from meshdcm.config import data_dir
-from meshdcm.retention import FolderRetention, days_option
+from meshdcm import (
+    FolderRetention, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, days_option, path_part,
+    topics,
+)
 from meshdcm.perfusion import DSC_FILTER, PerfusionError, analyse_series
-from meshdcm.transfer import TransferError
-from meshdcm.uids import path_part
 
 log = logging.getLogger("meshdcm.perfusion.node")
 
@@ -42,7 +41,7 @@ def create(config: NodeConfig) -> Node:
     node.serve("out", work / "out")
     node.task(FolderRetention(work / "out", max_age=days_option(opts)).sweeper())  # outputs others fetched by now
 
-    @node.on("stored.series", where=str(opts.get("where", DSC_FILTER)))
+    @node.on(topics.STORED_SERIES, where=str(opts.get("where", DSC_FILTER)))
     def analyse(msg: Message) -> None:
         if msg.meta.get("derived_from"):
             return  # a derived series (ours or another node's): never an input
@@ -77,7 +76,7 @@ def create(config: NodeConfig) -> Node:
                     "summary": result.summary, "array_module": result.array_module,
                     "nifti": node.uri_for(output.nifti) if output.nifti else None,
                     "png": node.uri_for(output.png) if output.png else None, "instances": len(output.dicom_files)}
-            node.publish("stored.series", header, reply_to=msg, uris=uris, meta=meta)
+            node.publish(topics.STORED_SERIES, header, reply_to=msg, uris=uris, meta=meta)
         log.info("series %s: %d maps by %s in %.2f s (%s)", series_uid, len(result.outputs), result.method,
                  result.seconds, result.array_module)
 

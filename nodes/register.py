@@ -28,12 +28,11 @@ from pathlib import Path
 
 from pydicom import dcmread
 
-from meshdcm import HandlerError, Message, Node, NodeConfig
-from meshdcm.config import data_dir
+from meshdcm import (
+    FolderRetention, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, days_option, path_part,
+    topics,
+)
 from meshdcm.imaging import DEFAULT_FILTER, ImagingError, is_own_output, reformat_series, register_series
-from meshdcm.retention import FolderRetention, days_option
-from meshdcm.transfer import TransferError
-from meshdcm.uids import path_part
 
 log = logging.getLogger("meshdcm.register.node")
 
@@ -62,7 +61,7 @@ def create(config: NodeConfig) -> Node:
     def publish_folder(folder: Path, source: Message, what: str) -> None:
         files = sorted(folder.glob("*.dcm")) or sorted(p for p in folder.rglob("*") if p.is_file())
         header = dcmread(files[0], stop_before_pixels=True)
-        node.publish("stored.series", header, reply_to=source, uris=[node.uri_for(folder), folder.resolve().as_uri()],
+        node.publish(topics.STORED_SERIES, header, reply_to=source, uris=[node.uri_for(folder), folder.resolve().as_uri()],
                      meta={"derived_from": source.get("SeriesInstanceUID"), "derivation": what,
                            "instances": len(files)})
 
@@ -77,7 +76,7 @@ def create(config: NodeConfig) -> Node:
         publish_folder(out, msg, f"registered onto {result.fixed_series_uid} ({result.backend}, "
                                  f"{result.seconds:.1f} s)")
 
-    @node.on("stored.series", where=str(opts.get("where", DEFAULT_FILTER)))
+    @node.on(topics.STORED_SERIES, where=str(opts.get("where", DEFAULT_FILTER)))
     def arrived(msg: Message) -> None:
         if msg.meta.get("derived_from") or is_own_output(msg.dataset):
             return

@@ -26,11 +26,8 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pydicom.misc import is_dicom
 
-from meshdcm import HandlerError, Message, Node, NodeConfig
-from meshdcm.config import data_dir
-from meshdcm.errors import ConfigError
+from meshdcm import ConfigError, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, topics
 from meshdcm.pacs import Pacs
-from meshdcm.transfer import TransferError
 from meshdcm.viewer import Forwarder, Ledger, Retry, SeriesUnavailable
 
 log = logging.getLogger("meshdcm.viewer.node")
@@ -100,7 +97,7 @@ def create(config: NodeConfig) -> Node:
                                         "start the node that made it again, or publish its stored.series again"
                                         ) from exc
             asked_again.add(series)
-            node.publish("get.series", study_series(study, series))
+            node.publish(topics.GET_SERIES, study_series(study, series))
             raise SeriesUnavailable(f"series {series} of study {study} could not be fetched: {exc}",
                                     "asked the PACS again (get.series); it is sent when its stored.series arrives"
                                     ) from exc
@@ -112,7 +109,7 @@ def create(config: NodeConfig) -> Node:
 
     def sent(viewer: str, study: str, series: str, count: int) -> None:
         log.info("sent %d instances of series %s (study %s) to viewer %s", count, series, study, viewer)
-        node.publish("viewer.sent", study_series(study, series),
+        node.publish(topics.VIEWER_SENT, study_series(study, series),
                      meta={"viewer": viewer, "series": series, "study": study, "count": count})
         fetched = work / "in" / series
         if fetched.is_dir():  # our own copy; files used in place (file://) are never touched
@@ -121,7 +118,7 @@ def create(config: NodeConfig) -> Node:
     def failed(viewer: str, study: str, series: str, reason: str, action: str, attempt: int) -> None:
         log.error("viewer %s, study %s, series %s: %s; next: %s", viewer, study, series, reason, action)
         error = {"node": node.name, "node_id": node.id, "kind": config.kind, "handler": "forward",
-                 "topic": "open.study", "viewer": viewer, "reason": reason, "exception": "ViewerError",
+                 "topic": topics.OPEN_STUDY, "viewer": viewer, "reason": reason, "exception": "ViewerError",
                  "attempt": attempt, "action": action}
         node.publish(node.error_topic, study_series(study, series), meta={"error": error})
 
@@ -136,7 +133,7 @@ def create(config: NodeConfig) -> Node:
             return
         forwarders[viewer].enqueue(study, series)
 
-    @node.on("open.study")
+    @node.on(topics.OPEN_STUDY)
     def open_study(msg: Message) -> None:
         study = msg.get("StudyInstanceUID")
         if not study:
@@ -149,13 +146,13 @@ def create(config: NodeConfig) -> Node:
         known = ledger.series_of(study)
         log.info("study %s opened in viewer %s (%d series known)", study, viewer, len(known))
         if not any(s.derived_from is None for s in known):
-            node.publish("get.study", study_series(study), reply_to=msg)
+            node.publish(topics.GET_STUDY, study_series(study), reply_to=msg)
         for s in known:
             forwarders[viewer].enqueue(study, s.series)
 
-    @node.on("stored.series")
+    @node.on(topics.STORED_SERIES)
     def stored_series(msg: Message) -> None:
-        if msg.topic != "stored.series":  # not stored.series.nii and the like: only DICOM goes to a viewer
+        if msg.topic != topics.STORED_SERIES:  # not stored.series.nii and the like: only DICOM goes to a viewer
             return
         study, series = msg.get("StudyInstanceUID"), msg.get("SeriesInstanceUID")
         if not study or not series or not msg.uris:

@@ -25,10 +25,8 @@ import socket
 import threading
 from pathlib import Path
 
-from meshdcm import Node, NodeConfig
-from meshdcm.config import WEB_LISTEN_FD_ENV, data_dir
-from meshdcm.errors import ConfigError
-from meshdcm.retention import days_option
+from meshdcm import ConfigError, Node, NodeConfig, data_dir, days_option
+from meshdcm.config import WEB_LISTEN_FD_ENV
 
 log = logging.getLogger("meshdcm.web")
 
