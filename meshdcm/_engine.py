@@ -128,7 +128,6 @@ class Engine(threading.Thread):
         self._keys_of: dict[str, str] = {}  # control endpoint -> the CURVE public key expected there
         self._authorized: set[bytes] = set()
         self._keys_mtime = 0.0
-        self._untrusted_warned: set[str] = set()
         self._group_push: dict[str, zmq.Socket] = {}
         self._group_members: dict[str, set[str]] = {}  # group -> work endpoints connected
         self._sub_connected: set[str] = set()
@@ -625,10 +624,9 @@ class Engine(threading.Thread):
             log.debug("ignoring node %s of mesh %r", advert.node_id[:12], advert.mesh)
             return
         if not self._trusted(advert.key):
-            if advert.node_id not in self._untrusted_warned:
-                self._untrusted_warned.add(advert.node_id)
-                log.warning("ignoring the mDNS advert of node %s (%s) at %s: its key is not in this mesh's keyring "
-                            "(a node of another site, or a forgery)", advert.name, advert.node_id[:12], advert.control)
+            self._noted("untrusted advert", "ignoring the mDNS advert of node %s (%s) at %s: its key is not in this "
+                        "mesh's keyring (a node of another site, or a forgery)", advert.name, advert.node_id[:12],
+                        advert.control)
             return
         peer = self.peers.get(advert.node_id)
         if peer is not None and peer.manifest.digest == advert.digest:
@@ -648,22 +646,22 @@ class Engine(threading.Thread):
             data = json.loads(payload)
             manifest = Manifest.from_dict(data["manifest"])
         except (ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring an unreadable %s: %s", via, exc)
+            self._noted(f"unreadable {via}", "ignoring an unreadable %s: %s", via, exc)
             return None
         if manifest.node_id == self.node.id:
             return None
         if manifest.mesh != self.node.config.mesh:
-            log.warning("ignoring node %s (%s): it belongs to mesh %r, not %r", manifest.name,
-                        manifest.node_id[:12], manifest.mesh, self.node.config.mesh)
+            self._noted("other mesh", "ignoring node %s (%s): it belongs to mesh %r, not %r", manifest.name,
+                        manifest.node_id[:12], manifest.mesh[:64], self.node.config.mesh)
             return None
         if not self._trusted(manifest.key):
-            log.warning("ignoring node %s (%s): its key is not in this mesh's keyring", manifest.name,
+            self._noted("untrusted", "ignoring node %s (%s): its key is not in this mesh's keyring", manifest.name,
                         manifest.node_id[:12])
             return None
         major = manifest.protocol.split(".")[0]
         if major != str(PROTOCOL_VERSION[0]):
-            log.error("ignoring node %s (%s): it speaks protocol %s, this node %d.x; upgrade the older one",
-                      manifest.name, manifest.node_id[:12], manifest.protocol, PROTOCOL_VERSION[0])
+            self._noted("protocol", "ignoring node %s (%s): it speaks protocol %s, this node %d.x; upgrade the older "
+                        "one", manifest.name, manifest.node_id[:12], manifest.protocol[:32], PROTOCOL_VERSION[0])
             return None
         if manifest.node_id not in self.peers and len(self.peers) >= _MAX_PEERS:
             self._noted("too_many_peers", "ignoring node %s (%s): this node already has %d peers, the most it takes",

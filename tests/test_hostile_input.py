@@ -222,3 +222,33 @@ def test_departed_peers_leave_nothing_lasting(tmp_path):
                 done = inbox.db.execute("SELECT COUNT(*) FROM done WHERE stream != ?", (stayer.id_bytes,)).fetchone()
             assert [r[0] for r in rows] == ["stayer"] and done[0] == 0
             assert set(target._engine._homes.values()) <= {target.id, stayer.id}
+
+
+def test_a_flood_of_foreign_hellos_costs_a_few_log_lines(caplog):
+    """Every HELLO of another mesh, with an unreadable manifest or another protocol was logged once each: a peer
+    sending thousands filled the log. Each kind is said once, then at 10, 100, 1,000... with the count."""
+    import logging
+
+    mesh = f"hostile-{uuid.uuid4().hex[:8]}"
+    with Node("target", mesh=mesh, discovery=False) as target:
+        manifest = target.manifest().to_dict()
+        ctx = zmq.Context()
+        try:
+            dealer = ctx.socket(zmq.DEALER)
+            dealer.connect(target.endpoints["control"])
+            with caplog.at_level(logging.WARNING, logger="meshdcm.node"):
+                for i in range(600):
+                    forged = dict(manifest, id=uuid.uuid4().hex, mesh=f"other-{i}")
+                    if i % 3 == 1:
+                        forged = dict(manifest, id=uuid.uuid4().hex, protocol="9.0")
+                    payload = b"{not json" if i % 3 == 2 else json.dumps({"manifest": forged}).encode()
+                    dealer.send_multipart([b"HELLO", payload])
+                dealer.send_multipart([b"PING", b""])  # answered after every HELLO before it was handled
+                assert dealer.poll(10000) and dealer.recv_multipart()[0] == b"PONG"
+        finally:
+            ctx.destroy(linger=0)
+        lines = [r.getMessage() for r in caplog.records if "ignoring" in r.getMessage()]
+        assert len(lines) <= 9, lines  # three kinds: once, at 10 and at 100 each
+        assert any("belongs to mesh" in x for x in lines) and any("speaks protocol 9.0" in x for x in lines)
+        assert any("200 times so far" in x or "100 times so far" in x for x in lines)
+        assert not target.peers
