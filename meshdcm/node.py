@@ -56,7 +56,7 @@ from .manifest import HandlerSpec, Manifest
 from .message import Message, _check_topic
 from .receipts import Inbox, Stream
 from .state import StateFolder, open_state
-from .transfer import CHUNK, CREDIT, FileServer, Transfers, TransferError, parse_uri
+from .transfer import CHUNK, CREDIT, FileServer, Transfers, TransferError, fetcher_for, parse_uri
 from .transfer import TIMEOUT as TRANSFER_TIMEOUT
 
 __all__ = ["Handler", "Node"]
@@ -471,10 +471,9 @@ class Node:
             if not path.exists():
                 raise TransferError(f"{path} does not exist on this machine")
             return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        if parsed.scheme in ("http", "https", "dicom"):  # WADO-RS or C-GET from a PACS (meshdcm.pacs.fetch)
-            from .pacs.fetch import fetch as pacs_fetch
-
-            return pacs_fetch(uri, dest_dir)
+        fetcher = fetcher_for(parsed.scheme) if parsed.scheme else None
+        if fetcher is not None:  # e.g. WADO-RS or C-GET from a PACS (meshdcm.pacs.fetch)
+            return fetcher(uri, dest_dir)
         node_id, rel = parse_uri(uri)
         if self._mailbox is None:
             raise MeshError(f"node {self.name} is not started")

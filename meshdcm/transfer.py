@@ -17,12 +17,14 @@ import json
 import os
 import queue
 import uuid
+from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
 from urllib.parse import quote, unquote, urlparse
 
 from .errors import MeshError
 
-__all__ = ["CHUNK", "FileServer", "TransferError", "parse_uri"]
+__all__ = ["CHUNK", "FETCHERS_GROUP", "FileServer", "TransferError", "fetcher_for", "parse_uri"]
 
 CHUNK = 256 * 1024
 CREDIT = 8  # chunks in flight per transfer
@@ -31,6 +33,19 @@ TIMEOUT = 15.0  # seconds without an answer before a transfer fails
 
 class TransferError(MeshError):
     """A file could not be fetched from a node."""
+
+
+#: The entry-point group of readers for URI schemes other than ``meshdcm://`` and ``file://`` (pyproject.toml):
+#: ``scheme = "module:function"``, a function ``(uri, dest_dir) -> list[Path]`` (the pacs package reads ``http``,
+#: ``https`` and ``dicom`` URIs from a PACS).
+FETCHERS_GROUP = "meshdcm.fetchers"
+
+
+def fetcher_for(scheme: str) -> Callable[[str, Path], list[Path]] | None:
+    """The registered reader of ``scheme`` URIs, or None."""
+    for ep in entry_points(group=FETCHERS_GROUP, name=scheme):
+        return ep.load()
+    return None
 
 
 def parse_uri(uri: str) -> tuple[str, str]:

@@ -99,3 +99,28 @@ def test_fetch_file_uri_uses_files_in_place(tmp_path):
                                                                                        strict=True))
     with pytest.raises(FileNotFoundError):
         fetch("file:///nonexistent/x.dcm")
+
+
+def test_a_node_fetches_dicom_uris_through_the_registered_reader(embedded, tmp_path):
+    """Node.fetch reads dicom:// (and http(s)://) URIs with the reader the pacs package registers (entry point
+    group meshdcm.fetchers): the core names no feature package."""
+    import uuid
+
+    from meshdcm import Node
+    from meshdcm.transfer import fetcher_for
+
+    pacs, _scp = embedded
+    assert fetcher_for("dicom") is not None and fetcher_for("gopher") is None
+    study = next(find(_cfg(pacs), "STUDY", _study_query("CT")))
+    with Node("reader", mesh=f"fetch-{uuid.uuid4().hex[:8]}", discovery=False) as node:
+        paths = node.fetch(f"dicom://{pacs.ae_title}@127.0.0.1:{pacs.port}/{study.StudyInstanceUID}", tmp_path / "got")
+    assert len(paths) == int(study.NumberOfStudyRelatedInstances) and all(p.is_file() for p in paths)
+
+
+def _study_query(modality: str) -> Dataset:
+    q = Dataset()
+    q.QueryRetrieveLevel = "STUDY"
+    q.StudyInstanceUID = ""
+    q.ModalitiesInStudy = modality
+    q.NumberOfStudyRelatedInstances = ""
+    return q

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from importlib.metadata import entry_points
 import json
 import logging
 import os
@@ -51,8 +52,18 @@ def shown_attributes(msg: Message) -> dict[str, str]:
 
 # --- node -----------------------------------------------------------------------------------------------
 
+#: The entry-point group node kinds are registered in (pyproject.toml): ``KIND = "module"``, the module defining
+#: ``create(config)``. The kinds shipped with meshdcm live in the ``nodes`` package; another distribution adds its own
+#: kinds the same way, and the core never imports any of them by name.
+NODE_KINDS_GROUP = "meshdcm.nodes"
+
+
+def _registered_kinds() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=NODE_KINDS_GROUP)}
+
+
 def load_node_module(spec: str):
-    """``KIND`` (a module of the ``nodes`` package) or a path to a Python file defining ``create(config)``."""
+    """``KIND`` (a registered node kind) or a path to a Python file defining ``create(config)``."""
     if spec.endswith(".py") or os.sep in spec:
         path = Path(spec)
         if not path.is_file():
@@ -64,12 +75,10 @@ def load_node_module(spec: str):
         module_spec.loader.exec_module(module)
         kind = path.stem
     else:
-        try:
-            module = importlib.import_module(f"nodes.{spec}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"nodes.{spec}":
-                raise
-            raise ConfigError(f"no node kind {spec!r}; the kinds are: {', '.join(node_kinds())}") from None
+        target = _registered_kinds().get(spec)
+        if target is None:
+            raise ConfigError(f"no node kind {spec!r}; the kinds are: {', '.join(node_kinds())}")
+        module = importlib.import_module(target)
         kind = spec
     if not callable(getattr(module, "create", None)):
         raise ConfigError(f"node {spec} has no create(config) function returning a meshdcm.Node")
@@ -77,9 +86,7 @@ def load_node_module(spec: str):
 
 
 def node_kinds() -> list[str]:
-    import nodes
-
-    return sorted(p.stem for p in Path(nodes.__file__).parent.glob("*.py") if not p.stem.startswith("_"))
+    return sorted(_registered_kinds())
 
 
 #: Files and folders a node process makes are its owner's only: stores, indexes, journals hold patient data.
