@@ -26,12 +26,12 @@ import json
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import zmq
 
 from .discovery import Advert
-from .errors import ConfigError, MalformedMessage, VersionError
+from .errors import ConfigError, MalformedMessage, MeshError, VersionError
 from .manifest import Manifest
 from .journal import SEQ_MOD, after, seq_add
 from .leases import Leases
@@ -39,9 +39,49 @@ from .message import FLAG_REPLAY, FLAG_WORK, PROTOCOL_VERSION, Message, stamp, t
 from .peers import PeerTable
 
 if TYPE_CHECKING:
-    from .node import Node
+    from .config import NodeConfig
+    from .dispatch import Bound, Dispatcher
+    from .journal import Outbox
+    from .keys import NodeKeys
+    from .receipts import Inbox
+    from .transfer import Transfers
 
 log = logging.getLogger("meshdcm.node")
+
+
+class EngineHost(Protocol):
+    """What the engine needs of its node, and all it may touch (``meshdcm.node.Node`` is the implementation):
+    identity and settings, the delivery state the node opened, the dispatcher its messages go to, and the calls
+    by which the engine tells the node what happened."""
+
+    config: NodeConfig
+    keys: NodeKeys | None
+    id: str
+    name: str
+    role: str
+    _context: zmq.Context
+    _outbox: Outbox
+    _inbox: Inbox
+    _transfers: Transfers
+    _dispatcher: Dispatcher
+    _stopped: threading.Event
+
+    @property
+    def id_bytes(self) -> bytes: ...
+    def manifest(self) -> Manifest: ...
+    def _receives_events(self) -> bool: ...
+    def _has_shared_handlers(self) -> bool: ...
+    def _count(self, what: str, n: int = 1) -> None: ...
+    def _pending(self) -> int: ...
+    def _fail(self, handler: Bound, msg: Message, exc: BaseException, action: str | None = None, *,
+              attempt: int = 1, next_step: str = ..., dead_letter: dict | None = None) -> None: ...
+    def _control_message(self, kind: bytes, payload: bytes, identity: bytes) -> list[bytes] | None: ...
+    def _synced(self, token: str) -> None: ...
+    def _peers_changed(self, snapshot: list[dict]) -> None: ...
+    def _report_lost(self, sender: str, first: int, last: int, count: int, journal: bool = True,
+                     why: str = "") -> None: ...
+    def _report_lag(self, pending: int, seconds: float, missing: int = 0) -> None: ...
+    def _report_backlog(self, group: str, size: int) -> None: ...
 
 READY_MARKER = b"\xffready."  # sorts after every topic, so ZeroMQ sends it last when a SUB connects
 _BATCH = 512
@@ -85,7 +125,14 @@ class Mailbox:
             self._local.sock = sock
             with self._lock:
                 self._sockets.append(sock)
-        sock.send(frame)
+        try:
+            # never blocks while the engine runs (no high-water mark); once it is gone a blocking send would wait
+            # for ever (a PUSH without a peer), so a stopped engine is an error here, not a hang
+            sock.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            raise MeshError("the node's engine is not running (it stopped, or failed: see the log)") from None
+        except zmq.ZMQError as exc:
+            raise MeshError(f"the node's engine cannot be reached: {exc}") from None
 
     def close(self) -> None:
         with self._lock:
@@ -95,7 +142,7 @@ class Mailbox:
 
 
 class Engine(threading.Thread):
-    def __init__(self, node: "Node"):
+    def __init__(self, node: EngineHost):
         super().__init__(name=f"meshdcm-engine-{node.name}", daemon=True)
         self.node = node
         self.ctx = node._context
@@ -115,6 +162,8 @@ class Engine(threading.Thread):
         self._orphans: dict[bytes, float] = {}  # stream with gaps whose home is gone -> since when (monotonic)
         self._notes: dict[str, int] = {}  # warnings said once, then counted (a few keys: kind, socket + exception)
         self._last_prune = time.monotonic()
+        self._control_table = self._control_verbs()
+        self._reply_table = self._reply_verbs()
         self._work_reports: dict[bytes, list] = {}  # stream -> [done seqs, held-new seqs] to report to its sender
         self._last_hold = 0.0
         self._behind_since: float | None = None
@@ -322,7 +371,7 @@ class Engine(threading.Thread):
                     continue
                 if sock in events:
                     self._drain(sock, self._on_reply)
-            node._flush_dispatch()  # replayed frames (FRAME over the control sockets) wait in the batch
+            node._dispatcher.flush()  # replayed frames (FRAME over the control sockets) wait in the batch
             self.outbox.commit(self._syncs)  # what was sent in this iteration is accepted once written
             self._syncs = []
             now = time.monotonic()
@@ -347,7 +396,7 @@ class Engine(threading.Thread):
             except Exception as exc:  # no input ends the engine
                 self._input_failed(sock, exc)
         # more may be waiting: the next poll returns at once
-        self.node._flush_dispatch()
+        self.node._dispatcher.flush()
 
     def _drain(self, sock: zmq.Socket, handle) -> None:
         for _ in range(_BATCH):
@@ -421,7 +470,7 @@ class Engine(threading.Thread):
             self._running = False
 
     def _send(self, frame: bytes) -> None:
-        self.seq = seq = (self.seq + 1) % SEQ_MOD
+        self.seq = seq = seq_add(self.seq, 1)  # 2**64 - 1 is followed by 0 (test_node_api: between real nodes)
         stamped = stamp(frame, seq)
         self.events.send(stamped, copy=True)  # a subscriber past its high-water mark misses it: a gap it replays
         groups = ()
@@ -521,9 +570,9 @@ class Engine(threading.Thread):
         if handlers is None:
             if len(self._route_cache) >= _ROUTE_CACHE_MAX:
                 self._route_cache.clear()  # topics are free text: the cache stays bounded whatever peers send
-            handlers = [h for h in node._handlers if h.shared == work and topic_matches(h.topic, msg.topic)]
+            handlers = [h for h in node._dispatcher.handlers if h.shared == work and topic_matches(h.topic, msg.topic)]
             if not work:
-                handlers += [h for h in node._internal if topic_matches(h.topic, msg.topic)]
+                handlers += [h for h in node._dispatcher.internal if topic_matches(h.topic, msg.topic)]
             self._route_cache[(msg.topic, work)] = handlers
         matched = []
         for handler in handlers:
@@ -544,9 +593,9 @@ class Engine(threading.Thread):
             else:
                 inbox.settle(stream, msg.seq)
             return
-        receipt = node._receipt(stream, msg, len(matched))
+        receipt = node._dispatcher.receipt(stream, msg, len(matched))
         for handler in matched:
-            node._dispatch(handler, msg, receipt)
+            node._dispatcher.dispatch(handler, msg, receipt)
 
     def _work_report(self, stream: bytes) -> list:
         report = self._work_reports.get(stream)
@@ -762,51 +811,60 @@ class Engine(threading.Thread):
         self._group_route_cache.clear()
         self._changed()
 
+    # Control verbs (docs/protocol.md): on the ROUTER, (identity, payload) -> None; on a DEALER (answers to what this
+    # node asked), (frames) -> None. A verb not in the tables goes to the node (FETCH) or is ignored.
+    def _control_verbs(self) -> dict:
+        return {b"HELLO": self._on_hello, b"PING": self._on_ping, b"REPLAY": self._replay,
+                b"WORK": lambda identity, payload: self._on_work_report(payload),
+                b"BYE": lambda identity, payload: self._drop(payload.decode("ascii", "replace"), "it said goodbye",
+                                                             forget=True)}
+
+    def _reply_verbs(self) -> dict:
+        return {b"WELCOME": lambda frames: self._accept(self._payload(frames), "WELCOME"),
+                b"PONG": lambda frames: self._heard(self._payload(frames)),
+                b"FRAME": lambda frames: self._deliver(frames[1], False) if len(frames) == 2 else None,
+                b"REPLAYED": lambda frames: self._replayed(self._payload(frames)),
+                b"WHO": lambda frames: self._broadcast_hello(),
+                **dict.fromkeys((b"DATA", b"LIST", b"NOFILE"), lambda frames: self.node._transfers.deliver(
+                    frames[0], self._payload(frames), frames[2] if len(frames) > 2 else b""))}
+
+    @staticmethod
+    def _payload(frames: list[bytes]) -> bytes:
+        return frames[1] if len(frames) > 1 else b""
+
     def _on_control(self, frames: list[bytes]) -> None:
         if len(frames) < 2 or len(frames) > 3:
             self.node._count("malformed")
             return
         identity, kind = frames[0], frames[1]
         payload = frames[2] if len(frames) > 2 else b""
-        if kind == b"HELLO":
-            if self.node._stopped.is_set():
-                return  # leaving: do not make new friends
-            manifest = self._accept(payload, "HELLO")
-            if manifest is not None:
-                self.control.send_multipart([identity, b"WELCOME", self._hello_payload()])
-                self._dealer(manifest.control, manifest.key)
-        elif kind == b"PING":
-            node_id = self._heard(payload)
-            self.control.send_multipart([identity, b"PONG", self._status()])
-            if node_id not in self.peers:
-                # a peer that knows us but that we dropped (e.g. after a partition): ask again
-                self.control.send_multipart([identity, b"WHO", b""])
-        elif kind == b"REPLAY":
-            self._replay(identity, payload)
-        elif kind == b"WORK":
-            self._on_work_report(payload)
-        elif kind == b"BYE":
-            self._drop(payload.decode("ascii", "replace"), "it said goodbye", forget=True)
-        else:
-            reply = self.node._control_message(kind, payload, identity)
-            if reply:
-                self.control.send_multipart([identity, *reply])
+        verb = self._control_table.get(kind)
+        if verb is not None:
+            verb(identity, payload)
+            return
+        reply = self.node._control_message(kind, payload, identity)
+        if reply:
+            self.control.send_multipart([identity, *reply])
+
+    def _on_hello(self, identity: bytes, payload: bytes) -> None:
+        if self.node._stopped.is_set():
+            return  # leaving: do not make new friends
+        manifest = self._accept(payload, "HELLO")
+        if manifest is not None:
+            self.control.send_multipart([identity, b"WELCOME", self._hello_payload()])
+            self._dealer(manifest.control, manifest.key)
+
+    def _on_ping(self, identity: bytes, payload: bytes) -> None:
+        node_id = self._heard(payload)
+        self.control.send_multipart([identity, b"PONG", self._status()])
+        if node_id not in self.peers:
+            # a peer that knows us but that we dropped (e.g. after a partition): ask again
+            self.control.send_multipart([identity, b"WHO", b""])
 
     def _on_reply(self, frames: list[bytes]) -> None:
-        kind = frames[0]
-        payload = frames[1] if len(frames) > 1 else b""
-        if kind == b"WELCOME":
-            self._accept(payload, "WELCOME")
-        elif kind == b"PONG":
-            self._heard(payload)
-        elif kind == b"FRAME" and len(frames) == 2:
-            self._deliver(frames[1], False)
-        elif kind == b"REPLAYED":
-            self._replayed(payload)
-        elif kind == b"WHO":
-            self._broadcast_hello()
-        elif kind in (b"DATA", b"LIST", b"NOFILE"):
-            self.node._transfers.deliver(kind, payload, frames[2] if len(frames) > 2 else b"")
+        verb = self._reply_table.get(frames[0]) if frames else None
+        if verb is not None:
+            verb(frames)
 
     def _on_tick(self, now: float) -> None:
         if self.auth is not None and now - self._last_key_check > 1.0:
@@ -973,7 +1031,7 @@ class Engine(threading.Thread):
         refresh = force or now - self._last_hold >= _HOLD_EVERY
         if refresh:
             self._last_hold = now
-        acks = self.node._take_work_acks()
+        acks = self.node._dispatcher.take_work_acks()
         for sid, seq in acks:
             self._work_report(sid)[0].append(seq)
         if refresh:

@@ -9,6 +9,7 @@ if it fails again it comes back as a new letter).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -17,10 +18,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from .errors import MeshError
 from .journal import open_db
 from .message import Message
 
-__all__ = ["DeadLetter", "DeadLetters", "iso_utc"]
+__all__ = ["REQUESTS", "DeadLetter", "DeadLetters", "answer_dead_request", "iso_utc"]
+
+log = logging.getLogger("meshdcm.node")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS letters (
@@ -103,3 +107,43 @@ class DeadLetters:
     def close(self) -> None:
         with self._lock:
             self.db.close()
+
+
+#: The requests every node answers (docs/delivery.md, "The dead-letter contract").
+REQUESTS = ("dead.list", "dead.show", "dead.retry", "dead.drop")
+
+
+def answer_dead_request(msg: Message, store: DeadLetters, node: str, publish: Callable[..., object]) -> None:
+    """Answer one ``dead.*`` request addressed to node ``node`` (or to every node) from ``store``, with
+    ``publish(topic, body=None, *, reply_to, meta, index=None)``."""
+    if msg.topic not in REQUESTS:
+        return
+    meta = msg.meta
+    if meta.get("node") not in (None, node):
+        return
+    answer: dict = {"node": node}
+    try:
+        if msg.topic == "dead.list":
+            letters = store.list()
+        elif msg.topic == "dead.show":
+            letter = store.get(str(meta.get("id", "")))
+            if letter is None:
+                raise KeyError(f"node {node} has no dead letter {meta.get('id')!r}")
+            letters = [letter]
+        else:
+            letter_id = str(meta.get("id", ""))
+            ok = store.retry(letter_id) if msg.topic == "dead.retry" else store.drop(letter_id)
+            if not ok:
+                raise KeyError(f"node {node} has no dead letter {letter_id!r}"
+                               + (" whose handler it still has" if msg.topic == "dead.retry" else ""))
+            topic = "dead.retried" if msg.topic == "dead.retry" else "dead.dropped"
+            log.info("dead letter %s of node %s: %s on request", letter_id, node, topic.split(".")[1])
+            publish(topic, reply_to=msg, meta={"node": node, "id": letter_id})
+            return
+        for letter in letters:
+            failed = letter.message
+            publish("dead.letter", failed.body, index=failed.index, reply_to=msg, meta=letter.describe(node))
+        answer["count"] = len(letters)
+    except (KeyError, MeshError, ValueError) as exc:
+        answer["error"] = str(exc.args[0]) if isinstance(exc, KeyError) else str(exc)
+    publish("dead.end", reply_to=msg, meta=answer)

@@ -23,21 +23,16 @@ Each handler runs once per message: receivers drop duplicates and replays fill g
 from __future__ import annotations
 
 import asyncio
-import heapq
-import inspect
 import ipaddress
 import logging
 import os
-import queue
 import signal
 import socket
 import threading
 import time
 import json
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 from typing import Any, Callable, Iterable
 
 import zmq
@@ -47,78 +42,23 @@ from . import filters as _filters
 from ._engine import Engine, Mailbox
 from ._version import __version__
 from .config import NodeConfig, load_config
-from .deadletters import DeadLetter, DeadLetters
+from .deadletters import DeadLetters, answer_dead_request
+from .dispatch import Bound, Dispatcher, Handler
 from .discovery import Advert, Discovery
-from .errors import ConfigError, HandlerError, MalformedMessage, MeshError
+from .errors import ConfigError, HandlerError, MeshError
 from .journal import Outbox
 from .keys import Keyring, NodeKeys
 from .manifest import HandlerSpec, Manifest
 from .message import Message, _check_topic
-from .receipts import Inbox, Stream
+from .receipts import Inbox
 from .state import StateFolder, open_state
-from .transfer import CHUNK, CREDIT, FileServer, Transfers, TransferError, fetcher_for, parse_uri
+from .fetching import FetchClient
+from .transfer import FileServer, Transfers
 from .transfer import TIMEOUT as TRANSFER_TIMEOUT
 
 __all__ = ["Handler", "Node"]
 
 log = logging.getLogger("meshdcm.node")
-
-
-@dataclass(frozen=True)
-class Handler:
-    """A function bound to a topic prefix and a filter.  ``shared`` handlers take work items of the node's
-    group (each handled by one member); the others receive every matching event."""
-
-    topic: str
-    func: Callable[[Message], Any]
-    where: str | _filters.Filter = ""
-    shared: bool | None = None  # None: shared when the node has a group
-
-    @property
-    def filter(self) -> _filters.Filter:
-        return self.where if isinstance(self.where, _filters.Filter) else _filters.parse(self.where)
-
-    @property
-    def name(self) -> str:
-        return getattr(self.func, "__qualname__", repr(self.func))
-
-
-@dataclass(frozen=True)
-class _Bound:
-    """A handler as the engine uses it: filter compiled, sharing decided."""
-
-    topic: str
-    func: Callable[[Message], Any]
-    filter: _filters.Filter
-    shared: bool
-    is_async: bool
-    name: str
-
-
-class _Receipt:
-    """One received message's bookkeeping: settled (recorded, acknowledged) when its last handler is done."""
-
-    __slots__ = ("stream", "sender", "seq", "message_id", "work", "left", "first_failed")
-
-    def __init__(self, stream: Stream | None, msg: Message, work: bool, left: int):
-        self.stream, self.sender, self.seq, self.message_id = stream, msg.sender, msg.seq, msg.message_id
-        self.work, self.left = work, left
-        self.first_failed: float | None = None
-
-
-DEAD_REQUESTS = ("dead.list", "dead.show", "dead.retry", "dead.drop")
-
-
-def _can_succeed_later(exc: BaseException) -> bool:
-    """Whether a handler's failure is worth retrying (with backoff) rather than a dead letter at once: a
-    TransferError (a busy or restarting peer), also when a handler wrapped it in a HandlerError, a HandlerError that
-    says ``retry=True``, or an unexpected exception; never a message that cannot be read (MalformedMessage) nor a
-    HandlerError that says the message cannot succeed as it is."""
-    if isinstance(exc, TransferError) or isinstance(exc.__cause__, TransferError):
-        return True
-    if isinstance(exc, HandlerError):
-        return exc.retry
-    return not isinstance(exc, MalformedMessage)
 
 
 class Node:
@@ -157,26 +97,22 @@ class Node:
         self.role = role
         self.capabilities = tuple(capabilities)
         self.extra: dict = dict(extra or {})  # node-specific facts for the manifest (e.g. the PACS it reaches)
-        self._handlers: list[_Bound] = []
+        self._stopped = threading.Event()
+        self._dispatcher = Dispatcher(self.name, cfg, self._stopped, self._fail, self._acknowledge,
+                                      lambda: self._engine is None or self._engine.is_alive())
+        self._handlers = self._dispatcher.handlers
         self._context = zmq.Context()
         self._engine: Engine | None = None
         self._mailbox: Mailbox | None = None
         self._discovery: Discovery | None = None
-        self._work: queue.SimpleQueue = queue.SimpleQueue()
-        self._batch: list = []
         self._tasks: list[Callable[[threading.Event], Any]] = []
         self._files = FileServer()
         self._transfers = Transfers()
+        self._fetcher = FetchClient(self._transfers, self._command, lambda: self.peers, self._former_name)
         self._task_threads: list[threading.Thread] = []
-        self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._submitted = 0
-        self._done_value = 0
-        self._done_lock = threading.Lock()
-        self._counters: dict[str, int] = {}
         self._peers_snapshot: list[dict] = []
         self._peers_cond = threading.Condition()
-        self._stopped = threading.Event()
         self._stop_request = threading.Event()  # set by SIGINT/SIGTERM or request_stop(); run() then stops
         self._started = False
         self._started_at = 0.0
@@ -186,13 +122,9 @@ class Node:
         self._outbox: Outbox | None = None
         self._inbox: Inbox | None = None
         self._dead: DeadLetters | None = None
-        self._internal = [_Bound("dead", self._dead_request, _filters.parse(""), False, False, "dead-letters")]
-        self._work_acks: list[tuple[bytes, int]] = []
+        self._dispatcher.internal.append(Bound("dead", self._dead_request, _filters.parse(""), False, False,
+                                               "dead-letters"))
         self._sync_events: dict[str, threading.Event] = {}
-        self._retries: list = []  # heap of (due, n, item)
-        self._retry_cond = threading.Condition()
-        self._retry_n = 0
-        self._redriven = 0
         for h in handlers:
             self.add_handler(h)
 
@@ -242,14 +174,13 @@ class Node:
             raise ConfigError(f"handler {handler.name} is shared but node {self.name} has no group")
         if shared and self._started and self._engine is not None and not self._engine.endpoints.get("work"):
             raise ConfigError("add shared handlers before start(): the work socket is made at start")
-        bound = _Bound(handler.topic, handler.func, handler.filter, shared,
-                       inspect.iscoroutinefunction(handler.func), handler.name)
+        bound = Bound.of(handler, shared)
         self._handlers.append(bound)
         self._manifest_cache = None
         if bound.is_async and self._started and self._loop is None:
             self._start_loop()
         if self._started and self._mailbox is not None:
-            self._mailbox.send(b"\x00manifest")
+            self._tell(b"\x00manifest")
             self._update_advert()
 
     def _has_shared_handlers(self) -> bool:
@@ -281,7 +212,7 @@ class Node:
         """Tell the mesh that capabilities or ``extra`` changed (peers fetch the new manifest)."""
         self._manifest_cache = None
         if self._started and self._mailbox is not None:
-            self._mailbox.send(b"\x00manifest")
+            self._tell(b"\x00manifest")
             self._update_advert()
 
     def _update_advert(self) -> None:
@@ -312,11 +243,7 @@ class Node:
         self._mailbox = Mailbox(self._context, self._engine.cmd_endpoint)
         self._started = True
         self._manifest_cache = None
-        for i in range(self.config.workers):
-            t = threading.Thread(target=self._worker, name=f"meshdcm-{self.name}-worker-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
-        threading.Thread(target=self._retry_loop, name=f"meshdcm-{self.name}-retry", daemon=True).start()
+        self._dispatcher.start()
         if any(h.is_async for h in self._handlers):
             self._start_loop()
         for func in self._tasks:
@@ -345,14 +272,9 @@ class Node:
         if self._pending() > 0:
             log.warning("node %s stops with %d messages still being handled", self.name, self._pending())
         assert self._mailbox is not None and self._engine is not None
-        self._mailbox.send(b"\x00stop")
+        self._tell(b"\x00stop")
         self._engine.join(timeout=max(1.0, deadline - time.monotonic()))
-        for _ in self._threads:
-            self._work.put(None)
-        for t in self._threads:
-            t.join(timeout=1.0)
-        with self._retry_cond:
-            self._retry_cond.notify_all()
+        self._dispatcher.stop()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._mailbox.close()
@@ -462,138 +384,31 @@ class Node:
     def fetch(self, uri: str, dest_dir: str | os.PathLike, timeout: float = TRANSFER_TIMEOUT) -> list[Path]:
         """Fetch a file or folder into ``dest_dir``; returns the local paths: the one call node authors need.
 
-        ``meshdcm://`` URIs come from the node named in them (which must be in the mesh); ``file://`` and plain
-        paths are used in place; ``http(s)://`` (WADO-RS) and ``dicom://AE@host:port/study`` (C-GET) URIs are
-        fetched from the PACS they name. Raises :class:`~meshdcm.transfer.TransferError` saying what failed."""
-        parsed = urlparse(uri)
-        if parsed.scheme in ("", "file"):
-            path = Path(unquote(parsed.path))
-            if not path.exists():
-                raise TransferError(f"{path} does not exist on this machine")
-            return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        fetcher = fetcher_for(parsed.scheme) if parsed.scheme else None
-        if fetcher is not None:  # e.g. WADO-RS or C-GET from a PACS (meshdcm.pacs.fetch)
-            return fetcher(uri, dest_dir)
-        node_id, rel = parse_uri(uri)
-        if self._mailbox is None:
-            raise MeshError(f"node {self.name} is not started")
-        node_id = self._holder(node_id, uri)
-        dest = Path(dest_dir)
-        dest.mkdir(parents=True, exist_ok=True)
-        kind, info, data = self._ask(node_id, rel, 0, CHUNK, timeout)
-        if kind == b"LIST":
-            out = []
-            for name in info["files"]:
-                target = (dest / name).resolve()
-                if dest.resolve() not in target.parents:
-                    raise TransferError(f"{uri} lists a file outside the folder: {name!r}")
-                out.append(self._fetch_file(node_id, f"{rel}/{name}", target, timeout))
-            return out
-        return [self._fetch_file(node_id, rel, dest / Path(rel).name, timeout, first=(kind, info, data))]
-
-    def _holder(self, node_id: str, uri: str) -> str:
-        """The id of the peer that serves a URI naming ``node_id``: that node, or, when it restarted (a new id), the
-        node of the same name now in the mesh (a restarted node serves the same folders; replayed messages carry
-        the URIs of its former run)."""
-        peers = self.peers
-        if any(p["id"] == node_id for p in peers):
-            return node_id
-        try:
-            former = self._inbox.streams.get(bytes.fromhex(node_id)) if self._inbox is not None else None
-        except ValueError:
-            former = None
-        name = former.name if former is not None else None
-        successor = next((p["id"] for p in peers if name and p["name"] == name and p["role"] != "tool"), None)
-        if successor is not None:
-            log.info("%s names node %s, which restarted as %s: fetching from there", uri, node_id[:12], successor[:12])
-            return successor
-        raise TransferError(f"node {node_id[:12]}{f' ({name})' if name else ''} that holds {uri} is not in the mesh "
-                            "(stopped, or not reachable from here); ask for the data again once it is back")
+        ``meshdcm://`` URIs come from the node named in them (which must be in the mesh; when it restarted, from the
+        node of the same name); ``file://`` and plain paths are used in place; ``http(s)://`` (WADO-RS) and
+        ``dicom://AE@host:port/study`` (C-GET) URIs are fetched from the PACS they name. Raises
+        :class:`~meshdcm.transfer.TransferError` saying what failed."""
+        return self._fetcher.fetch(uri, dest_dir, timeout)
 
     def fetch_folder(self, uris: Iterable[str], dest_dir: str | os.PathLike, timeout: float = TRANSFER_TIMEOUT) -> Path:
         """A local folder holding what ``uris`` name (e.g. a series): a ``file://`` folder on this machine is used
         in place, else the first URI that works is fetched into ``dest_dir``. Raises TransferError naming every
         URI tried and why it failed."""
-        errors = []
-        for uri in sorted(uris, key=lambda u: not u.startswith("file:")):
-            parsed = urlparse(uri)
-            try:
-                if parsed.scheme == "file":
-                    folder = Path(unquote(parsed.path))
-                    if folder.is_dir():
-                        return folder
-                    raise TransferError(f"{folder} is not a folder on this machine")
-                self.fetch(uri, dest_dir, timeout)
-                return Path(dest_dir)
-            except MeshError as exc:
-                errors.append(f"{uri}: {exc}")
-        raise TransferError("nothing could be fetched: " + ("; ".join(errors) or "the message names no URI"))
+        return self._fetcher.fetch_folder(uris, dest_dir, timeout)
 
-    def _ask(self, node_id: str, rel: str, offset: int, size: int, timeout: float, q=None, req=None):
-        own = q is None
-        if own:
-            req, q = self._transfers.open()
-        try:
-            request = b"\x00fetch " + json.dumps(
-                {"node": node_id, "req": req, "path": rel, "offset": offset, "size": size}).encode()
-            self._mailbox.send(request)
-            if not own:
-                return None
-            deadline = time.monotonic() + timeout
-            while True:
-                kind, info, data = self._answer(q, rel, max(0.1, deadline - time.monotonic()), raise_refusal=False)
-                # a peer that just joined: our connection to it may not be up yet, so ask again until the deadline
-                if kind == b"NOFILE" and info.get("unreachable") and time.monotonic() < deadline - 0.1:
-                    time.sleep(0.1)
-                    self._mailbox.send(request)
-                    continue
-                if kind == b"NOFILE":
-                    raise TransferError(f"{rel}: {info.get('reason', 'refused')}")
-                return kind, info, data
-        finally:
-            if own:
-                self._transfers.close(req)
+    def _command(self, frame: bytes) -> None:
+        """Hand a command to the engine (from any thread)."""
+        if self._mailbox is None:
+            raise MeshError(f"node {self.name} is not started")
+        self._mailbox.send(frame)
 
-    @staticmethod
-    def _answer(q, rel: str, timeout: float, raise_refusal: bool = True):
+    def _former_name(self, node_id: str) -> str | None:
+        """The name of the node a former node id (a stream heard here) belonged to."""
         try:
-            kind, info, data = q.get(timeout=timeout)
-        except queue.Empty:
-            raise TransferError(f"no answer for {rel} within {timeout:.0f} s; the node may be overloaded or gone") \
-                from None
-        if kind == b"NOFILE" and raise_refusal:
-            raise TransferError(f"{rel}: {info.get('reason', 'refused')}")
-        return kind, info, data
-
-    def _fetch_file(self, node_id: str, rel: str, target: Path, timeout: float, first=None) -> Path:
-        req, q = self._transfers.open()
-        try:
-            if first is None:
-                self._ask(node_id, rel, 0, CHUNK, timeout, q, req)
-                first = self._answer(q, rel, timeout)
-            kind, info, data = first
-            total = int(info["total"])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(target.name + ".part")
-            with open(partial, "wb") as fh:
-                fh.write(data)
-                received = len(data)
-                asked = len(data)
-                while asked < total and asked < CREDIT * CHUNK:  # credit: several chunks in flight
-                    self._ask(node_id, rel, asked, CHUNK, timeout, q, req)
-                    asked += CHUNK
-                while received < total:
-                    kind, info, data = self._answer(q, rel, timeout)
-                    fh.seek(int(info["offset"]))
-                    fh.write(data)
-                    received += len(data)
-                    if asked < total:
-                        self._ask(node_id, rel, asked, CHUNK, timeout, q, req)
-                        asked += CHUNK
-            os.replace(partial, target)
-            return target
-        finally:
-            self._transfers.close(req)
+            former = self._inbox.streams.get(bytes.fromhex(node_id)) if self._inbox is not None else None
+        except ValueError:
+            return None
+        return former.name if former is not None else None
 
     # --- the mesh as seen from here -------------------------------------------------------------------
     @property
@@ -670,7 +485,7 @@ class Node:
     def counters(self) -> dict[str, int]:
         """How many messages were handled, failed (attempts), dead (letters), refused (wrong version), malformed,
         duplicates (dropped before a handler), replayed (frames sent again to peers) or lost (beyond a journal)."""
-        out = dict(self._counters)
+        out = self._dispatcher.counters()
         out["pending"] = self._pending()
         return out
 
@@ -684,11 +499,11 @@ class Node:
         if self._mailbox is not None and not self._stopped.is_set():
             from dataclasses import asdict
 
-            self._mailbox.send(b"\x00found " + json.dumps(asdict(advert)).encode())
+            self._tell(b"\x00found " + json.dumps(asdict(advert)).encode())
 
     def _on_lost(self, node_id: str) -> None:
         if self._mailbox is not None and not self._stopped.is_set():
-            self._mailbox.send(b"\x00lost " + node_id.encode())
+            self._tell(b"\x00lost " + node_id.encode())
 
     def _control_message(self, kind: bytes, payload: bytes, identity: bytes) -> list[bytes] | None:
         """Engine thread: a control message the engine does not handle itself; returns the reply frames."""
@@ -698,181 +513,28 @@ class Node:
         return None
 
     def _count(self, what: str, n: int = 1) -> None:
-        with self._done_lock:
-            self._counters[what] = self._counters.get(what, 0) + n
+        self._dispatcher.count(what, n)
 
     def _pending(self) -> int:
-        return self._submitted + self._redriven - self._done_value
+        return self._dispatcher.pending()
 
-    def _receipt(self, stream: Stream | None, msg: Message, handlers: int) -> _Receipt:
-        return _Receipt(stream, msg, stream is None, handlers)
+    def _tell(self, frame: bytes) -> None:
+        """A command for the engine that needs no answer: dropped (and logged) when the engine is gone."""
+        try:
+            if self._mailbox is not None:
+                self._mailbox.send(frame)
+        except MeshError as exc:
+            log.debug("node %s: %s (command %r dropped)", self.name, exc, frame[:16])
 
-    def _dispatch(self, handler: _Bound, msg: Message, receipt: _Receipt | None = None, attempt: int = 1) -> None:
-        """Engine thread: queue a matching message for its handler (sent on at the end of the batch)."""
-        self._submitted += 1
-        if handler.is_async:
-            self._run_async(handler, msg, receipt, attempt)
-        else:
-            self._batch.append((handler, msg, receipt, attempt))
+    def _acknowledge(self) -> None:
+        """A worker finished a work item: the engine sends its acknowledgement at once."""
+        if self._mailbox is not None and not self._stopped.is_set():
+            self._tell(b"\x00acks")
 
-    def _run_async(self, handler: _Bound, msg: Message, receipt: _Receipt | None, attempt: int) -> None:
-        assert self._loop is not None
-        fut = asyncio.run_coroutine_threadsafe(handler.func(msg), self._loop)
-        fut.add_done_callback(lambda f: self._finished_async(f, handler, msg, receipt, attempt))
-
-    def _flush_dispatch(self) -> None:
-        """Engine thread: hand the batch to the workers in up to ``workers`` chunks (one queue operation
-        each, not one per message: that is what keeps reception fast)."""
-        batch = self._batch
-        if not batch:
-            return
-        self._batch = []
-        chunks = min(len(batch), self.config.workers)
-        if chunks == 1:
-            self._work.put(batch)
-        else:
-            for i in range(chunks):
-                self._work.put(batch[i::chunks])
-
-    def _finished(self, count: int = 1) -> None:
-        with self._done_lock:
-            self._done_value += count
-
-    def _finished_async(self, fut, handler: _Bound, msg: Message, receipt: _Receipt | None, attempt: int) -> None:
-        exc = fut.exception()
-        if exc is None:
-            self._count("handled")
-        elif not self._failed(handler, msg, receipt, attempt, exc):
-            return  # retried later: still pending
-        self._complete(receipt)
-        self._finished()
-
-    def _worker(self) -> None:
-        get = self._work.get
-        while True:
-            batch = get()
-            if batch is None:
-                return
-            handled = completed = 0
-            for handler, msg, receipt, attempt in batch:
-                try:
-                    handler.func(msg)
-                    handled += 1
-                except Exception as exc:
-                    if not self._failed(handler, msg, receipt, attempt, exc):
-                        continue  # retried later: still pending
-                completed += 1
-                if receipt is not None:
-                    self._complete(receipt)
-            self._count("handled", handled)
-            self._finished(completed)
-
-    def _complete(self, receipt: _Receipt | None) -> None:
-        """One handler of the message is done; after the last one the message is recorded (so it is never handled
-        again, even after a restart) and, for a work item, acknowledged to its sender."""
-        if receipt is None or self._inbox is None:
-            return
-        with self._done_lock:
-            receipt.left -= 1
-            if receipt.left:
-                return
-        if receipt.work:
-            self._inbox.record_work(receipt.message_id)
-            with self._done_lock:
-                self._work_acks.append((receipt.sender, receipt.seq))
-            if self._mailbox is not None and not self._stopped.is_set():
-                self._mailbox.send(b"\x00acks")  # acknowledged at once: the sender must not give it to another
-        elif receipt.stream is not None:
-            self._inbox.record(receipt.stream, receipt.seq)
-
-    def _take_work_acks(self) -> list[tuple[bytes, int]]:
-        with self._done_lock:
-            acks, self._work_acks = self._work_acks, []
-        return acks
-
-    def _failed(self, handler: _Bound, msg: Message, receipt: _Receipt | None, attempt: int,
-                exc: BaseException) -> bool:
-        """A handler raised: retry later (False) or keep the message as a dead letter (True: it is settled)."""
-        cfg = self.config
-        if receipt is not None and receipt.first_failed is None:
-            receipt.first_failed = time.time()
-        first_failed = receipt.first_failed if receipt is not None else time.time()
-        retry = _can_succeed_later(exc)
-        if handler in self._internal or msg.topic.startswith("error."):
-            retry = False
-        if retry and attempt < cfg.max_attempts and not self._stopped.is_set():
-            delay = cfg.retry_backoff * 2 ** (attempt - 1)
-            self._fail(handler, msg, exc, attempt=attempt,
-                       next_step=f"retrying in {delay:g} s (attempt {attempt + 1} of {cfg.max_attempts})")
-            with self._retry_cond:
-                self._retry_n += 1
-                heapq.heappush(self._retries, (time.monotonic() + delay, self._retry_n,
-                                               (handler, msg, receipt, attempt + 1)))
-                self._retry_cond.notify()
-            return False
-        if self._stopped.is_set() and retry and attempt < cfg.max_attempts:
-            self._fail(handler, msg, exc, attempt=attempt, next_step="the node is stopping: it gets the message "
-                       "again after its restart")
-            return False
-        if isinstance(exc, MalformedMessage):
-            # unreadable: counted, not kept one by one (a flood of bad frames must not fill the dead letters)
-            self._count("malformed")
-            n = self._counters.get("malformed", 0)
-            if n == 1 or n % 100 == 0:
-                self._fail(handler, msg, exc, attempt=attempt,
-                           next_step=f"dropped: it cannot be read ({n} unreadable so far, counted as malformed); "
-                                     "fix the node that published it")
-            return True
-        reason = exc.reason if isinstance(exc, HandlerError) else f"{type(exc).__name__}: {exc}"
-        letter = None
-        if self._dead is not None and handler not in self._internal:
-            try:
-                letter = self._dead.add(msg, handler.name, reason, attempt, first_failed)
-                self._count("dead")
-            except Exception as store_exc:  # a full disk must not lose the message silently
-                log.error("could not keep message %s as a dead letter: %s", msg.id[:12], store_exc)
-        if letter is not None:
-            self._fail(handler, msg, exc, attempt=attempt,
-                       next_step=f"gave up after {attempt} attempt{'s' if attempt != 1 else ''}; kept as dead "
-                                 f"letter {letter.id}: fix the cause, then meshdcm dead retry {self.name} {letter.id}",
-                       dead_letter={"node": self.name, "id": letter.id})
-        else:
-            self._fail(handler, msg, exc, attempt=attempt, next_step="not retried")
-        return True
-
-    def _retry_loop(self) -> None:
-        cond = self._retry_cond
-        while not (self._stopped.is_set() and self._engine is not None and not self._engine.is_alive()):
-            with cond:
-                if not self._retries:
-                    cond.wait(0.5)
-                    continue
-                due, _, item = self._retries[0]
-                wait = due - time.monotonic()
-                if wait > 0:
-                    cond.wait(min(wait, 0.5))
-                    continue
-                heapq.heappop(self._retries)
-            handler = item[0]
-            if handler.is_async:
-                self._run_async(*item)
-            else:
-                self._work.put([item])
-
-    def _redrive(self, letter: DeadLetter) -> bool:
-        """``dead retry``: hand a dead letter's message to its handler again (attempts start over)."""
-        handler = next((h for h in self._handlers if h.name == letter.handler and
-                        (not h.topic or letter.topic == h.topic or letter.topic.startswith(h.topic + "."))), None)
-        if handler is None or not self._started or self._stopped.is_set():
-            return False
-        msg = letter.message
-        with self._done_lock:
-            self._redriven += 1
-        if handler.is_async:
-            self._run_async(handler, msg, None, 1)
-        else:
-            self._work.put([(handler, msg, None, 1)])
-        return True
+    def _dead_request(self, msg: Message) -> None:
+        """The ``dead.*`` requests of docs/delivery.md (an internal handler of every node that is not a tool)."""
+        if self.role != "tool" and self._dead is not None:
+            answer_dead_request(msg, self._dead, self.name, self.publish)
 
     def _synced(self, token: str) -> None:
         event = self._sync_events.get(token)
@@ -886,7 +548,8 @@ class Node:
         self._outbox = Outbox(self._state.file("outbox.sqlite"), max_age=cfg.journal_max_age,
                               max_bytes=cfg.journal_max_bytes, enabled=cfg.journal)
         self._inbox = Inbox(self._state.file("inbox.sqlite"), keep=cfg.journal_max_age)
-        self._dead = DeadLetters(self._state.file("dead.sqlite"), redrive=self._redrive)
+        self._dead = DeadLetters(self._state.file("dead.sqlite"), redrive=self._dispatcher.redrive)
+        self._dispatcher.inbox, self._dispatcher.dead = self._inbox, self._dead
 
     def _close_delivery_state(self) -> None:
         for store in (self._inbox, self._dead):
@@ -898,47 +561,11 @@ class Node:
         if self._state is not None:
             self._state.close()
 
-    def _dead_request(self, msg: Message) -> None:
-        """The ``dead.*`` requests of docs/delivery.md (an internal handler of every node)."""
-        if msg.topic not in DEAD_REQUESTS or self.role == "tool":
-            return
-        meta = msg.meta
-        if meta.get("node") not in (None, self.name):
-            return
-        answer = {"node": self.name}
-        try:
-            store = self.dead_letters
-            if msg.topic == "dead.list":
-                letters = store.list()
-            elif msg.topic == "dead.show":
-                letter = store.get(str(meta.get("id", "")))
-                if letter is None:
-                    raise KeyError(f"node {self.name} has no dead letter {meta.get('id')!r}")
-                letters = [letter]
-            else:
-                letter_id = str(meta.get("id", ""))
-                ok = store.retry(letter_id) if msg.topic == "dead.retry" else store.drop(letter_id)
-                if not ok:
-                    raise KeyError(f"node {self.name} has no dead letter {letter_id!r}"
-                                   + (" whose handler it still has" if msg.topic == "dead.retry" else ""))
-                topic = "dead.retried" if msg.topic == "dead.retry" else "dead.dropped"
-                log.info("dead letter %s of node %s: %s on request", letter_id, self.name, topic.split(".")[1])
-                self.publish(topic, reply_to=msg, meta={"node": self.name, "id": letter_id})
-                return
-            for letter in letters:
-                failed = letter.message
-                self.publish("dead.letter", failed.body, index=failed.index, reply_to=msg,
-                             meta=letter.describe(self.name))
-            answer["count"] = len(letters)
-        except (KeyError, MeshError, ValueError) as exc:
-            answer["error"] = str(exc.args[0]) if isinstance(exc, KeyError) else str(exc)
-        self.publish("dead.end", reply_to=msg, meta=answer)
-
     def _start_loop(self) -> None:
         ready = threading.Event()
 
         def serve():
-            self._loop = asyncio.new_event_loop()
+            self._loop = self._dispatcher.loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
             ready.set()
             self._loop.run_forever()
@@ -947,7 +574,7 @@ class Node:
         t.start()
         ready.wait()
 
-    def _fail(self, handler: _Bound, msg: Message, exc: BaseException, action: str | None = None, *,
+    def _fail(self, handler: Bound, msg: Message, exc: BaseException, action: str | None = None, *,
               attempt: int = 1, next_step: str = "not retried", dead_letter: dict | None = None) -> None:
         """Log a handler failure (UIDs only, traceback at DEBUG) and publish ``error.<node>``."""
         self._count("failed")
