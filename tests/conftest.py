@@ -95,6 +95,11 @@ class Proc:
             try:
                 self.popen.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
+                try:  # where is it stuck? (meshdcm processes print every thread's stack on SIGUSR1)
+                    os.kill(self.popen.pid, signal.SIGUSR1)
+                    time.sleep(0.5)
+                except ProcessLookupError:
+                    pass
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait()
         self._fh.close()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from .._version import __version__
 from . import dead, mesh
@@ -126,6 +129,8 @@ _DELEGATED = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if hasattr(signal, "SIGUSR1") and threading.current_thread() is threading.main_thread():
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack, to stderr
     try:
         return _run(argv)
     except BrokenPipeError:
