@@ -102,3 +102,29 @@ def test_users_file_login_and_secure_cookie_over_tls(web_node, tmp_path):
     ok = client.post("/login", data={"csrf": csrf, "user": "alice", "secret": "s3cret pass"}, follow_redirects=False)
     assert ok.status_code == 303 and "secure" in ok.headers["set-cookie"].lower()
     assert client.get("/api/me").json()["user"] == "alice"
+
+
+def test_every_route_is_denied_without_a_login_also_one_added_later(web_node, tmp_path):
+    """Deny by default: the login check is a middleware in front of every route, not a guard each route must
+    remember (a route that forgot it would have served without a login)."""
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    app = create_app(web_node, WebConfig(data=tmp_path / "web", token=TOKEN))
+    app.router.routes.append(Route("/api/added-later", lambda request: PlainTextResponse("secret"),
+                                   methods=["GET", "POST"]))
+    client = TestClient(app)
+    checked = 0
+    for route in app.routes:
+        if not isinstance(route, Route) or route.path == "/login":
+            continue
+        path = route.path.replace("{uid}", "1.2.3").replace("{id}", "x").replace("{index}", "0") \
+            .replace("{action}", "retry")
+        for method in sorted(route.methods - {"HEAD"}):
+            answer = client.request(method, path, follow_redirects=False)
+            assert answer.status_code in (401, 303), (method, path, answer.status_code)
+            assert "secret" not in answer.text
+            checked += 1
+    assert checked >= 23  # every route of the app, and the one added
+    assert client.get("/static/app.js").status_code == 200  # public: the assets, and the login page
+    assert client.get("/login").status_code == 200

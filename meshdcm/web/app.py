@@ -1,6 +1,7 @@
 """The Starlette application: pages, the JSON API, the event stream and the login.
 
-Every route but the login page and the static assets needs a logged-in session; every state-changing request
+Every route but the login page and the static assets needs a logged-in session (``auth.RequireLogin``, a middleware:
+denied by default); every state-changing request
 (POST/PUT/DELETE) needs the session's CSRF token in the ``X-CSRF-Token`` header (the login form carries it as a
 field). Blocking work (pixels, files, SR) runs in Starlette's thread pool (plain ``def`` endpoints).
 """
@@ -127,18 +128,12 @@ def _with_errors(func):
     """Known errors become JSON answers that say what to do; the page shows them in place. Sync or async."""
     if asyncio.iscoroutinefunction(func):
         async def run(request: Request):
-            denied = auth.guard(request)
-            if denied is not None:
-                return denied
             try:
                 return await func(request)
             except (ReportError, ImageError) as exc:
                 return _known_error(exc)
     else:
         def run(request: Request):
-            denied = auth.guard(request)
-            if denied is not None:
-                return denied
             try:
                 return func(request)
             except (ReportError, ImageError) as exc:
@@ -187,24 +182,15 @@ async def login(request: Request):
 
 
 async def logout(request: Request):
-    denied = auth.guard(request)
-    if denied is not None:
-        return denied
     request.session.clear()
     return JSONResponse({"ok": True})
 
 
 async def home(request: Request):
-    denied = auth.guard(request)
-    if denied is not None:
-        return denied
     return _page("index.html", request)
 
 
 async def me(request: Request):
-    denied = auth.guard(request)
-    if denied is not None:
-        return denied
     return JSONResponse({"user": auth.current_user(request), "csrf": auth.csrf_token(request),
                          "node": _web(request).node.name, "sections": [list(s) for s in SECTIONS]})
 
@@ -477,9 +463,6 @@ async def dead_action(request: Request):
 # --- events ------------------------------------------------------------------------------------------------------
 
 async def events(request: Request):
-    denied = auth.guard(request)
-    if denied is not None:
-        return denied
     hub = _web(request).hub
 
     async def stream():
@@ -554,9 +537,10 @@ def create_app(node: Node, config: WebConfig) -> Starlette:
         Route("/api/dead/{action}", dead_action, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
+    # outermost first: headers on every answer, then the session, then the login check before any route
     middleware = [Middleware(SecurityHeaders), Middleware(SessionMiddleware, secret_key=config.secret_key or secrets.token_urlsafe(32),
                              session_cookie="meshdcm_session", same_site="strict", https_only=config.https,
-                             max_age=12 * 3600)]
+                             max_age=12 * 3600), Middleware(auth.RequireLogin)]
     app = Starlette(routes=routes, middleware=middleware)
     app.state.web = web
     return app

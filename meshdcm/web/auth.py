@@ -98,6 +98,29 @@ def guard(request: Request) -> Response | None:
     return None
 
 
+#: What may be asked without a login: the login page and form (the form checks its own CSRF token) and the static
+#: assets. Everything else is denied by default, also a route added later that forgets to ask.
+PUBLIC = (("GET", "/login"), ("HEAD", "/login"), ("POST", "/login"))
+PUBLIC_PREFIXES = ("/static/",)
+
+
+class RequireLogin:
+    """Pure ASGI middleware (inside the session middleware): every HTTP request but :data:`PUBLIC` and
+    :data:`PUBLIC_PREFIXES` goes through :func:`guard` before any route sees it."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            path, method = scope["path"], scope["method"]
+            if (method, path) not in PUBLIC and not path.startswith(PUBLIC_PREFIXES):
+                denied = guard(Request(scope, receive))
+                if denied is not None:
+                    return await denied(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
