@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 
+from pydicom import config
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
@@ -22,6 +23,11 @@ def mongo_uri() -> str | None:
 
 def header(patient="DOE^JANE", pid="P1", study=None, series=None, sop=None, date="20240102", modality="MR",
            description="T1 MPRAGE", number=1) -> Dataset:
+    with config.strict_reading():  # a fixture with a value that is not valid DICOM fails here, not in a test
+        return _header(patient, pid, study, series, sop, date, modality, description, number)
+
+
+def _header(patient, pid, study, series, sop, date, modality, description, number) -> Dataset:
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.PatientName = patient

@@ -291,3 +291,68 @@ def test_file_dataset_round_trip_keeps_everything_but_pixels():
     assert sorted(out.keys()) == sorted(kept)
     for tag in kept:
         assert out[tag].value == ds[tag].value, tag
+
+
+def rich_dataset() -> Dataset:
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "Müller^Jürgen=ミュラー^ユルゲン"
+    ds.ImageType = ["DERIVED", "SECONDARY", "PERFUSION"]
+    ds.PixelSpacing = ["0.9765625", "0.9765625"]
+    ds.ImagePositionPatient = [-125.0, -120.5, 33.25]
+    ds.Rows = 256
+    ds.AcquisitionMatrix = [0, 128, 128, 0]  # US, multi-valued
+    ds.add_new(0x00181310, "US", [0, 128, 128, 0])
+    ds.add_new(0x00280106, "SS", -32768)
+    ds.add_new(0x00189087, "FD", 1000.5)
+    ds.add_new(0x00189089, "FD", [1.0, 0.0, -0.5])
+    ds.add_new(0x00209158, "LT", "frame comment\nwith two lines")
+    ds.add_new(0x00081199, "SQ", Sequence([Dataset(), Dataset()]))
+    ds.ReferencedImageSequence = Sequence([Dataset()])
+    ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID = "1.2.3.4"
+    ds.ReferencedImageSequence[0].ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    inner = Dataset()
+    inner.CodeValue = "113076"
+    inner.CodingSchemeDesignator = "DCM"
+    ds.DerivationCodeSequence = Sequence([inner])
+    ds.DerivationCodeSequence[0].add_new(0x00080100, "SH", "113076")
+    ds.add_new(0x00091010, "LO", "MESHDCM")  # private creator
+    ds.add_new(0x00091011, "UN", b"\x01\x02\x03\x04")
+    ds.add_new(0x00091012, "OB", b"\x00\xff" * 5)
+    ds.add_new(0x00091013, "OW", b"\x01\x00\x02\x00")
+    ds.add_new(0x00091014, "OF", b"\x00\x00\x80\x3f")
+    ds.add_new(0x00091015, "OD", b"\x00" * 8)
+    ds.add_new(0x00091016, "AT", [0x00100010, 0x00080060])
+    ds.add_new(0x00091017, "UR", "https://pacs.example/wado?x=1")
+    ds.add_new(0x00091018, "UC", "a long unlimited characters value")
+    ds.add_new(0x00091019, "UT", "unlimited text")
+    ds.add_new(0x0009101A, "SV", -(2**40))
+    ds.add_new(0x0009101B, "UV", 2**63 + 5)
+    ds.add_new(0x0009101C, "OV", b"\x00" * 8)
+    ds.add_new(0x0009101D, "FL", 0.25)
+    ds.add_new(0x0009101E, "SL", -7)
+    ds.add_new(0x0009101F, "UL", 4_000_000_000)
+    ds.add_new(0x00091020, "DS", "")  # empty
+    ds.add_new(0x00091021, "IS", ["1", "-2", "3"])
+    ds.add_new(0x00091022, "DA", "20261125")
+    ds.add_new(0x00091023, "TM", "101010.123")
+    return ds
+
+
+def test_round_trip_keeps_every_element():
+    ds = rich_dataset()
+    back = codec.decode(codec.encode(ds))
+    assert len(back) == len(ds)
+    for elem in ds:
+        got = back[elem.tag]
+        assert got.VR == elem.VR, elem.tag
+        if elem.VR == "SQ":
+            assert len(got.value) == len(elem.value)
+        elif elem.value in ("", None, []):
+            assert got.value in ("", None, [])  # pydicom reads an empty value back as None
+        else:
+            assert got.value == elem.value, (elem.tag, got.value, elem.value)
+    assert str(back.PatientName) == "Müller^Jürgen=ミュラー^ユルゲン"
+    assert back.ReferencedImageSequence[0].ReferencedSOPInstanceUID == "1.2.3.4"
+    assert back.DerivationCodeSequence[0].CodeValue == "113076"
+    assert back[0x00091010].value == "MESHDCM"

@@ -349,3 +349,13 @@ def test_empty_undefined_length_sequence_is_none_in_every_view():
     for view in (DataView(body), view_of(body, element_index(body))):
         assert view.get(0x00081110) is None
         assert view.get(0x00100020) == "after"
+
+
+@pytest.mark.parametrize("make", ["rich", "mr", "ct", "dsc"])
+def test_synthetic_headers_read_the_same_three_ways(make):
+    from test_codec import rich_dataset
+
+    from meshdcm.synthetic import ct_header, mr_header
+
+    ds = {"rich": rich_dataset, "mr": mr_header, "ct": ct_header, "dsc": lambda: mr_header(series="dsc")}[make]()
+    assert_three_ways(ds)

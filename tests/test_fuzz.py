@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 import uuid
+from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,14 +25,11 @@ FILTER = parse('Modality in ["MR", "CT"] and SeriesDescription ~ "(?i)t2|head" a
 SEEDS = [Message("stored.instance", mr_header(seed=1)).to_bytes(),
          Message("stored.instance", ct_header(seed=2), meta={"uris": ["wado://x/1"]}).to_bytes(),
          Message("stored.series", mr_header(seed=3, series="dsc"), index=b"").to_bytes()]
-COUNT = {"frames": 0, "parsed": 0, "decoded": 0}
-
-
-def exercise(frame: bytes) -> None:
-    COUNT["frames"] += 1
+def exercise(frame: bytes, count: Counter) -> None:
+    count["frames"] += 1
     try:
         msg = Message.from_bytes(frame)
-        COUNT["parsed"] += 1
+        count["parsed"] += 1
         FILTER.evaluate(msg.view.get)
         for tag in (0x00080005, 0x00080060, 0x0008103E, 0x00200013, 0x00280030, 0x7FE00010, 0xFFFFFFFF):
             msg.view.get(tag)
@@ -40,7 +38,7 @@ def exercise(frame: bytes) -> None:
         ds = msg.dataset
         for elem in ds.iterall():
             elem.value  # noqa: B018  (pydicom converts lazily: make it convert)
-        COUNT["decoded"] += 1
+        count["decoded"] += 1
     except (MalformedMessage, VersionError):
         pass
 
@@ -67,30 +65,39 @@ def mutated(draw):
     return bytes(frame)
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mutated())
-def test_mutated_real_messages(frame):
-    exercise(frame)
+def fuzz(name: str, strategy, feed, examples: int, at_least: int) -> None:
+    """Run ``feed(drawn, count)`` on ``examples`` drawn cases, print the counts and check that enough ran (each test
+    counts its own cases: the figures do not depend on which tests ran before)."""
+    count: Counter = Counter()
 
+    @settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(strategy)
+    def run(drawn):
+        feed(drawn, count)
 
-@settings(max_examples=500, deadline=None)
-@given(st.binary(max_size=300))
-def test_random_frames(frame):
-    exercise(b"stored.x " + frame)
-    exercise(frame)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.binary(min_size=0, max_size=400), st.binary(max_size=64))
-def test_random_bodies_and_indexes(body, index):
-    exercise(Message("stored.instance", body, index=index).to_bytes())
-    exercise(Message("stored.instance", body, index=None if len(body) < 1 else b"").to_bytes())
-
-
-def test_zz_print_counts():
-    print(f"fuzz: {COUNT['frames']} frames, {COUNT['parsed']} parsed, {COUNT['decoded']} fully decoded, "
+    run()
+    print(f"fuzz {name}: {count['frames']} frames, {count['parsed']} parsed, {count['decoded']} fully decoded, "
           "0 crashes")
-    assert COUNT["frames"] >= 2000
+    assert count["frames"] >= at_least
+
+
+def test_mutated_real_messages():
+    fuzz("mutated", mutated(), exercise, 1500, 1000)
+
+
+def test_random_frames():
+    def feed(frame, count):
+        exercise(b"stored.x " + frame, count)
+        exercise(frame, count)
+    fuzz("random frames", st.binary(max_size=300), feed, 500, 600)
+
+
+def test_random_bodies_and_indexes():
+    def feed(drawn, count):
+        body, index = drawn
+        exercise(Message("stored.instance", body, index=index).to_bytes(), count)
+        exercise(Message("stored.instance", body, index=None if len(body) < 1 else b"").to_bytes(), count)
+    fuzz("random bodies", st.tuples(st.binary(min_size=0, max_size=400), st.binary(max_size=64)), feed, 300, 400)
 
 
 def test_a_live_node_survives_hostile_frames():

@@ -35,7 +35,7 @@ def index(request, tmp_path):
 def patient_with_studies(index, n=3, name="DOE^JANE", pid="P1"):
     studies = []
     for i in range(n):
-        ds = header(patient=name, pid=pid, date=f"2024010{i + 1}")
+        ds = header(patient=name, pid=pid, date=f"2024{1 + i // 28:02d}{1 + i % 28:02d}")
         index.record(message("stored.series", ds, {"uris": [f"meshdcm://n/store/{i}"], "instances": 3}), "pacs")
         studies.append(ds)
     return studies

@@ -176,3 +176,24 @@ def test_wait_for_subscribers_waits_for_someone_to_subscribe():
                 pub.stop()
     finally:
         alone.stop()
+
+
+def test_sequence_numbers_wrap_at_64_bits_between_real_nodes():
+    """The engine's per-sender number goes from 2**64-1 to 0, and a receiver takes every message across the wrap,
+    none dropped as a duplicate nor asked again (the tests used to check Python's arithmetic instead)."""
+    mesh = f"api-{uuid.uuid4().hex[:8]}"
+    got: list[Message] = []
+    with Node("pub", mesh=mesh, discovery=False) as pub:
+        engine = pub._engine
+        engine.seq = engine._streams[engine.stream][0] = 2**64 - 3  # before anyone met this stream
+        with Node("sub", mesh=mesh, discovery=False, peers=(pub.endpoints["control"],)) as sub:
+            sub.on("wrap")(got.append)
+            assert pub.wait_for_peers(1, 10) and pub.wait_for_subscribers("wrap.test", 10)
+            for i in range(5):
+                pub.publish("wrap.test", meta={"i": i})
+            wait_until(lambda: len(got) == 5, 10, what="five messages across the wrap")
+            sub.settle(maximum=1)
+            assert sorted(m.seq for m in got) == [0, 1, 2, 2**64 - 2, 2**64 - 1]  # (workers: any order)
+            assert sorted(m.meta["i"] for m in got) == [0, 1, 2, 3, 4]
+            assert sub.counters.get("duplicates", 0) == 0 and sub._inbox.missing_count() == 0
+
