@@ -816,8 +816,7 @@ class Engine(threading.Thread):
     def _control_verbs(self) -> dict:
         return {b"HELLO": self._on_hello, b"PING": self._on_ping, b"REPLAY": self._replay,
                 b"WORK": lambda identity, payload: self._on_work_report(payload),
-                b"BYE": lambda identity, payload: self._drop(payload.decode("ascii", "replace"), "it said goodbye",
-                                                             forget=True)}
+                b"BYE": self._on_bye}
 
     def _reply_verbs(self) -> dict:
         return {b"WELCOME": lambda frames: self._accept(self._payload(frames), "WELCOME"),
@@ -853,6 +852,18 @@ class Engine(threading.Thread):
         if manifest is not None:
             self.control.send_multipart([identity, b"WELCOME", self._hello_payload()])
             self._dealer(manifest.control, manifest.key)
+
+    def _on_bye(self, identity: bytes, payload: bytes) -> None:
+        """``<node id hex> <last seq>`` (older nodes sent only the id): the peer leaves. Its last number tells a tail
+        that never arrived from one still in flight: what is not here after the grace is asked for, and since the
+        sender is gone, reported lost after ``rediscover_for`` unless it comes back to replay it."""
+        node_id, _, last = payload.decode("ascii", "replace").partition(" ")
+        peer = self.peers.get(node_id)
+        if peer is not None and last.isdigit() and self.node._receives_events():
+            stream = self.receipts.streams.get(peer.manifest.id_bytes)
+            if stream is not None:
+                self.receipts.meet(stream.id, peer.manifest.name, int(last) % SEQ_MOD, peer.manifest.started)
+        self._drop(node_id, "it said goodbye", forget=True)
 
     def _on_ping(self, identity: bytes, payload: bytes) -> None:
         node_id = self._heard(payload)
@@ -924,7 +935,7 @@ class Engine(threading.Thread):
             self.receipts.flush()
         except Exception as exc:  # the sockets below must be closed whatever happens
             log.error("could not write the last delivery state: %s", exc)
-        bye = self.node.id.encode()
+        bye = b"%s %d" % (self.node.id.encode(), self.seq)  # the last number: a tail lost on the way is found
         for peer in list(self.peers):
             self._say(peer.manifest.control, [b"BYE", bye])
         for sock in list(self._dealers.values()):

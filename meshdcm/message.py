@@ -52,7 +52,7 @@ __all__ = [
     "topic_matches",
 ]
 
-PROTOCOL_VERSION = (1, 0)
+PROTOCOL_VERSION = (1, 1)
 MAGIC = b"MDCM"
 FLAG_REPLAY = 0x1
 FLAG_WORK = 0x2

@@ -13,7 +13,7 @@ import zmq
 from pydicom.dataset import Dataset
 
 from conftest import wait_until
-from meshdcm import ConfigError, Handler, HandlerError, MeshError, Message, Node
+from meshdcm import PROTOCOL_VERSION, ConfigError, Handler, HandlerError, MeshError, Message, Node
 
 
 def pair(**sub_kw):
@@ -111,7 +111,7 @@ def test_unknown_major_version_and_malformed_frames_are_refused_and_counted(capl
             pub.publish("stored.series", series("1.9"))
             wait_until(lambda: sub.counters.get("handled") == 1, 10, what="the good message from a peer")
         assert sub.counters["refused"] == 1 and sub.counters["malformed"] == 1
-        assert "protocol 2.0" in caplog.text and "upgrade the older of the two nodes" in caplog.text
+        assert f"protocol {PROTOCOL_VERSION[0] + 1}.{PROTOCOL_VERSION[1]}" in caplog.text and "upgrade the older of the two nodes" in caplog.text
 
 
 def test_task_runs_until_stop_and_publish_needs_start():
@@ -197,3 +197,24 @@ def test_sequence_numbers_wrap_at_64_bits_between_real_nodes():
             assert sorted(m.meta["i"] for m in got) == [0, 1, 2, 3, 4]
             assert sub.counters.get("duplicates", 0) == 0 and sub._inbox.missing_count() == 0
 
+
+
+def test_a_leaving_sender_names_its_last_number_so_a_lost_tail_is_reported(caplog):
+    """BYE carried no sequence number: when the last messages of a sender that then left never arrived, nobody
+    noticed ("loss is never silent" was untrue). BYE now says the last number; the receiver waits
+    ``rediscover_for`` for the sender to come back and replay, then reports the loss (log, error event, counter)."""
+    mesh = f"api-{uuid.uuid4().hex[:8]}"
+    got: list[Message] = []
+    with Node("receiver", mesh=mesh, discovery=False, rediscover_for=2) as receiver:
+        receiver.on("tail")(got.append)
+        with Node("sender", mesh=mesh, discovery=False, peers=(receiver.endpoints["control"],),
+                  journal=False) as sender:
+            assert sender.wait_for_peers(1, 10) and sender.wait_for_subscribers("tail.x", 10)
+            for i in range(3):
+                sender.publish("tail.x", meta={"i": i})
+            wait_until(lambda: len(got) == 3, 10, what="three messages")
+            engine = sender._engine
+            engine.seq = engine._streams[engine.stream][0] = engine.seq + 2  # two more "sent" that never arrive
+        with caplog.at_level(logging.ERROR, logger="meshdcm.node"):
+            wait_until(lambda: receiver.counters.get("lost", 0) == 2, 20, what="the lost tail reported")
+        assert any("2 messages from sender" in r.getMessage() for r in caplog.records)
