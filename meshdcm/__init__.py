@@ -10,6 +10,7 @@ The public API::
     topics                   every topic's name and kind                 (meshdcm.topics)
     TransferError            a file could not be fetched (retried later) (meshdcm.transfer)
     data_dir, path_part      a node's data folder; a UID checked to name a folder safely
+    node_options             a node kind's [nodes.KIND] options as a checked dataclass (meshdcm.options)
     errors: MeshError, ProtocolError, VersionError, MalformedMessage, FilterError, FilterSyntaxError,
             ConfigError, HandlerError
 """
@@ -31,6 +32,7 @@ from .filters import ALL, Filter, attribute
 from .filters import parse as parse_filter
 from .message import PROTOCOL_VERSION, Message, topic_matches
 from .node import Handler, Node
+from .options import node_options
 from .retention import FolderRetention, days_option
 from .transfer import TransferError
 from .uids import path_part
@@ -58,6 +60,7 @@ __all__ = [
     "data_dir",
     "days_option",
     "load_config",
+    "node_options",
     "parse_filter",
     "path_part",
     "topic_matches",

@@ -32,11 +32,14 @@ import shutil
 import tempfile
 import threading
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from meshdcm import ConfigError, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, path_part, topics
+from meshdcm import (
+    ConfigError, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, node_options, path_part, topics,
+)
 from meshdcm.pacs import Pacs, PacsError, StorageSCP, echo, find, retrieve, store
 from meshdcm.pacs.embedded import EmbeddedPacs
 
@@ -63,25 +66,49 @@ def header_only(ds: Dataset) -> Dataset:
     return out
 
 
+@dataclass(frozen=True)
+class PacsOptions:
+    """``[nodes.pacs]`` (the module docstring says what each does)."""
+
+    storage: str = ""
+    ae_title: str = "MESHDCM"
+    scp_host: str = "127.0.0.1"
+    scp_port: int = 0
+    instance_events: bool = False
+    quiet_seconds: float = 10.0
+    embedded: bool = False
+    embedded_size: str = "small"
+    embedded_retrieve: str = "get"
+    use: list[str] = field(default_factory=list)
+    servers: dict = field(default_factory=dict)
+    archive_derived: bool = True
+    archive_where: str = ""
+    archive_to: str | None = None
+
+
 def create(config: NodeConfig) -> Node:
     if config.log_level != "DEBUG":  # pynetdicom logs identifiers (patient names) at INFO
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    opts = dict(config.options)
-    storage = Path(opts.get("storage") or data_dir(config.name))
+    opts = node_options("pacs", PacsOptions, config.options)
+    storage = Path(opts.storage or data_dir(config.name))
     storage.mkdir(parents=True, exist_ok=True)
     node = Node(config=config, capabilities=("dicom", "dicomweb"))
     node.serve("store", storage)
-    ae_title = str(opts.get("ae_title", "MESHDCM"))
+    ae_title = opts.ae_title
     servers: dict[str, Pacs] = {}
-    for name, d in dict(opts.get("servers", {})).items():
-        servers[name] = Pacs.from_dict(name, {"calling_ae": ae_title, "move_destination": ae_title, **d})
-    if opts.get("use"):
-        wanted = [opts["use"]] if isinstance(opts["use"], str) else list(opts["use"])
-        missing = [n for n in wanted if n not in servers]
+    for name, d in opts.servers.items():
+        if not isinstance(d, dict):
+            raise ConfigError(f"[nodes.pacs.servers.{name}] must be a table (ae_title, host, port, ...)")
+        try:
+            servers[name] = Pacs.from_dict(name, {"calling_ae": ae_title, "move_destination": ae_title, **d})
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ConfigError(f"[nodes.pacs.servers.{name}]: {exc}") from exc
+    if opts.use:
+        missing = [n for n in opts.use if n not in servers]
         if missing:
-            raise HandlerError(f"no PACS called {', '.join(missing)} in [nodes.pacs.servers]")
-        servers = {n: servers[n] for n in wanted}
-    announce_instances = bool(opts.get("instance_events", False))
+            raise ConfigError(f"[nodes.pacs] use: no PACS called {', '.join(missing)} in [nodes.pacs.servers]")
+        servers = {n: servers[n] for n in opts.use}
+    announce_instances = opts.instance_events
 
     def uris_for(path: Path) -> list[str]:
         return [node.uri_for(path), path.resolve().as_uri()]
@@ -99,9 +126,8 @@ def create(config: NodeConfig) -> Node:
         if announce_instances:
             node.publish(topics.STORED_INSTANCE, header_only(instance.header), uris=uris_for(instance.path))
 
-    scp = StorageSCP(storage, ae_title=ae_title, host=str(opts.get("scp_host", "127.0.0.1")),
-                     port=int(opts.get("scp_port", 0)), on_stored=on_stored, on_quiet=on_quiet,
-                     quiet_seconds=float(opts.get("quiet_seconds", 10.0)))
+    scp = StorageSCP(storage, ae_title=ae_title, host=opts.scp_host, port=opts.scp_port, on_stored=on_stored,
+                     on_quiet=on_quiet, quiet_seconds=opts.quiet_seconds)
 
     def publish_series(example: Path, count: int, complete: bool | None, reply_to: Message | None = None):
         from pydicom import dcmread
@@ -256,13 +282,13 @@ def create(config: NodeConfig) -> Node:
             return
         upload(msg, choose(msg)[0], "send the store request again")
 
-    archive_to = opts.get("archive_to")
+    archive_to = opts.archive_to
     if archive_to is not None and archive_to not in servers and archive_to != "embedded":
         raise ConfigError(f"[nodes.pacs] archive_to = {archive_to!r}: no such PACS in [nodes.pacs.servers]")
 
-    archive_derived = bool(opts.get("archive_derived", True))
+    archive_derived = opts.archive_derived
     if archive_derived:
-        @node.on(topics.STORED_SERIES, where=str(opts.get("archive_where") or ""))
+        @node.on(topics.STORED_SERIES, where=opts.archive_where)
         def archive(msg: Message) -> None:
             if not msg.meta.get("derived_from") or msg.sender == node.id_bytes or not servers:
                 return  # only other nodes' results; none to archive without a PACS (said at start)
@@ -274,12 +300,12 @@ def create(config: NodeConfig) -> Node:
     host, port = scp.start()
     log.info("storage SCP %s listening on %s:%d, store %s", ae_title, host, port, storage)
     embedded = None
-    if opts.get("embedded"):
+    if opts.embedded:
         embedded = EmbeddedPacs(storage.parent / f"{storage.name}-embedded-pacs", destinations={ae_title: (host, port)},
-                                size=str(opts.get("embedded_size", "small")))
+                                size=opts.embedded_size)
         ehost, eport = embedded.start()
         servers["embedded"] = Pacs("embedded", ae_title=embedded.ae_title, host=ehost, port=eport,
-                                   retrieve=str(opts.get("embedded_retrieve", "get")), calling_ae=ae_title,
+                                   retrieve=opts.embedded_retrieve, calling_ae=ae_title,
                                    move_destination=ae_title)
         log.info("embedded PACS %s on %s:%d (synthetic studies)", embedded.ae_title, ehost, eport)
 

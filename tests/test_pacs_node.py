@@ -125,3 +125,20 @@ def synthetic_header(path) -> Dataset:
     out = Dataset()
     out.StudyInstanceUID, out.SeriesInstanceUID = ds.StudyInstanceUID, ds.SeriesInstanceUID
     return out
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"scp_prot": 104}, "[nodes.pacs] has unknown option scp_prot"),
+    ({"scp_port": "104"}, "[nodes.pacs] scp_port = '104': a whole number"),
+    ({"use": "nowhere"}, "[nodes.pacs] use: no PACS called nowhere"),
+    ({"servers": 'a = { ae_title = "A", hots = "x" }'}, "[nodes.pacs.servers.a]: PACS 'a': unknown settings"),
+])
+def test_a_configuration_mistake_stops_the_node_at_start_naming_it(mesh, tmp_path, options, says):
+    """A typo in [nodes.pacs] used to surface (as a HandlerError, or not at all) only when a message needed it."""
+    if "servers" in options:  # a TOML table, written as such
+        cfg = tmp_path / "pacs.toml"
+        cfg.write_text(f'[nodes.pacs]\nstorage = "{tmp_path / "store"}"\n[nodes.pacs.servers]\n{options["servers"]}\n')
+    else:
+        cfg = mesh.config("pacs", storage=str(tmp_path / "store"), **options)
+    result = mesh.run("node", "pacs", "--config", cfg, check=False, timeout=60)
+    assert result.returncode == 2 and says in result.stderr, result.stderr
