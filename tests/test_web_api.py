@@ -57,9 +57,9 @@ def ledger_count(path) -> int:
         return db.execute("SELECT COALESCE(SUM(count), 0) FROM seen").fetchone()[0]
 
 
-def search(client, headers, ends: int = 2, **query) -> dict:  # the pacs node and (once it knows) the index answer
-    sid = client.post("/api/search", json=query, headers=headers).json()["id"]
-    return wait_until(lambda: len((s := client.get(f"/api/search/{sid}").json())["ends"]) >= ends and s, 30,
+def search(client, headers, ends: int = 2, timeout: float = 30, **query) -> dict:  # the pacs node and (once it
+    sid = client.post("/api/search", json=query, headers=headers).json()["id"]  # knows) the index answer
+    return wait_until(lambda: len((s := client.get(f"/api/search/{sid}").json())["ends"]) >= ends and s, timeout,
                       what=f"{ends} found.end for {query}")
 
 
@@ -81,8 +81,16 @@ def test_the_radiologists_story_through_the_api(web_mesh, tmp_path):
     # study browser: search by name (a prefix becomes a wildcard), modality, accession, date range
     found = search(client, csrf, ends=1, patient="MESHDCM")  # the index knows nothing yet: only the PACS answers
     assert len(found["studies"]) == 2 and [e["count"] for e in found["ends"]] == [2]
-    found = search(client, csrf, patient="MESHDCM")  # now the index remembers what the PACS answered
-    assert len(found["studies"]) == 2 and [e["count"] for e in found["ends"]] == [2, 2]
+    # now the index remembers what the PACS answered (once it has indexed both answers: it hears them beside the web,
+    # and stays silent while it knows none)
+    def both_answer():
+        try:
+            f = search(client, csrf, patient="MESHDCM", timeout=5)
+        except AssertionError:
+            return None
+        return f if sorted(e["count"] for e in f["ends"]) == [2, 2] else None
+    found = wait_until(both_answer, 60, interval=0.5, what="the index to know both studies")
+    assert len(found["studies"]) == 2
     sources = {s["ModalitiesInStudy"]: sorted(s["sources"]) for s in found["studies"]}
     assert sources == {"CT": ["embedded", "index"], "MR": ["embedded", "index"]}  # de-duplicated by UID
     mr = [s for s in found["studies"] if "MR" in s["ModalitiesInStudy"]][0]
