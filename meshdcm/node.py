@@ -39,7 +39,8 @@ import zmq
 from pydicom.dataset import Dataset
 
 from . import filters as _filters
-from ._engine import Engine, Mailbox
+from ._engine import Engine
+from ._host import Mailbox
 from ._version import __version__
 from .config import NodeConfig, load_config
 from .deadletters import DeadLetters, answer_dead_request
