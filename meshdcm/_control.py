@@ -270,10 +270,8 @@ class ControlProtocol:
         sender is gone, reported lost after ``rediscover_for`` unless it comes back to replay it."""
         node_id, _, last = payload.decode("ascii", "replace").partition(" ")
         peer = self.peers.get(node_id)
-        if peer is not None and last.isdigit() and self.node._receives_events():
-            stream = self.receipts.streams.get(peer.manifest.id_bytes)
-            if stream is not None:
-                self.receipts.meet(stream.id, peer.manifest.name, int(last) % SEQ_MOD, peer.manifest.started)
+        if peer is not None and last.isdigit():
+            self._announced(peer, int(last) % SEQ_MOD)
         self._drop(node_id, "it said goodbye", forget=True)
 
     def _on_ping(self, identity: bytes, payload: bytes) -> None:
@@ -308,16 +306,19 @@ class ControlProtocol:
             if peer.behind != behind:
                 peer.behind = behind
                 self._changed()
-            if self.node._receives_events():
-                sid = bytes.fromhex(node_id)
-                if sid in self.receipts.streams:
-                    self.receipts.meet(sid, peer.manifest.name, seq, peer.manifest.started)
+            self._announced(peer, seq)
         return node_id
+
+    def _announced(self, peer, seq: int) -> None:
+        """A peer said the last number of its stream (PING/PONG, BYE): one not seen here a second later is missing."""
+        sid = peer.manifest.id_bytes
+        if self.node._receives_events() and sid in self.receipts.streams:
+            self.receipts.meet(sid, peer.manifest.name, seq, peer.manifest.started)
 
     def _prune_departed(self) -> None:
         """What departed peers left behind: their streams once expired (``Inbox.prune``), where to ask for them,
         the keys of endpoints no one uses any more."""
-        live = {bytes.fromhex(p.id) for p in self.peers}
+        live = {p.manifest.id_bytes for p in self.peers}
         for sid in self.receipts.prune(live):
             self._homes.pop(sid, None)
             self._orphans.pop(sid, None)
