@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from . import topics
 from .errors import MeshError
 from .journal import open_db
 from .message import Message
@@ -110,7 +111,7 @@ class DeadLetters:
 
 
 #: The requests every node answers (docs/delivery.md, "The dead-letter contract").
-REQUESTS = ("dead.list", "dead.show", "dead.retry", "dead.drop")
+REQUESTS = (topics.DEAD_LIST, topics.DEAD_SHOW, topics.DEAD_RETRY, topics.DEAD_DROP)
 
 
 def answer_dead_request(msg: Message, store: DeadLetters, node: str, publish: Callable[..., object]) -> None:
@@ -123,27 +124,27 @@ def answer_dead_request(msg: Message, store: DeadLetters, node: str, publish: Ca
         return
     answer: dict = {"node": node}
     try:
-        if msg.topic == "dead.list":
+        if msg.topic == topics.DEAD_LIST:
             letters = store.list()
-        elif msg.topic == "dead.show":
+        elif msg.topic == topics.DEAD_SHOW:
             letter = store.get(str(meta.get("id", "")))
             if letter is None:
                 raise KeyError(f"node {node} has no dead letter {meta.get('id')!r}")
             letters = [letter]
         else:
             letter_id = str(meta.get("id", ""))
-            ok = store.retry(letter_id) if msg.topic == "dead.retry" else store.drop(letter_id)
+            ok = store.retry(letter_id) if msg.topic == topics.DEAD_RETRY else store.drop(letter_id)
             if not ok:
                 raise KeyError(f"node {node} has no dead letter {letter_id!r}"
-                               + (" whose handler it still has" if msg.topic == "dead.retry" else ""))
-            topic = "dead.retried" if msg.topic == "dead.retry" else "dead.dropped"
+                               + (" whose handler it still has" if msg.topic == topics.DEAD_RETRY else ""))
+            topic = topics.DEAD_RETRIED if msg.topic == topics.DEAD_RETRY else topics.DEAD_DROPPED
             log.info("dead letter %s of node %s: %s on request", letter_id, node, topic.split(".")[1])
             publish(topic, reply_to=msg, meta={"node": node, "id": letter_id})
             return
         for letter in letters:
             failed = letter.message
-            publish("dead.letter", failed.body, index=failed.index, reply_to=msg, meta=letter.describe(node))
+            publish(topics.DEAD_LETTER, failed.body, index=failed.index, reply_to=msg, meta=letter.describe(node))
         answer["count"] = len(letters)
     except (KeyError, MeshError, ValueError) as exc:
         answer["error"] = str(exc.args[0]) if isinstance(exc, KeyError) else str(exc)
-    publish("dead.end", reply_to=msg, meta=answer)
+    publish(topics.DEAD_END, reply_to=msg, meta=answer)
