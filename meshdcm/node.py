@@ -111,7 +111,6 @@ class Node:
         self._transfers = Transfers()
         self._fetcher = FetchClient(self._transfers, self._command, lambda: self.peers, self._former_name)
         self._task_threads: list[threading.Thread] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._peers_snapshot: list[dict] = []
         self._peers_cond = threading.Condition()
         self._stop_request = threading.Event()  # set by SIGINT/SIGTERM or request_stop(); run() then stops
@@ -178,7 +177,7 @@ class Node:
         bound = Bound.of(handler, shared)
         self._handlers.append(bound)
         self._manifest_cache = None
-        if bound.is_async and self._started and self._loop is None:
+        if bound.is_async and self._started and self._dispatcher.loop is None:
             self._start_loop()
         if self._started and self._mailbox is not None:
             self._tell(b"\x00manifest")
@@ -276,8 +275,9 @@ class Node:
         self._tell(b"\x00stop")
         self._engine.join(timeout=max(1.0, deadline - time.monotonic()))
         self._dispatcher.stop()
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
+        loop = self._dispatcher.loop
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
         self._mailbox.close()
         # every socket is closed by now; term() waits for their linger (queued messages), but a stop never hangs:
         # after the linger the context is left to the process's exit
@@ -566,11 +566,11 @@ class Node:
         ready = threading.Event()
 
         def serve():
-            self._loop = self._dispatcher.loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self._loop)
+            loop = self._dispatcher.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
             ready.set()
-            self._loop.run_forever()
-            self._loop.close()
+            loop.run_forever()
+            loop.close()
         t = threading.Thread(target=serve, name=f"meshdcm-{self.name}-asyncio", daemon=True)
         t.start()
         ready.wait()
