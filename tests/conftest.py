@@ -97,9 +97,9 @@ class Proc:
             except subprocess.TimeoutExpired:
                 try:  # where is it stuck? (meshdcm processes print every thread's stack on SIGUSR1)
                     os.kill(self.popen.pid, signal.SIGUSR1)
-                    time.sleep(0.5)
-                except ProcessLookupError:
-                    pass
+                    wait_until(lambda: "most recent call first" in self.output, 2, what="a stack dump")
+                except (ProcessLookupError, AssertionError):
+                    pass  # gone, or no dump (not a meshdcm process): killed all the same
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait()
         self._fh.close()
