@@ -121,7 +121,9 @@ class OrthancServer:
             self.rest("/instances", "POST", Path(p).read_bytes())
 
 
-def start_orthanc(workdir: Path) -> OrthancServer:
+def start_orthanc(workdir: Path, **overrides) -> OrthancServer:
+    """A real Orthanc in a namespace of its own; ``overrides`` replace entries of its configuration (e.g.
+    ``DicomAlwaysAllowFind=False`` for a PACS that answers only the modalities it knows)."""
     ns = NetNs.create()
     try:
         scp_port, dcmtk_port = free_port(ns.host_ip), free_port(ns.host_ip)
@@ -155,6 +157,7 @@ def start_orthanc(workdir: Path) -> OrthancServer:
             "ConcurrentJobs": 2,
             "SaveJobs": False,
         }
+        cfg.update(overrides)
         cfg_path = workdir / "orthanc.json"
         cfg_path.write_text(json.dumps(cfg, indent=1))
         log = open(workdir / "orthanc.log", "wb")  # noqa: SIM115 - closed with the process

@@ -237,3 +237,30 @@ def test_fetch_over_wado_uri(orthanc, studies, tmp_path):  # noqa: F811
     series = str(dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID)
     got = fetch(f"{orthanc.dicomweb_url}/studies/{uid}/series/{series}/instances/{one}", tmp_path / "one")
     assert [p.stem for p in got] == [one]
+
+
+def test_a_pacs_that_refuses_our_ae_title_is_an_error_that_says_what_to_configure(tmp_path):
+    """An Orthanc that answers only the modalities it knows aborts a C-FIND from an unknown AE title: the CLI says
+    that, and what to configure, instead of ending in a traceback (pynetdicom yields an empty status then)."""
+    import sys
+
+    from pacs_fixtures import skip_reason, start_orthanc, stop_orthanc
+
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    strict = start_orthanc(tmp_path / "strict", DicomAlwaysAllowFind=False, DicomAlwaysAllowGet=False,
+                           DicomAlwaysAllowMove=False)
+    try:
+        r = subprocess.run([sys.executable, "-m", "meshdcm.cli.main", "pacs", "find", "--host", strict.ns.ns_ip,
+                            "--port", str(strict.dicom_port), "--aet", "STRANGER", "--retries", "1", "-k",
+                            "PatientName=*"], capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0
+        assert "Traceback" not in r.stderr and "AttributeError" not in r.stderr, r.stderr[-2000:]
+        assert "A-ABORT" in r.stderr and "STRANGER" in r.stderr and "modality" in r.stderr, r.stderr[-2000:]
+        pacs = Pacs("strict", ae_title="ORTHANC", host=strict.ns.ns_ip, port=strict.dicom_port,
+                    calling_ae="STRANGER", timeout=30)
+        with pytest.raises(PacsUnavailable, match="STRANGER"):
+            list(find(pacs, "STUDY", Dataset()))
+    finally:
+        stop_orthanc(strict)

@@ -118,6 +118,19 @@ def _associate(ae: AE, pacs: Pacs, operation: str, study_uid: str | None = None,
     raise PacsUnavailable(pacs, reason, study_uid, operation)
 
 
+def _no_status(assoc, pacs: Pacs, since: float) -> str:
+    """Why a DIMSE request got no status (pynetdicom then yields an empty one): what the PACS did, and what to
+    configure. pynetdicom marks the association aborted a moment after it yields, so that is waited for briefly."""
+    deadline = time.monotonic() + 1.0
+    while not assoc.is_aborted and assoc.is_established and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if assoc.is_aborted or not assoc.is_established or time.monotonic() - since < pacs.timeout * 0.9:
+        return (f"the PACS ended the association instead of answering (A-ABORT): it may not accept requests from "
+                f"our AE title {pacs.calling_ae}; add {pacs.calling_ae} as a modality on the PACS (Orthanc: "
+                "DicomModalities), or allow the operation from unknown AEs")
+    return f"no answer within {pacs.timeout:g} s (the PACS is busy or stuck)"
+
+
 def _check_alive(assoc, pacs: Pacs, operation: str, study_uid: str | None) -> None:
     if assoc.is_aborted or not assoc.is_established:
         raise PacsUnavailable(pacs, "association aborted or timed out during the operation", study_uid, operation)
@@ -133,10 +146,12 @@ def echo(pacs: Pacs) -> float:
     t0 = time.perf_counter()
     assoc = _associate(ae, pacs, "C-ECHO")
     try:
+        since = time.monotonic()
         status = assoc.send_c_echo()
-        _check_alive(assoc, pacs, "C-ECHO", None)
-        if not status or status.Status != 0:
-            raise PacsError(pacs, f"C-ECHO status {getattr(status, 'Status', 'none'):#06x}", operation="C-ECHO")
+        if not status or "Status" not in status:
+            raise PacsUnavailable(pacs, _no_status(assoc, pacs, since), None, "C-ECHO")
+        if status.Status != 0:
+            raise PacsError(pacs, f"C-ECHO status {status.Status:#06x}", operation="C-ECHO")
     finally:
         assoc.release()
     return time.perf_counter() - t0
@@ -163,10 +178,10 @@ def find(pacs: Pacs, level: str, identifier: Dataset) -> Iterator[Dataset]:
     ae.add_requested_context(model)
     assoc = _associate(ae, pacs, "C-FIND", study_uid)
     try:
+        since = time.monotonic()
         for status, ds in assoc.send_c_find(query, model):
-            _check_alive(assoc, pacs, "C-FIND", study_uid)
-            if status is None:
-                raise PacsUnavailable(pacs, "no C-FIND response (timed out)", study_uid, "C-FIND")
+            if not status or "Status" not in status:  # pynetdicom: an empty status when aborted or timed out
+                raise PacsUnavailable(pacs, _no_status(assoc, pacs, since), study_uid, "C-FIND")
             code = status.Status
             if code in (0xFF00, 0xFF01):
                 if ds is not None:

@@ -441,10 +441,10 @@ class GetRequestor(_Association):
             while True:
                 try:
                     kind, _, length = struct.unpack(">BBI", self._read(6))
-                except (_Closed, OSError) as exc:
-                    raise AssociationRefused(f"association aborted or timed out during C-GET ({exc})", True) from exc
+                except (_Closed, OSError) as exc:  # named by the caller (PacsError says "C-MOVE" or "C-GET")
+                    raise AssociationRefused(f"the association was aborted or timed out ({exc})", True) from exc
                 if kind == 0x07:
-                    raise AssociationRefused("association aborted by the PACS during C-GET", True)
+                    raise AssociationRefused("the PACS aborted the association", True)
                 if kind != 0x04:
                     self._read(length)
                     continue
