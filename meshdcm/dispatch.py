@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import filters as _filters
+from .accepted import AcceptedMessages
 from .deadletters import DeadLetter, DeadLetters
 from .errors import HandlerError, MalformedMessage
 from .message import Message
@@ -44,6 +45,7 @@ class Handler:
     func: Callable[[Message], Any]
     where: str | _filters.Filter = ""
     shared: bool | None = None  # None: shared when the node has a group
+    resume: bool = False  # events it takes on are kept until it is done with them (meshdcm.accepted)
 
     @property
     def filter(self) -> _filters.Filter:
@@ -64,11 +66,12 @@ class Bound:
     shared: bool
     is_async: bool
     name: str
+    resume: bool = False
 
     @classmethod
     def of(cls, handler: Handler, shared: bool) -> Bound:
         return cls(handler.topic, handler.func, handler.filter, shared, inspect.iscoroutinefunction(handler.func),
-                   handler.name)
+                   handler.name, handler.resume and not shared)
 
 
 class Receipt:
@@ -110,6 +113,7 @@ class Dispatcher:
         self.internal: list[Bound] = []  # the node's own (dead.*): never dead-lettered, never retried
         self.inbox: Inbox | None = None
         self.dead: DeadLetters | None = None
+        self.accepted: AcceptedMessages | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._work: queue.SimpleQueue = queue.SimpleQueue()
         self._batch: list = []
@@ -187,6 +191,8 @@ class Dispatcher:
     # --- workers ----------------------------------------------------------------------------------------
     def _run_async(self, handler: Bound, msg: Message, receipt: Receipt | None, attempt: int) -> None:
         assert self.loop is not None
+        if handler.resume and attempt == 1:
+            self._keep(handler, msg)
         fut = asyncio.run_coroutine_threadsafe(handler.func(msg), self.loop)
         fut.add_done_callback(lambda f: self._finished_async(f, handler, msg, receipt, attempt))
 
@@ -201,6 +207,8 @@ class Dispatcher:
         elif not self._failed(handler, msg, receipt, attempt, exc):
             return  # retried later: still pending
         self._complete(receipt)
+        if handler.resume:
+            self._forget(handler, msg)
         self._finished()
 
     def _worker(self) -> None:
@@ -211,6 +219,8 @@ class Dispatcher:
                 return
             handled = completed = 0
             for handler, msg, receipt, attempt in batch:
+                if handler.resume and attempt == 1:
+                    self._keep(handler, msg)
                 try:
                     handler.func(msg)
                     handled += 1
@@ -220,6 +230,8 @@ class Dispatcher:
                 completed += 1
                 if receipt is not None:
                     self._complete(receipt)
+                if handler.resume:  # after the receipt: a node killed in between finds it settled at its restart
+                    self._forget(handler, msg)
             self.count("handled", handled)
             self._finished(completed)
 
@@ -311,6 +323,72 @@ class Dispatcher:
                 self._run_async(*item)
             else:
                 self._work.put([item])
+
+    # --- resumable handlers (meshdcm.accepted) -------------------------------------------------------
+    def _keep(self, handler: Bound, msg: Message) -> None:
+        if self.accepted is None:
+            return
+        try:
+            self.accepted.keep(msg, handler.name)
+        except Exception as exc:  # a full disk: the work still runs, it just cannot resume after a restart
+            log.error("could not keep message %s (%s) for %s across a restart: %s; it is handled anyway", msg.id[:12],
+                      msg.topic, handler.name, exc)
+
+    def _forget(self, handler: Bound, msg: Message) -> None:
+        if self.accepted is None:
+            return
+        try:
+            self.accepted.forget(msg, handler.name)
+        except Exception as exc:
+            log.error("could not forget finished message %s (%s): %s; it may be handled again after a restart",
+                      msg.id[:12], msg.topic, exc)
+
+    def resume(self) -> int:
+        """At start, workers running: hand the messages an earlier run took on and did not finish to their handlers
+        again. A message whose stream is known is marked in flight, so that its sender's replay of it is a
+        duplicate, and recorded as handled when the handler is done. Returns how many were resumed."""
+        if self.accepted is None:
+            return 0
+        resumed = 0
+        for item in self.accepted.left_over():
+            try:
+                msg = item.message
+            except Exception as exc:
+                log.error("an unfinished message kept for %s cannot be read (%s); it is dropped", item.handler, exc)
+                continue
+            handler = next((h for h in self.handlers if h.name == item.handler and h.resume), None)
+            if handler is None:
+                log.warning("message %s (%s) was left unfinished by handler %s, which this node no longer has; it is "
+                            "kept in accepted.sqlite", msg.id[:12], msg.topic, item.handler)
+                continue
+            receipt = None
+            stream = self.inbox.streams.get(msg.sender) if self.inbox is not None else None
+            if stream is not None:
+                if not self.inbox.accept(stream, msg.seq):  # recorded as handled just before the node stopped
+                    self._forget(handler, msg)
+                    continue
+                receipt = Receipt(stream, msg, False, 1)
+            attempts = self.config.max_attempts
+            if item.starts > attempts:
+                exc = HandlerError(f"the node stopped {item.starts - 1} times while handling it (killed, crashed or "
+                                   "out of memory)", action="find why the node stopped (its log), then retry it")
+                with self._lock:
+                    self._redriven += 1  # counted as pending until settled, like any message
+                if self._failed(handler, msg, receipt, attempts, exc):
+                    self._complete(receipt)
+                    self._forget(handler, msg)
+                self._finished()
+                continue
+            log.warning("resuming %s (message %s) for %s: this node took it on before it stopped (start %d of at "
+                        "most %d)", msg.topic, msg.id[:12], handler.name, item.starts, attempts)
+            with self._lock:
+                self._redriven += 1
+            if handler.is_async:
+                self._run_async(handler, msg, receipt, 1)
+            else:
+                self._work.put([(handler, msg, receipt, 1)])
+            resumed += 1
+        return resumed
 
     def redrive(self, letter: DeadLetter) -> bool:
         """``dead retry``: hand a dead letter's message to its handler again (attempts start over)."""

@@ -42,6 +42,7 @@ from . import filters as _filters
 from ._engine import Engine
 from ._host import Mailbox
 from ._version import __version__
+from .accepted import AcceptedMessages
 from .config import NodeConfig, load_config
 from .deadletters import DeadLetters, answer_dead_request
 from .dispatch import Bound, Dispatcher, Handler
@@ -122,6 +123,7 @@ class Node:
         self._outbox: Outbox | None = None
         self._inbox: Inbox | None = None
         self._dead: DeadLetters | None = None
+        self._accepted: AcceptedMessages | None = None
         self._dispatcher.internal.append(Bound("dead", self._dead_request, _filters.parse(""), False, False,
                                                "dead-letters"))
         self._sync_events: dict[str, threading.Event] = {}
@@ -137,10 +139,15 @@ class Node:
     def error_topic(self) -> str:
         return "error." + "".join(c if c.isalnum() or c in "-_" else "-" for c in self.name)
 
-    def on(self, topic: str, where: str | _filters.Filter = "", *, shared: bool | None = None):
-        """Decorator: call the function for every message under ``topic`` that ``where`` matches."""
+    def on(self, topic: str, where: str | _filters.Filter = "", *, shared: bool | None = None, resume: bool = False):
+        """Decorator: call the function for every message under ``topic`` that ``where`` matches.
+
+        ``resume=True`` for long work that must not be lost when the node dies (a retrieval): an event the handler
+        takes on is kept on disk until it is done with it, and a restarted node hands it to the handler again
+        (:mod:`meshdcm.accepted`; the handler must be idempotent). Not for shared handlers: their work items
+        already go back to the group when a member dies."""
         def register(func):
-            self.add_handler(Handler(topic, func, where, shared))
+            self.add_handler(Handler(topic, func, where, shared, resume))
             return func
         return register
 
@@ -246,6 +253,7 @@ class Node:
         self._dispatcher.start()
         if any(h.is_async for h in self._handlers):
             self._start_loop()
+        self._dispatcher.resume()
         for func in self._tasks:
             self._start_task(func)
         if self.config.discovery:
@@ -550,10 +558,12 @@ class Node:
                               max_bytes=cfg.journal_max_bytes, enabled=cfg.journal)
         self._inbox = Inbox(self._state.file("inbox.sqlite"), keep=cfg.journal_max_age)
         self._dead = DeadLetters(self._state.file("dead.sqlite"), redrive=self._dispatcher.redrive)
+        self._accepted = AcceptedMessages(self._state.file("accepted.sqlite"))
         self._dispatcher.inbox, self._dispatcher.dead = self._inbox, self._dead
+        self._dispatcher.accepted = self._accepted
 
     def _close_delivery_state(self) -> None:
-        for store in (self._inbox, self._dead):
+        for store in (self._inbox, self._dead, self._accepted):
             if store is not None:
                 try:
                     store.close()
