@@ -24,31 +24,45 @@ import json
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import dcmread
 
 from meshdcm import (
-    FolderRetention, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, days_option, path_part,
-    topics,
+    FolderRetention, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, days_option, node_options,
+    path_part, topics,
 )
 from meshdcm.imaging import DEFAULT_FILTER, ImagingError, is_own_output, reformat_series, register_series
+from meshdcm.retention import OUTPUT_DAYS
 
 log = logging.getLogger("meshdcm.register.node")
 
 
+@dataclass(frozen=True)
+class RegisterOptions:
+    """``[nodes.register]`` (the module docstring says what each does)."""
+
+    where: str = DEFAULT_FILTER
+    work: str = ""
+    transform: str = "rigid"
+    reformat_mm: float = 3.0
+    reformat_below_mm: float = 1.5
+    keep_days: float = OUTPUT_DAYS
+
+
 def create(config: NodeConfig) -> Node:
-    opts = dict(config.options)
-    work = Path(opts.get("work") or data_dir(config.name))
+    opts = node_options("register", RegisterOptions, config.options)
+    keep_for = days_option({"keep_days": opts.keep_days})
+    work = Path(opts.work or data_dir(config.name))
     (work / "out").mkdir(parents=True, exist_ok=True)
     (work / "in").mkdir(parents=True, exist_ok=True)
-    thin = float(opts.get("reformat_below_mm", 1.5))
-    slab = float(opts.get("reformat_mm", 3.0))
+    thin = opts.reformat_below_mm
+    slab = opts.reformat_mm
     node = Node(config=config)
     node.serve("out", work / "out")
     references = _References(work)
     lock = threading.Lock()
-    keep_for = days_option(opts)
     inputs = FolderRetention(work / "in", max_age=keep_for)
 
     def forget_references(gone: list[str]) -> None:
@@ -68,7 +82,7 @@ def create(config: NodeConfig) -> Node:
     def register_onto(reference: Path, msg: Message, folder: Path) -> None:
         out = work / "out" / f"{path_part(msg.get('SeriesInstanceUID'))}-reg"
         try:
-            result = register_series(reference, folder, out, transform=str(opts.get("transform", "rigid")),
+            result = register_series(reference, folder, out, transform=opts.transform,
                                      node_name=config.name)
         except ImagingError as exc:
             raise HandlerError(f"series {msg.get('SeriesInstanceUID')} could not be registered: {exc}",
@@ -76,7 +90,7 @@ def create(config: NodeConfig) -> Node:
         publish_folder(out, msg, f"registered onto {result.fixed_series_uid} ({result.backend}, "
                                  f"{result.seconds:.1f} s)")
 
-    @node.on(topics.STORED_SERIES, where=str(opts.get("where", DEFAULT_FILTER)))
+    @node.on(topics.STORED_SERIES, where=opts.where)
     def arrived(msg: Message) -> None:
         if msg.meta.get("derived_from") or is_own_output(msg.dataset):
             return

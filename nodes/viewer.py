@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pydicom.misc import is_dicom
 
-from meshdcm import ConfigError, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, topics
+from meshdcm import (
+    ConfigError, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, node_options, topics,
+)
 from meshdcm.pacs import Pacs
 from meshdcm.viewer import Forwarder, Ledger, Retry, SeriesUnavailable
 
@@ -35,10 +38,26 @@ log = logging.getLogger("meshdcm.viewer.node")
 VIEWER_KEYS = ("ae_title", "host", "port", "timeout", "max_pdu")
 
 
-def viewers_from(opts: dict) -> dict[str, Pacs]:
-    ae_title = str(opts.get("ae_title", "MESHDCM"))
+@dataclass(frozen=True)
+class ViewerOptions:
+    """``[nodes.viewer]`` (the module docstring says what each does)."""
+
+    ae_title: str = "MESHDCM"
+    default: str = ""
+    work: str = ""
+    retry_seconds: float = 2.0
+    max_retry_seconds: float = 60.0
+    give_up_seconds: float = 3600.0
+    remember_days: float = 30.0
+    viewers: dict = field(default_factory=dict)
+
+
+def viewers_from(ae_title: str, tables: dict) -> dict[str, Pacs]:
+    """The viewers of ``[nodes.viewer.viewers.NAME]`` tables, called by our ``ae_title``."""
     out = {}
-    for name, d in dict(opts.get("viewers", {})).items():
+    for name, d in tables.items():
+        if not isinstance(d, dict):
+            raise ConfigError(f"[nodes.viewer.viewers.{name}] must be a table (ae_title, host, port)")
         unknown = set(d) - set(VIEWER_KEYS)
         if unknown:
             raise ConfigError(f"[nodes.viewer.viewers.{name}]: unknown settings {sorted(unknown)}; "
@@ -55,23 +74,22 @@ def viewers_from(opts: dict) -> dict[str, Pacs]:
 def create(config: NodeConfig) -> Node:
     if config.log_level != "DEBUG":  # pynetdicom logs identifiers (patient names) at INFO
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    opts = dict(config.options)
-    viewers = viewers_from(opts)
+    opts = node_options("viewer", ViewerOptions, config.options)
+    viewers = viewers_from(opts.ae_title, opts.viewers)
     if not viewers:
         raise ConfigError("the viewer node has no viewer to send to: add [nodes.viewer.viewers.NAME] with ae_title, "
                           "host and port of the desktop viewer's DICOM listener")
-    default = str(opts.get("default") or next(iter(viewers)))
+    default = opts.default or next(iter(viewers))
     if default not in viewers:
         raise ConfigError(f"[nodes.viewer] default = {default!r} is not one of the viewers: {', '.join(viewers)}")
-    work = Path(opts.get("work") or data_dir(config.name))
+    work = Path(opts.work or data_dir(config.name))
     (work / "in").mkdir(parents=True, exist_ok=True)
     ledger = Ledger(work / "viewer.sqlite")
-    forgotten = ledger.forget_older_than(float(opts.get("remember_days", 30)) * 86400)
+    forgotten = ledger.forget_older_than(opts.remember_days * 86400)
     if forgotten:
-        log.info("forgot %d series heard of more than %s days ago", forgotten, opts.get("remember_days", 30))
-    retry = Retry(retry_seconds=float(opts.get("retry_seconds", 2.0)),
-                  max_retry_seconds=float(opts.get("max_retry_seconds", 60.0)),
-                  give_up_seconds=float(opts.get("give_up_seconds", 3600.0)))
+        log.info("forgot %d series heard of more than %g days ago", forgotten, opts.remember_days)
+    retry = Retry(retry_seconds=opts.retry_seconds, max_retry_seconds=opts.max_retry_seconds,
+                  give_up_seconds=opts.give_up_seconds)
     node = Node(config=config, capabilities=("dicom",))
     asked_again: set[str] = set()  # series whose holder was gone and that were asked of the PACS again
 
