@@ -19,8 +19,10 @@ URIs for nodes on the same machine.
 
 Options (``[nodes.pacs]``): ``ae_title`` (MESHDCM), ``scp_host`` (127.0.0.1), ``scp_port`` (0: ephemeral),
 ``storage`` (folder), ``instance_events`` (false), ``quiet_seconds`` (10), ``embedded`` (false: start the embedded
-PACS with the synthetic studies), ``embedded_retrieve`` (get; docs/pacs.md says why not move), ``use`` (names of the PACS to use; default all), and one table per PACS in
-``[nodes.pacs.servers.NAME]`` with ``ae_title``, ``host``, ``port``, ``dicomweb_url``, ``retrieve``, ``store_method``;
+PACS with the synthetic studies), ``embedded_size`` (small or full: the synthetic studies' size),
+``embedded_retrieve`` (get; docs/pacs.md says why not move), ``use`` (names of the PACS to use; default all), and
+one table per PACS in ``[nodes.pacs.servers.NAME]`` with ``ae_title``, ``host``, ``port``, ``dicomweb_url``,
+``retrieve``, ``store_method``;
 ``archive_derived`` (true), ``archive_where`` (a filter; default every derived series), ``archive_to`` (the PACS
 that receives them; default the first).
 """
