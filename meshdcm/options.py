@@ -36,8 +36,9 @@ def node_options(kind: str, spec: type[T], values: Mapping[str, Any]) -> T:
     fields = {f.name for f in dataclasses.fields(spec)}
     unknown = sorted(set(values) - fields)
     if unknown:
+        known = f"the options are: {', '.join(sorted(fields))}" if fields else f"the {kind} node takes none"
         raise ConfigError(f"[nodes.{kind}] has unknown option{'s' if len(unknown) > 1 else ''} "
-                          f"{', '.join(unknown)}; the options are: {', '.join(sorted(fields))}")
+                          f"{', '.join(unknown)}; {known}")
     checked = {name: _check(kind, name, hints[name], value) for name, value in values.items()}
     return spec(**checked)
 

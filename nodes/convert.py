@@ -12,24 +12,37 @@ Options (``[nodes.convert]``): ``where`` (a filter replacing the default), ``wor
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from meshdcm import (
-    FolderRetention, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, days_option, path_part,
-    topics,
+    FolderRetention, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, days_option, node_options,
+    path_part, topics,
 )
 from meshdcm.imaging import DEFAULT_FILTER, ImagingError, is_own_output, series_to_nifti
+from meshdcm.retention import OUTPUT_DAYS
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """``[nodes.convert]`` (the module docstring says what each does)."""
+
+    where: str = DEFAULT_FILTER
+    work: str = ""
+    compress: bool = True
+    keep_days: float = OUTPUT_DAYS
 
 
 def create(config: NodeConfig) -> Node:
-    opts = dict(config.options)
-    work = Path(opts.get("work") or data_dir(config.name))
+    opts = node_options("convert", ConvertOptions, config.options)
+    keep_for = days_option({"keep_days": opts.keep_days})
+    work = Path(opts.work or data_dir(config.name))
     node = Node(config=config)
     (work / "out").mkdir(parents=True, exist_ok=True)
     node.serve("out", work / "out")
-    node.task(FolderRetention(work / "out", max_age=days_option(opts)).sweeper())  # outputs others fetched by now
+    node.task(FolderRetention(work / "out", max_age=keep_for).sweeper())  # outputs others fetched by now
 
-    @node.on(topics.STORED_SERIES, where=str(opts.get("where", DEFAULT_FILTER)))
+    @node.on(topics.STORED_SERIES, where=opts.where)
     def convert(msg: Message) -> None:
         if msg.meta.get("derived_from") or is_own_output(msg.dataset):
             return
@@ -38,7 +51,7 @@ def create(config: NodeConfig) -> Node:
         try:
             source = node.fetch_folder(msg.uris, inbox)
             out = work / "out" / series_uid
-            result = series_to_nifti(source, out, compress=bool(opts.get("compress", True)))
+            result = series_to_nifti(source, out, compress=opts.compress)
         except TransferError as exc:
             raise HandlerError(f"series {series_uid} could not be fetched: {exc}", retry=True,  # a busy or restarting peer
                                action="check that the node holding it is running; publish stored.series again") from exc

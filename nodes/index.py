@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
-from meshdcm import HandlerError, MalformedMessage, Message, Node, NodeConfig, data_dir, topics
+from meshdcm import HandlerError, MalformedMessage, Message, Node, NodeConfig, data_dir, node_options, topics
 from meshdcm.index import open_index
 
 log = logging.getLogger("meshdcm.index.node")
@@ -38,11 +39,20 @@ LEVELS = {topics.FIND_STUDIES: ("STUDY", topics.FOUND_STUDY), topics.FIND_SERIES
 ADDRESSED = ("index",)
 
 
+@dataclass(frozen=True)
+class IndexOptions:
+    """``[nodes.index]`` (the module docstring and docs/index.md say what each does)."""
+
+    path: str = ""
+    mongo: str = ""
+    synchronous: str = "normal"
+
+
 def create(config: NodeConfig) -> Node:
-    opts = dict(config.options)
-    mongo = opts.get("mongo") or None
-    path = opts.get("path") or data_dir(config.name) / "index.sqlite3"
-    index = open_index(path, mongo=mongo, synchronous=str(opts.get("synchronous", "normal")))
+    opts = node_options("index", IndexOptions, config.options)
+    mongo = opts.mongo or None
+    path = opts.path or data_dir(config.name) / "index.sqlite3"
+    index = open_index(path, mongo=mongo, synchronous=opts.synchronous)
     node = Node(config=config, capabilities=("index",),
                 extra={"index": {"backend": index.name, "where": "mongodb" if mongo else str(path)}})
     names: dict[str, str] = {}

@@ -19,8 +19,10 @@ URIs for nodes on the same machine.
 
 Options (``[nodes.pacs]``): ``ae_title`` (MESHDCM), ``scp_host`` (127.0.0.1), ``scp_port`` (0: ephemeral),
 ``storage`` (folder), ``instance_events`` (false), ``quiet_seconds`` (10), ``embedded`` (false: start the embedded
-PACS with the synthetic studies), ``embedded_retrieve`` (get; docs/pacs.md says why not move), ``use`` (names of the PACS to use; default all), and one table per PACS in
-``[nodes.pacs.servers.NAME]`` with ``ae_title``, ``host``, ``port``, ``dicomweb_url``, ``retrieve``, ``store_method``;
+PACS with the synthetic studies), ``embedded_size`` (small or full: the synthetic studies' size),
+``embedded_retrieve`` (get; docs/pacs.md says why not move), ``use`` (names of the PACS to use; default all), and
+one table per PACS in ``[nodes.pacs.servers.NAME]`` with ``ae_title``, ``host``, ``port``, ``dicomweb_url``,
+``retrieve``, ``store_method``;
 ``archive_derived`` (true), ``archive_where`` (a filter; default every derived series), ``archive_to`` (the PACS
 that receives them; default the first).
 """
@@ -87,20 +89,19 @@ class PacsOptions:
 
 
 def create(config: NodeConfig) -> Node:
-    if config.log_level != "DEBUG":  # pynetdicom logs identifiers (patient names) at INFO
-        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    opts = node_options("pacs", PacsOptions, config.options)
-    storage = Path(opts.storage or data_dir(config.name))
-    storage.mkdir(parents=True, exist_ok=True)
-    node = Node(config=config, capabilities=("dicom", "dicomweb"))
-    node.serve("store", storage)
-    ae_title = opts.ae_title
+    return PacsBridge(config).node
+
+
+def servers_from(opts: PacsOptions) -> dict[str, Pacs]:
+    """The PACS of ``[nodes.pacs.servers.NAME]`` this node uses (``use``), each called by our AE title; a
+    ConfigError names a table, a ``use`` or an ``archive_to`` that is wrong."""
     servers: dict[str, Pacs] = {}
     for name, d in opts.servers.items():
         if not isinstance(d, dict):
             raise ConfigError(f"[nodes.pacs.servers.{name}] must be a table (ae_title, host, port, ...)")
         try:
-            servers[name] = Pacs.from_dict(name, {"calling_ae": ae_title, "move_destination": ae_title, **d})
+            servers[name] = Pacs.from_dict(name, {"calling_ae": opts.ae_title, "move_destination": opts.ae_title,
+                                                  **d})
         except (TypeError, ValueError, KeyError) as exc:
             raise ConfigError(f"[nodes.pacs.servers.{name}]: {exc}") from exc
     if opts.use:
@@ -108,55 +109,74 @@ def create(config: NodeConfig) -> Node:
         if missing:
             raise ConfigError(f"[nodes.pacs] use: no PACS called {', '.join(missing)} in [nodes.pacs.servers]")
         servers = {n: servers[n] for n in opts.use}
-    announce_instances = opts.instance_events
+    if opts.archive_to is not None and opts.archive_to not in servers and opts.archive_to != "embedded":
+        raise ConfigError(f"[nodes.pacs] archive_to = {opts.archive_to!r}: no such PACS in [nodes.pacs.servers]")
+    return servers
 
-    def uris_for(path: Path) -> list[str]:
-        return [node.uri_for(path), path.resolve().as_uri()]
 
-    def on_quiet(study_uid: str, counts: dict[str, int]) -> None:
-        """Data pushed without warning: announce it once the study has been quiet."""
-        folder = storage / study_uid
-        for series_uid, count in counts.items():
-            files = sorted((folder / series_uid).glob("*.dcm"))
-            if files:
-                publish_series(files[0], count, complete=None)
-        publish_study(study_uid, sum(counts.values()), complete=None)
+class PacsBridge:
+    """One pacs node: the PACS it uses, its storage SCP and store folder, and the handlers that answer the mesh.
 
-    def on_stored(instance) -> None:
-        if announce_instances:
-            node.publish(topics.STORED_INSTANCE, header_only(instance.header), uris=uris_for(instance.path))
+    Built from the configuration (a mistake in it is a ConfigError here); the storage SCP and the embedded PACS
+    start before the node joins the mesh, so that no request ever finds the node without its PACS."""
 
-    scp = StorageSCP(storage, ae_title=ae_title, host=opts.scp_host, port=opts.scp_port, on_stored=on_stored,
-                     on_quiet=on_quiet, quiet_seconds=opts.quiet_seconds)
+    def __init__(self, config: NodeConfig):
+        if config.log_level != "DEBUG":  # pynetdicom logs identifiers (patient names) at INFO
+            logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+        opts = node_options("pacs", PacsOptions, config.options)
+        self.servers = servers_from(opts)
+        self.ae_title = opts.ae_title
+        self.announce_instances = opts.instance_events
+        self.archive_derived, self.archive_to = opts.archive_derived, opts.archive_to
+        self.storage = Path(opts.storage or data_dir(config.name))
+        self.storage.mkdir(parents=True, exist_ok=True)
+        self.node = Node(config=config, capabilities=("dicom", "dicomweb"))
+        self.node.serve("store", self.storage)
+        self.scp = StorageSCP(self.storage, ae_title=self.ae_title, host=opts.scp_host, port=opts.scp_port,
+                              on_stored=self.on_stored, on_quiet=self.on_quiet, quiet_seconds=opts.quiet_seconds)
+        self.node.on("find")(self.on_find)
+        self.node.on("get")(self.on_get)
+        self.node.on("store")(self.on_store)
+        if self.archive_derived:
+            self.node.on(topics.STORED_SERIES, where=opts.archive_where)(self.archive)
+        self.scp_address = self.scp.start()
+        log.info("storage SCP %s listening on %s:%d, store %s", self.ae_title, *self.scp_address, self.storage)
+        self.embedded = self._start_embedded(opts) if opts.embedded else None
+        self.node.task(self.run)
 
-    def publish_series(example: Path, count: int, complete: bool | None, reply_to: Message | None = None):
-        from pydicom import dcmread
+    def _start_embedded(self, opts: PacsOptions) -> EmbeddedPacs:
+        """The embedded PACS with the synthetic studies, as the PACS ``embedded``."""
+        embedded = EmbeddedPacs(self.storage.parent / f"{self.storage.name}-embedded-pacs",
+                                destinations={self.ae_title: self.scp_address}, size=opts.embedded_size)
+        host, port = embedded.start()
+        self.servers["embedded"] = Pacs("embedded", ae_title=embedded.ae_title, host=host, port=port,
+                                        retrieve=opts.embedded_retrieve, calling_ae=self.ae_title,
+                                        move_destination=self.ae_title)
+        log.info("embedded PACS %s on %s:%d (synthetic studies)", embedded.ae_title, host, port)
+        return embedded
 
-        ds = header_only(dcmread(example, stop_before_pixels=True))
-        meta = {"instances": count, "complete": complete}
-        node.publish(topics.STORED_SERIES, ds, reply_to=reply_to, uris=uris_for(example.parent), meta=meta)
+    def run(self, stopping: threading.Event) -> None:
+        """Say in the manifest which PACS answer (C-ECHO); at stop, stop the storage SCP and the embedded PACS."""
+        reach = {}
+        for name, pacs in self.servers.items():
+            try:
+                reach[name] = {"ae_title": pacs.ae_title, "echo_ms": round(echo(pacs) * 1000, 1), "ok": True}
+            except PacsError as exc:
+                reach[name] = {"ae_title": pacs.ae_title, "ok": False, "error": str(exc)}
+                log.error("C-ECHO to PACS %s failed: %s", name, exc)
+        host, port = self.scp_address
+        self.node.extra.update({"pacs": reach, "storage_scp": {"ae_title": self.ae_title, "host": host, "port": port}})
+        if self.archive_derived and not self.servers:
+            log.warning("derived series are not archived: no PACS is configured ([nodes.pacs.servers])")
+        self.node.manifest_changed()
+        stopping.wait()
+        self.scp.stop()
+        if self.embedded is not None:
+            self.embedded.stop()
 
-    def publish_study(study_uid: str, count: int, complete: bool | None, reply_to: Message | None = None,
-                      pacs: str | None = None):
-        ds = Dataset()
-        ds.StudyInstanceUID = study_uid
-        ds.NumberOfStudyRelatedInstances = count
-        node.publish(topics.STORED_STUDY, ds, reply_to=reply_to, uris=uris_for(storage / study_uid),
-                     meta={"instances": count, "complete": complete, "pacs": pacs})
-
-    def choose(msg: Message) -> list[Pacs]:
-        name = msg.meta.get("pacs")
-        if name:
-            if name not in servers:
-                raise HandlerError(f"no PACS called {name!r} here", action=f"use one of: {', '.join(servers)}")
-            return [servers[name]]
-        if not servers:
-            raise HandlerError("this pacs node has no PACS configured", action="add [nodes.pacs.servers.NAME]")
-        return list(servers.values())
-
-    @node.on("find")
-    def on_find(msg: Message) -> None:
-        if msg.topic not in LEVELS or msg.meta.get("to") not in (None, "", "pacs", node.name):
+    # --- handlers --------------------------------------------------------------------------------------------
+    def on_find(self, msg: Message) -> None:
+        if msg.topic not in LEVELS or msg.meta.get("to") not in (None, "", "pacs", self.node.name):
             return  # meta "to" addresses a search to other nodes (e.g. "index": meshdcm index query)
         level, answer = LEVELS[msg.topic]
         identifier = msg.dataset
@@ -164,21 +184,20 @@ def create(config: NodeConfig) -> Node:
             if keyword not in identifier:
                 setattr(identifier, keyword, "")  # an empty element is a return key (PS3.4 C.2.2.2)
         count, failures = 0, []
-        for pacs in choose(msg):
+        for pacs in self.choose(msg):
             try:
                 for match in find(pacs, level, identifier):
                     count += 1
-                    node.publish(answer, match, reply_to=msg, meta={"pacs": pacs.name})
+                    self.node.publish(answer, match, reply_to=msg, meta={"pacs": pacs.name})
             except PacsError as exc:
                 failures.append(f"{pacs.name}: {exc}")
         meta = {"count": count, "status": "failed" if failures and not count else "ok", "errors": failures}
-        node.publish(topics.FOUND_END, Dataset(), reply_to=msg, meta=meta)
+        self.node.publish(topics.FOUND_END, Dataset(), reply_to=msg, meta=meta)
         if failures and not count:
             raise HandlerError("; ".join(failures), action="check that the PACS is up and knows this node's AE "
-                                                        f"title {ae_title}; the search can be sent again")
+                                                        f"title {self.ae_title}; the search can be sent again")
 
-    @node.on("get")
-    def on_get(msg: Message) -> None:
+    def on_get(self, msg: Message) -> None:
         if msg.topic not in (topics.GET_STUDY, topics.GET_SERIES):
             return
         if not msg.get("StudyInstanceUID"):
@@ -187,9 +206,9 @@ def create(config: NodeConfig) -> Node:
         series_uid = (path_part(msg.get("SeriesInstanceUID"), "SeriesInstanceUID") if msg.topic == topics.GET_SERIES
                       else None)
         last: Exception | None = None
-        for pacs in choose(msg):
+        for pacs in self.choose(msg):
             try:
-                fetch_study(msg, pacs, study_uid, series_uid)
+                self.fetch_study(msg, pacs, study_uid, series_uid)
                 return
             except PacsError as exc:
                 last = exc
@@ -197,62 +216,93 @@ def create(config: NodeConfig) -> Node:
         raise HandlerError(f"study {study_uid} could not be retrieved: {last}",
                            action="check the PACS (meshdcm pacs echo) and send get.study again")
 
-    def fetch_study(msg: Message, pacs: Pacs, study_uid: str, series_uid: str | None) -> None:
+    def on_store(self, msg: Message) -> None:
+        if msg.topic not in (topics.STORE_INSTANCE, topics.STORE_SERIES, topics.STORE_STUDY):
+            return
+        self.upload(msg, self.choose(msg)[0], "send the store request again")
+
+    def archive(self, msg: Message) -> None:
+        """A derived ``stored.series`` of another node, into the archive PACS."""
+        if not msg.meta.get("derived_from") or msg.sender == self.node.id_bytes or not self.servers:
+            return  # only other nodes' results; none to archive without a PACS (said at start)
+        pacs = self.servers[self.archive_to] if self.archive_to else next(iter(self.servers.values()))
+        self.upload(msg, pacs, "publish the derived stored.series again, or store.series to this node")
+
+    def on_stored(self, instance) -> None:
+        """The storage SCP wrote an instance (called on the association's thread)."""
+        if self.announce_instances:
+            self.node.publish(topics.STORED_INSTANCE, header_only(instance.header), uris=self.uris_for(instance.path))
+
+    def on_quiet(self, study_uid: str, counts: dict[str, int]) -> None:
+        """Data pushed without warning: announce it once the study has been quiet."""
+        folder = self.storage / study_uid
+        for series_uid, count in counts.items():
+            files = sorted((folder / series_uid).glob("*.dcm"))
+            if files:
+                self.publish_series(files[0], count, complete=None)
+        self.publish_study(study_uid, sum(counts.values()), complete=None)
+
+    # --- the work --------------------------------------------------------------------------------------------
+    def choose(self, msg: Message) -> list[Pacs]:
+        """The PACS a request names (meta ``pacs``), else all of them."""
+        name = msg.meta.get("pacs")
+        if name:
+            if name not in self.servers:
+                raise HandlerError(f"no PACS called {name!r} here", action=f"use one of: {', '.join(self.servers)}")
+            return [self.servers[name]]
+        if not self.servers:
+            raise HandlerError("this pacs node has no PACS configured", action="add [nodes.pacs.servers.NAME]")
+        return list(self.servers.values())
+
+    def fetch_study(self, msg: Message, pacs: Pacs, study_uid: str, series_uid: str | None) -> None:
         query = Dataset()
         query.StudyInstanceUID = study_uid
         for key in SERIES_KEYS:
             setattr(query, key, "" if key != "SeriesInstanceUID" else (series_uid or ""))
-        expected = {s.SeriesInstanceUID: int(getattr(s, "NumberOfSeriesRelatedInstances", 0) or 0)
-                    for s in find(pacs, "SERIES", query)}
-        arrived: Counter = Counter()
-        example: dict[str, Path] = {}
-        announced: set[str] = set()
-        lock = threading.Lock()
-        total = sum(expected.values())
+        arrivals = _Arrivals({s.SeriesInstanceUID: int(getattr(s, "NumberOfSeriesRelatedInstances", 0) or 0)
+                              for s in find(pacs, "SERIES", query)})
+        total = sum(arrivals.expected.values())
 
         def progress(series, done, total_now):
             ds = Dataset()
             ds.StudyInstanceUID = study_uid
             if series:
                 ds.SeriesInstanceUID = series
-            node.publish(topics.PROGRESS_STUDY, ds, reply_to=msg,
-                         meta={"done": done, "total": total_now or total, "pacs": pacs.name})
+            self.node.publish(topics.PROGRESS_STUDY, ds, reply_to=msg,
+                              meta={"done": done, "total": total_now or total, "pacs": pacs.name})
 
         def instance(path: Path, header: Dataset) -> None:
             uid = str(header.SeriesInstanceUID)
-            with lock:
-                arrived[uid] += 1
-                example.setdefault(uid, path)
-                done_series = expected.get(uid) and arrived[uid] >= expected[uid] and uid not in announced
-                if done_series:
-                    announced.add(uid)
-            if announce_instances:
-                node.publish(topics.STORED_INSTANCE, header_only(header), reply_to=msg, uris=uris_for(path))
+            done_series = arrivals.add(uid, path)
+            if self.announce_instances:
+                self.node.publish(topics.STORED_INSTANCE, header_only(header), reply_to=msg, uris=self.uris_for(path))
             if done_series:
-                publish_series(path, arrived[uid], complete=True, reply_to=msg)
+                self.publish_series(path, arrivals.count[uid], complete=True, reply_to=msg)
 
-        result = retrieve(pacs, study_uid, storage, series_uid=series_uid, scp=scp, on_progress=progress,
+        result = retrieve(pacs, study_uid, self.storage, series_uid=series_uid, scp=self.scp, on_progress=progress,
                           on_instance=instance)
-        for uid, path in example.items():  # series whose count was unknown or short
-            if uid not in announced:
-                publish_series(path, arrived[uid], complete=arrived[uid] >= expected.get(uid, 0) > 0, reply_to=msg)
+        arrived, expected = arrivals.count, arrivals.expected
+        for uid, path in arrivals.example.items():  # series whose count was unknown or short
+            if uid not in arrivals.announced:
+                self.publish_series(path, arrived[uid], complete=arrived[uid] >= expected.get(uid, 0) > 0,
+                                    reply_to=msg)
         complete = result.complete and all(arrived[u] >= n for u, n in expected.items())
-        publish_study(study_uid, sum(arrived.values()), complete, reply_to=msg, pacs=pacs.name)
+        self.publish_study(study_uid, sum(arrived.values()), complete, reply_to=msg, pacs=pacs.name)
         if not complete:
             raise HandlerError(f"study {study_uid} from {pacs.name}: {sum(arrived.values())} of {total} instances "
                                "arrived", action="send get.study again to fetch the rest")
 
-    def upload(msg: Message, pacs: Pacs, again: str) -> None:
+    def upload(self, msg: Message, pacs: Pacs, again: str) -> None:
         """The files the message's URIs name into ``pacs``, then ``uploaded.series``; ``again`` says how to retry."""
         if not msg.uris:
             raise HandlerError(f"{msg.topic} carries no URIs", action="publish it with the files' URIs")
-        work = Path(tempfile.mkdtemp(prefix="upload-", dir=storage / ".incoming" if (storage / ".incoming").exists()
-                                     else storage))
+        incoming = self.storage / ".incoming"
+        work = Path(tempfile.mkdtemp(prefix="upload-", dir=incoming if incoming.exists() else self.storage))
         try:
             paths, failures = None, []
             for uri in msg.uris:  # the URIs of one message name the same data: the first that works is used
                 try:
-                    paths = [p for p in node.fetch(uri, work) if p.suffix.lower() in (".dcm", "") and p.is_file()]
+                    paths = [p for p in self.node.fetch(uri, work) if p.suffix.lower() in (".dcm", "") and p.is_file()]
                     break
                 except TransferError as exc:
                     failures.append(str(exc))
@@ -274,57 +324,46 @@ def create(config: NodeConfig) -> Node:
         meta = {"pacs": pacs.name, "count": len(result.stored)}
         if msg.meta.get("derived_from"):
             meta["derived_from"] = msg.meta["derived_from"]
-        node.publish(topics.UPLOADED_SERIES, ds, reply_to=msg, meta=meta)
+        self.node.publish(topics.UPLOADED_SERIES, ds, reply_to=msg, meta=meta)
 
-    @node.on("store")
-    def on_store(msg: Message) -> None:
-        if msg.topic not in (topics.STORE_INSTANCE, topics.STORE_SERIES, topics.STORE_STUDY):
-            return
-        upload(msg, choose(msg)[0], "send the store request again")
+    # --- announcements ---------------------------------------------------------------------------------------
+    def uris_for(self, path: Path) -> list[str]:
+        return [self.node.uri_for(path), path.resolve().as_uri()]
 
-    archive_to = opts.archive_to
-    if archive_to is not None and archive_to not in servers and archive_to != "embedded":
-        raise ConfigError(f"[nodes.pacs] archive_to = {archive_to!r}: no such PACS in [nodes.pacs.servers]")
+    def publish_series(self, example: Path, count: int, complete: bool | None, reply_to: Message | None = None):
+        from pydicom import dcmread
 
-    archive_derived = opts.archive_derived
-    if archive_derived:
-        @node.on(topics.STORED_SERIES, where=opts.archive_where)
-        def archive(msg: Message) -> None:
-            if not msg.meta.get("derived_from") or msg.sender == node.id_bytes or not servers:
-                return  # only other nodes' results; none to archive without a PACS (said at start)
-            pacs = servers[archive_to] if archive_to else next(iter(servers.values()))
-            upload(msg, pacs, "publish the derived stored.series again, or store.series to this node")
+        ds = header_only(dcmread(example, stop_before_pixels=True))
+        meta = {"instances": count, "complete": complete}
+        self.node.publish(topics.STORED_SERIES, ds, reply_to=reply_to, uris=self.uris_for(example.parent), meta=meta)
 
-    # the storage SCP and the embedded PACS start before the node joins the mesh, so that no request ever finds
-    # the node without its PACS
-    host, port = scp.start()
-    log.info("storage SCP %s listening on %s:%d, store %s", ae_title, host, port, storage)
-    embedded = None
-    if opts.embedded:
-        embedded = EmbeddedPacs(storage.parent / f"{storage.name}-embedded-pacs", destinations={ae_title: (host, port)},
-                                size=opts.embedded_size)
-        ehost, eport = embedded.start()
-        servers["embedded"] = Pacs("embedded", ae_title=embedded.ae_title, host=ehost, port=eport,
-                                   retrieve=opts.embedded_retrieve, calling_ae=ae_title,
-                                   move_destination=ae_title)
-        log.info("embedded PACS %s on %s:%d (synthetic studies)", embedded.ae_title, ehost, eport)
+    def publish_study(self, study_uid: str, count: int, complete: bool | None, reply_to: Message | None = None,
+                      pacs: str | None = None):
+        ds = Dataset()
+        ds.StudyInstanceUID = study_uid
+        ds.NumberOfStudyRelatedInstances = count
+        self.node.publish(topics.STORED_STUDY, ds, reply_to=reply_to, uris=self.uris_for(self.storage / study_uid),
+                          meta={"instances": count, "complete": complete, "pacs": pacs})
 
-    @node.task
-    def run(stopping: threading.Event) -> None:
-        reach = {}
-        for name, pacs in servers.items():
-            try:
-                reach[name] = {"ae_title": pacs.ae_title, "echo_ms": round(echo(pacs) * 1000, 1), "ok": True}
-            except PacsError as exc:
-                reach[name] = {"ae_title": pacs.ae_title, "ok": False, "error": str(exc)}
-                log.error("C-ECHO to PACS %s failed: %s", name, exc)
-        node.extra.update({"pacs": reach, "storage_scp": {"ae_title": ae_title, "host": host, "port": port}})
-        if archive_derived and not servers:
-            log.warning("derived series are not archived: no PACS is configured ([nodes.pacs.servers])")
-        node.manifest_changed()
-        stopping.wait()
-        scp.stop()
-        if embedded is not None:
-            embedded.stop()
 
-    return node
+class _Arrivals:
+    """What one retrieve has brought so far, per series, against the counts C-FIND gave (``expected``); instances
+    arrive on the association's thread."""
+
+    def __init__(self, expected: dict[str, int]):
+        self.expected = expected
+        self.count: Counter = Counter()
+        self.example: dict[str, Path] = {}  # one file of each series
+        self.announced: set[str] = set()  # series announced complete
+        self._lock = threading.Lock()
+
+    def add(self, series: str, path: Path) -> bool:
+        """Count one instance; True once, for the instance that completes its series."""
+        with self._lock:
+            self.count[series] += 1
+            self.example.setdefault(series, path)
+            done = bool(self.expected.get(series)) and self.count[series] >= self.expected[series]
+            if done and series not in self.announced:
+                self.announced.add(series)
+                return True
+            return False

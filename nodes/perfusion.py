@@ -19,29 +19,43 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from meshdcm import (
-    FolderRetention, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, days_option, path_part,
-    topics,
+    FolderRetention, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, days_option, node_options,
+    path_part, topics,
 )
 from meshdcm.perfusion import DSC_FILTER, PerfusionError, analyse_series
+from meshdcm.retention import OUTPUT_DAYS
 
 log = logging.getLogger("meshdcm.perfusion.node")
 
 
+@dataclass(frozen=True)
+class PerfusionOptions:
+    """``[nodes.perfusion]`` (the module docstring says what each does)."""
+
+    method: str = "osvd"
+    where: str = DSC_FILTER
+    work: str = ""
+    leakage_correction: bool = False
+    keep_days: float = OUTPUT_DAYS
+
+
 def create(config: NodeConfig) -> Node:
-    opts = dict(config.options)
-    method = str(opts.get("method", "osvd"))
-    work = Path(opts.get("work") or data_dir(config.name))
+    opts = node_options("perfusion", PerfusionOptions, config.options)
+    keep_for = days_option({"keep_days": opts.keep_days})
+    method = opts.method
+    work = Path(opts.work or data_dir(config.name))
     (work / "in").mkdir(parents=True, exist_ok=True)
     (work / "out").mkdir(parents=True, exist_ok=True)
     gpu = _gpu_present()
     node = Node(config=config, capabilities=("gpu",) if gpu else (), extra={"method": method})
     node.serve("out", work / "out")
-    node.task(FolderRetention(work / "out", max_age=days_option(opts)).sweeper())  # outputs others fetched by now
+    node.task(FolderRetention(work / "out", max_age=keep_for).sweeper())  # outputs others fetched by now
 
-    @node.on(topics.STORED_SERIES, where=str(opts.get("where", DSC_FILTER)))
+    @node.on(topics.STORED_SERIES, where=opts.where)
     def analyse(msg: Message) -> None:
         if msg.meta.get("derived_from"):
             return  # a derived series (ours or another node's): never an input
@@ -57,7 +71,7 @@ def create(config: NodeConfig) -> Node:
         try:
             result = analyse_series(source, work / "out" / str(series_uid),
                                     method=method, series_uid=series_uid,
-                                    leakage_correction=bool(opts.get("leakage_correction", False)))
+                                    leakage_correction=opts.leakage_correction)
         except PerfusionError as exc:
             raise HandlerError(f"perfusion analysis of series {series_uid} failed: {exc}",
                                action=getattr(exc, "action", None) or "check that it is a DSC series (>= 30 time "

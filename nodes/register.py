@@ -24,103 +24,134 @@ import json
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import dcmread
 
 from meshdcm import (
-    FolderRetention, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, days_option, path_part,
-    topics,
+    FolderRetention, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, days_option, node_options,
+    path_part, topics,
 )
 from meshdcm.imaging import DEFAULT_FILTER, ImagingError, is_own_output, reformat_series, register_series
+from meshdcm.retention import OUTPUT_DAYS
 
 log = logging.getLogger("meshdcm.register.node")
 
 
+@dataclass(frozen=True)
+class RegisterOptions:
+    """``[nodes.register]`` (the module docstring says what each does)."""
+
+    where: str = DEFAULT_FILTER
+    work: str = ""
+    transform: str = "rigid"
+    reformat_mm: float = 3.0
+    reformat_below_mm: float = 1.5
+    keep_days: float = OUTPUT_DAYS
+
+
 def create(config: NodeConfig) -> Node:
-    opts = dict(config.options)
-    work = Path(opts.get("work") or data_dir(config.name))
-    (work / "out").mkdir(parents=True, exist_ok=True)
-    (work / "in").mkdir(parents=True, exist_ok=True)
-    thin = float(opts.get("reformat_below_mm", 1.5))
-    slab = float(opts.get("reformat_mm", 3.0))
-    node = Node(config=config)
-    node.serve("out", work / "out")
-    references = _References(work)
-    lock = threading.Lock()
-    keep_for = days_option(opts)
-    inputs = FolderRetention(work / "in", max_age=keep_for)
+    return Coregistration(config).node
 
-    def forget_references(gone: list[str]) -> None:
-        with lock:
-            references.forget_inputs(set(gone))
 
-    node.task(inputs.sweeper(keep=references.waiting_folder_names, removed=forget_references))
-    node.task(FolderRetention(work / "out", max_age=keep_for).sweeper())
+class Coregistration:
+    """One register node: each study's reference series and the series waiting for one (kept under ``work``), the
+    retention of its work folders, and the handler that reformats and registers what arrives."""
 
-    def publish_folder(folder: Path, source: Message, what: str) -> None:
-        files = sorted(folder.glob("*.dcm")) or sorted(p for p in folder.rglob("*") if p.is_file())
-        header = dcmread(files[0], stop_before_pixels=True)
-        node.publish(topics.STORED_SERIES, header, reply_to=source, uris=[node.uri_for(folder), folder.resolve().as_uri()],
-                     meta={"derived_from": source.get("SeriesInstanceUID"), "derivation": what,
-                           "instances": len(files)})
+    def __init__(self, config: NodeConfig):
+        opts = node_options("register", RegisterOptions, config.options)
+        keep_for = days_option({"keep_days": opts.keep_days})
+        self.work = Path(opts.work or data_dir(config.name))
+        (self.work / "out").mkdir(parents=True, exist_ok=True)
+        (self.work / "in").mkdir(parents=True, exist_ok=True)
+        self.thin, self.slab, self.transform = opts.reformat_below_mm, opts.reformat_mm, opts.transform
+        self.node = Node(config=config)
+        self.node.serve("out", self.work / "out")
+        self.references = _References(self.work)
+        self.lock = threading.Lock()  # the references and the waiting series
+        self.inputs = FolderRetention(self.work / "in", max_age=keep_for)
+        self.node.task(self.inputs.sweeper(keep=self.references.waiting_folder_names, removed=self.forget_references))
+        self.node.task(FolderRetention(self.work / "out", max_age=keep_for).sweeper())
+        self.node.on(topics.STORED_SERIES, where=opts.where)(self.arrived)
 
-    def register_onto(reference: Path, msg: Message, folder: Path) -> None:
-        out = work / "out" / f"{path_part(msg.get('SeriesInstanceUID'))}-reg"
-        try:
-            result = register_series(reference, folder, out, transform=str(opts.get("transform", "rigid")),
-                                     node_name=config.name)
-        except ImagingError as exc:
-            raise HandlerError(f"series {msg.get('SeriesInstanceUID')} could not be registered: {exc}",
-                               action="meshdcm register FIXED MOVING OUT shows the problem") from exc
-        publish_folder(out, msg, f"registered onto {result.fixed_series_uid} ({result.backend}, "
-                                 f"{result.seconds:.1f} s)")
-
-    @node.on(topics.STORED_SERIES, where=str(opts.get("where", DEFAULT_FILTER)))
-    def arrived(msg: Message) -> None:
+    def arrived(self, msg: Message) -> None:
         if msg.meta.get("derived_from") or is_own_output(msg.dataset):
             return
         study_uid = path_part(msg.get("StudyInstanceUID"), "StudyInstanceUID")
         series_uid = path_part(msg.get("SeriesInstanceUID"), "SeriesInstanceUID")
         try:
-            folder = node.fetch_folder(msg.uris, work / "in" / series_uid)
+            folder = self.node.fetch_folder(msg.uris, self.work / "in" / series_uid)
         except TransferError as exc:
             raise HandlerError(f"series {series_uid} could not be fetched: {exc}", retry=True,  # a busy or restarting peer
                                action="check that the node holding it is running; publish stored.series again") from exc
-        thickness = float(msg.get("SliceThickness") or 99)
-        if thickness <= thin:
-            for plane in ("coronal", "sagittal"):
-                out = work / "out" / f"{series_uid}-{plane}"
-                try:
-                    reformat_series(folder, out, plane=plane, thickness_mm=slab, node_name=config.name)
-                except ImagingError as exc:
-                    raise HandlerError(f"series {series_uid}: {plane} reformat failed: {exc}",
-                                       action="check the series geometry (meshdcm convert to-nifti)") from exc
-                publish_folder(out, msg, f"{plane} reformat {slab:g} mm")
-            with lock:
-                reference = references.get(study_uid)
-                if reference is not None and reference == folder.resolve():
-                    reference = None  # this series is its study's reference already: a redelivery, not a second one
-                if reference is None:
-                    references.set(study_uid, folder)
-                waiting = references.take_waiting(study_uid) if reference is None else []
-            for other, other_folder in waiting:
-                register_onto(folder, other, other_folder)
-                references.done_waiting(study_uid, other)
-            if reference is not None:
-                inputs.used(references.input_name(reference))
-                register_onto(reference, msg, folder)
-            return
-        with lock:
-            reference = references.get(study_uid)
+        if float(msg.get("SliceThickness") or 99) <= self.thin:
+            self.reformat(msg, series_uid, folder)
+            self.reference_arrived(msg, study_uid, folder)
+        else:
+            self.register_or_wait(msg, study_uid, series_uid, folder)
+
+    def reformat(self, msg: Message, series_uid: str, folder: Path) -> None:
+        """The coronal and sagittal reformats of a thin series, published."""
+        for plane in ("coronal", "sagittal"):
+            out = self.work / "out" / f"{series_uid}-{plane}"
+            try:
+                reformat_series(folder, out, plane=plane, thickness_mm=self.slab, node_name=self.node.name)
+            except ImagingError as exc:
+                raise HandlerError(f"series {series_uid}: {plane} reformat failed: {exc}",
+                                   action="check the series geometry (meshdcm convert to-nifti)") from exc
+            self.publish_folder(out, msg, f"{plane} reformat {self.slab:g} mm")
+
+    def reference_arrived(self, msg: Message, study_uid: str, folder: Path) -> None:
+        """A thin series: its study's reference (then the series waiting for one are registered onto it), or, when
+        the study has one already, registered onto that."""
+        with self.lock:
+            reference = self.references.get(study_uid)
+            if reference is not None and reference == folder.resolve():
+                reference = None  # this series is its study's reference already: a redelivery, not a second one
             if reference is None:
-                references.wait(study_uid, msg, folder)
+                self.references.set(study_uid, folder)
+            waiting = self.references.take_waiting(study_uid) if reference is None else []
+        for other, other_folder in waiting:
+            self.register_onto(folder, other, other_folder)
+            self.references.done_waiting(study_uid, other)
+        if reference is not None:
+            self.inputs.used(self.references.input_name(reference))
+            self.register_onto(reference, msg, folder)
+
+    def register_or_wait(self, msg: Message, study_uid: str, series_uid: str, folder: Path) -> None:
+        """Any other series: registered onto its study's reference, or kept waiting for one."""
+        with self.lock:
+            reference = self.references.get(study_uid)
+            if reference is None:
+                self.references.wait(study_uid, msg, folder)
                 log.info("series %s waits for a reference series of its study", series_uid)
                 return
-            inputs.used(references.input_name(reference))
-        register_onto(reference, msg, folder)
+            self.inputs.used(self.references.input_name(reference))
+        self.register_onto(reference, msg, folder)
 
-    return node
+    def register_onto(self, reference: Path, msg: Message, folder: Path) -> None:
+        out = self.work / "out" / f"{path_part(msg.get('SeriesInstanceUID'))}-reg"
+        try:
+            result = register_series(reference, folder, out, transform=self.transform, node_name=self.node.name)
+        except ImagingError as exc:
+            raise HandlerError(f"series {msg.get('SeriesInstanceUID')} could not be registered: {exc}",
+                               action="meshdcm register FIXED MOVING OUT shows the problem") from exc
+        self.publish_folder(out, msg, f"registered onto {result.fixed_series_uid} ({result.backend}, "
+                                      f"{result.seconds:.1f} s)")
+
+    def publish_folder(self, folder: Path, source: Message, what: str) -> None:
+        files = sorted(folder.glob("*.dcm")) or sorted(p for p in folder.rglob("*") if p.is_file())
+        header = dcmread(files[0], stop_before_pixels=True)
+        self.node.publish(topics.STORED_SERIES, header, reply_to=source,
+                          uris=[self.node.uri_for(folder), folder.resolve().as_uri()],
+                          meta={"derived_from": source.get("SeriesInstanceUID"), "derivation": what,
+                                "instances": len(files)})
+
+    def forget_references(self, gone: list[str]) -> None:
+        """The retention removed these ``work/in`` entries: the references into them are forgotten."""
+        with self.lock:
+            self.references.forget_inputs(set(gone))
 
 
 class _References:

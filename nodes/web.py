@@ -23,15 +23,34 @@ import os
 import secrets
 import socket
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
-from meshdcm import ConfigError, Node, NodeConfig, data_dir, days_option
+from meshdcm import ConfigError, Node, NodeConfig, data_dir, days_option, node_options
 from meshdcm.config import WEB_LISTEN_FD_ENV
 
 log = logging.getLogger("meshdcm.web")
 
 
+@dataclass(frozen=True)
+class WebOptions:
+    """``[nodes.web]`` (the module docstring says what each does); the cache limits default to the web app's
+    (``meshdcm.web.app.CACHE_MAX_BYTES``, ``CACHE_MAX_AGE``: 20 GB, 7 days)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str = ""
+    users_file: str = ""
+    secret_key: str = ""
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    data: str = ""
+    cache_max_gb: float | None = None
+    cache_max_days: float | None = None
+
+
 def create(config: NodeConfig) -> Node:
+    opts = node_options("web", WebOptions, config.options)
     try:
         import uvicorn
 
@@ -39,30 +58,26 @@ def create(config: NodeConfig) -> Node:
     except ImportError as exc:
         raise ConfigError(f"the web node needs its extra: pip install 'meshdcm[web]' ({exc})") from exc
 
-    opts = dict(config.options)
-    host = str(opts.get("host", "127.0.0.1"))
-    port = int(opts.get("port", 8080))
-    certfile, keyfile = opts.get("tls_certfile"), opts.get("tls_keyfile")
+    host, port = opts.host, opts.port
+    certfile, keyfile = opts.tls_certfile, opts.tls_keyfile
+    cache_days = CACHE_MAX_AGE / 86400 if opts.cache_max_days is None else opts.cache_max_days
+    cache_age = days_option({"cache_max_days": cache_days}, "cache_max_days")
+    cache_bytes = int((CACHE_MAX_BYTES / 2**30 if opts.cache_max_gb is None else opts.cache_max_gb) * 2**30)
+    if cache_bytes < 0:
+        raise ConfigError("[nodes.web] cache_max_gb must be >= 0")
     if not _loopback(host) and not certfile:
         log.warning("the web UI listens on %s without TLS: session cookies and patient data cross the network in "
                     "clear; set tls_certfile/tls_keyfile", host)
-    users_file = Path(opts["users_file"]) if opts.get("users_file") else None
-    token = str(opts.get("token") or os.environ.get("MESHDCM_WEB_TOKEN") or "")
+    users_file = Path(opts.users_file) if opts.users_file else None
+    token = opts.token or os.environ.get("MESHDCM_WEB_TOKEN") or ""
     made_token = not token and users_file is None
     if made_token:
         token = secrets.token_urlsafe(16)
-    data = Path(opts.get("data") or data_dir(config.name))
+    data = Path(opts.data or data_dir(config.name))
     data.mkdir(parents=True, exist_ok=True)
     node = Node(config=config, capabilities=("web",))
-    cache_age = days_option(opts, "cache_max_days", CACHE_MAX_AGE / 86400)
-    try:
-        cache_bytes = int(float(opts.get("cache_max_gb", CACHE_MAX_BYTES / 2**30)) * 2**30)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"[nodes.web] cache_max_gb must be a number: {exc}") from exc
-    if cache_bytes < 0:
-        raise ConfigError("[nodes.web] cache_max_gb must be >= 0")
     app = create_app(node, WebConfig(data=data, token=token, users_file=users_file,
-                                     secret_key=str(opts.get("secret_key", "")), https=bool(certfile),
+                                     secret_key=opts.secret_key, https=bool(certfile),
                                      cache_max_bytes=cache_bytes, cache_max_age=cache_age))
     # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY on accepted connections only when the listening socket's
     # proto says TCP, and without it every small answer waits ~40 ms for Nagle and the browser's delayed ACK
