@@ -135,7 +135,7 @@ class PacsBridge:
         self.scp = StorageSCP(self.storage, ae_title=self.ae_title, host=opts.scp_host, port=opts.scp_port,
                               on_stored=self.on_stored, on_quiet=self.on_quiet, quiet_seconds=opts.quiet_seconds)
         self.node.on("find")(self.on_find)
-        self.node.on("get")(self.on_get)
+        self.node.on("get", resume=True)(self.on_get)  # a retrieval outlives a killed node (docs/delivery.md)
         self.node.on("store")(self.on_store)
         if self.archive_derived:
             self.node.on(topics.STORED_SERIES, where=opts.archive_where)(self.archive)
@@ -206,14 +206,23 @@ class PacsBridge:
         series_uid = (path_part(msg.get("SeriesInstanceUID"), "SeriesInstanceUID") if msg.topic == topics.GET_SERIES
                       else None)
         last: Exception | None = None
+        lacking: list[str] = []
         for pacs in self.choose(msg):
             try:
                 self.fetch_study(msg, pacs, study_uid, series_uid)
                 return
+            except NotInPacs:
+                lacking.append(pacs.name)
             except PacsError as exc:
                 last = exc
                 log.warning("retrieve of study %s from %s failed: %s", study_uid, pacs.name, exc)
-        raise HandlerError(f"study {study_uid} could not be retrieved: {last}",
+        what = f"series {series_uid} of study {study_uid}" if series_uid else f"study {study_uid}"
+        if last is None:
+            raise HandlerError(f"{what} not found in PACS {', '.join(lacking)}: nothing was retrieved",
+                               action="check the UID (meshdcm pacs find -k StudyInstanceUID=UID), and which PACS holds "
+                                      "it; then send get.study again")
+        also = f" (not found in PACS {', '.join(lacking)})" if lacking else ""
+        raise HandlerError(f"{what} could not be retrieved: {last}{also}",
                            action="check the PACS (meshdcm pacs echo) and send get.study again")
 
     def on_store(self, msg: Message) -> None:
@@ -222,7 +231,10 @@ class PacsBridge:
         self.upload(msg, self.choose(msg)[0], "send the store request again")
 
     def archive(self, msg: Message) -> None:
-        """A derived ``stored.series`` of another node, into the archive PACS."""
+        """A derived ``stored.series`` of another node, into the archive PACS. Not its NIfTI rendition
+        (``stored.series.nii``): a PACS holds DICOM, and the DICOM series it was made from is archived itself."""
+        if msg.topic != topics.STORED_SERIES:
+            return
         if not msg.meta.get("derived_from") or msg.sender == self.node.id_bytes or not self.servers:
             return  # only other nodes' results; none to archive without a PACS (said at start)
         pacs = self.servers[self.archive_to] if self.archive_to else next(iter(self.servers.values()))
@@ -261,6 +273,8 @@ class PacsBridge:
             setattr(query, key, "" if key != "SeriesInstanceUID" else (series_uid or ""))
         arrivals = _Arrivals({s.SeriesInstanceUID: int(getattr(s, "NumberOfSeriesRelatedInstances", 0) or 0)
                               for s in find(pacs, "SERIES", query)})
+        if not arrivals.expected:  # a retrieve of nothing would "complete" with 0 instances
+            raise NotInPacs(pacs, "not found", study_uid, "C-FIND")
         total = sum(arrivals.expected.values())
 
         def progress(series, done, total_now):
@@ -310,6 +324,9 @@ class PacsBridge:
                 raise HandlerError(f"series {msg.get('SeriesInstanceUID')} could not be fetched for upload: "
                                    + "; ".join(failures), retry=True,
                                    action=f"check that the node holding it is running; {again}")
+            if not paths:  # "uploaded 0" would say a series was archived when nothing was
+                raise HandlerError(f"series {msg.get('SeriesInstanceUID')} holds no DICOM files to upload",
+                                   action=f"check what the URIs name ({', '.join(msg.uris)[:200]}); {again}")
             result = store(pacs, paths)
         finally:
             shutil.rmtree(work, ignore_errors=True)  # fetched copies only: file:// data is used in place
@@ -344,6 +361,10 @@ class PacsBridge:
         ds.NumberOfStudyRelatedInstances = count
         self.node.publish(topics.STORED_STUDY, ds, reply_to=reply_to, uris=self.uris_for(self.storage / study_uid),
                           meta={"instances": count, "complete": complete, "pacs": pacs})
+
+
+class NotInPacs(PacsError):
+    """The PACS has no such study (or series): its C-FIND found nothing."""
 
 
 class _Arrivals:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from meshdcm import synthetic
+from conftest import wait_until
+from meshdcm import Node, synthetic
 from pacs_fixtures import orthanc  # noqa: F401
 from test_pacs_node import Client, study_query
 
@@ -116,3 +118,97 @@ timeout = 2
         assert not client.replies(plain)  # (checked after the slow request above: time enough for an answer)
     assert proc.popen.poll() is None
     shutil.rmtree(results, ignore_errors=True)
+
+
+def _pacs_config(tmp_path, orthanc) -> Path:  # noqa: F811
+    cfg = tmp_path / "pacs.toml"
+    cfg.write_text(f"""
+[nodes.pacs]
+storage = {json.dumps(str(tmp_path / "store"))}
+scp_host = "{orthanc.ns.host_ip}"
+scp_port = {orthanc.scp_port}
+[nodes.pacs.servers.orthanc]
+ae_title = "ORTHANC"
+host = "{orthanc.ns.ns_ip}"
+port = {orthanc.dicom_port}
+retrieve = "move"
+""")
+    return cfg
+
+
+def test_a_retrieval_in_flight_is_finished_after_the_pacs_node_is_killed(mesh, orthanc, tmp_path):  # noqa: F811
+    """get.study from a one-shot publisher (gone at once), the pacs node SIGKILLed in the middle of the C-MOVE and
+    started again: the retrieval resumes and the study is announced complete; nothing half-written is left."""
+    files = synthetic.write_study(synthetic.head_ct(seed=78, slices=120, matrix=512), tmp_path / "src")
+    orthanc.upload(files)
+    study_uid = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    cfg = _pacs_config(tmp_path, orthanc)
+    proc = mesh.start("node", "pacs", "--config", cfg)
+    proc.wait_for_output("storage SCP")
+    watcher = Client(mesh.name, name="watcher", topics=("stored.study", "error"))
+    store = tmp_path / "store" / study_uid
+    with watcher.node:
+        asker = Node("asker", mesh=mesh.name, durable=False)
+        with asker:
+            assert asker.wait_for_subscribers("get.study", 20)
+            get = Dataset()
+            get.StudyInstanceUID = study_uid
+            asker.publish("get.study", get)
+            asker.sync()
+        wait_until(lambda: len(list(store.rglob("*.dcm"))) >= 5, 60, interval=0.005, what="the first instances")
+        proc.kill()
+        at_kill = len(list(store.rglob("*.dcm")))
+        assert at_kill < len(files), "the retrieval ended before the kill: the test proves nothing"
+        again = mesh.start("node", "pacs", "--config", cfg)
+
+        def announced():
+            with watcher.lock:
+                return [m for m in watcher.got if m.topic == "stored.study" and m.get("StudyInstanceUID") == study_uid]
+        wait_until(announced, 120, what="stored.study after the restart")
+        [study] = announced()
+        assert study.meta["complete"] is True and study.meta["instances"] == len(files), study.meta
+        assert "resuming get.study" in again.output
+        with watcher.lock:
+            assert not [m for m in watcher.got if m.topic.startswith("error.")]
+    assert len(list(store.rglob("*.dcm"))) == len(files)
+    assert not [p for p in (tmp_path / "store").rglob("*.part")]
+    print(f"killed at {at_kill} of {len(files)} instances; all {len(files)} after the restart")
+
+
+def test_get_study_of_a_study_the_pacs_does_not_have_is_an_error(mesh, orthanc, tmp_path):  # noqa: F811
+    proc = mesh.start("node", "pacs", "--config", _pacs_config(tmp_path, orthanc))
+    proc.wait_for_output("storage SCP")
+    client = Client(mesh.name)
+    with client.node:
+        assert client.node.wait_for_subscribers("get.study", 20)
+        get = Dataset()
+        get.StudyInstanceUID = generate_uid()
+        replies = client.ask("get.study", get, "stored.study", timeout=60)
+        assert not [m for m in replies if m.topic == "stored.study"], "a study nobody has was announced as stored"
+        [error] = [m for m in replies if m.topic == "error.pacs"]
+        assert "not found in PACS orthanc" in error.meta["error"]["reason"]
+        assert get.StudyInstanceUID in error.meta["error"]["reason"]
+
+
+def test_a_nifti_rendition_is_not_archived_and_an_empty_series_is_an_error(mesh, orthanc, tmp_path):  # noqa: F811
+    """The convert node's NIfTI rendition (stored.series.nii) is not uploaded to the PACS (it was answered with
+    "uploaded 0" before); a derived DICOM series whose URIs hold no DICOM file is an error, not "uploaded 0"."""
+    proc = mesh.start("node", "pacs", "--config", _pacs_config(tmp_path, orthanc))
+    proc.wait_for_output("storage SCP")
+    client = Client(mesh.name)
+    nifti = tmp_path / "nifti"
+    nifti.mkdir()
+    (nifti / "t1.nii.gz").write_bytes(b"\x1f\x8b not really a NIfTI, never read")
+    client.node.serve("nifti", nifti)
+    header = Dataset()
+    header.StudyInstanceUID, header.SeriesInstanceUID, header.Modality = generate_uid(), generate_uid(), "MR"
+    with client.node:
+        assert client.node.wait_for_subscribers("stored.series", 20)
+        rendition = client.node.publish("stored.series.nii", header, uris=[client.node.uri_for(nifti)],
+                                        meta={"derived_from": header.SeriesInstanceUID})
+        replies = client.ask("stored.series", header, "uploaded.series", uris=[client.node.uri_for(nifti)],
+                             meta={"derived_from": header.SeriesInstanceUID, "instances": 1})
+        [error] = [m for m in replies if m.topic == "error.pacs"]
+        assert "no DICOM files" in error.meta["error"]["reason"]
+        assert not [m for m in replies if m.topic == "uploaded.series"]
+        assert not client.replies(rendition)  # answered neither with "uploaded 0" nor with an error
