@@ -14,6 +14,7 @@ import zmq
 
 from ._control import _CONTROL_MAX
 from .errors import ConfigError
+from .keys import Keyring
 from .message import FLAG_WORK, stamp
 
 log = logging.getLogger("meshdcm.node")
@@ -136,8 +137,14 @@ class EngineSockets:
         assert keys is not None and self.auth is not None
         directory = keys.authorized_dir
         self._keys_mtime = directory.stat().st_mtime
-        self.auth.configure_curve(domain="*", location=str(directory))
-        self._authorized = keys.authorized()
+        authorized, problems = Keyring(directory.parent).read_authorized()
+        for problem in problems:  # said once per file and reason, not at every re-read
+            self._noted(f"keyring {problem}", "ignoring a file of the keyring: %s; the node it was meant for cannot "
+                        "join until it holds a public certificate (meshdcm keys authorize)", problem)
+        self._authorized = authorized
+        # ZAP asks this node's own set (one reader for ZAP and adverts: zmq.auth's directory reader raised on a
+        # damaged certificate and stopped the engine, and read hidden files differently)
+        self.auth.configure_curve_callback(domain="*", credentials_provider=_ZapKeys(self))
 
     def _resubscribe(self) -> None:
         # a node that receives events takes its peers' whole streams: loss shows as a gap in the sequence numbers
@@ -161,3 +168,13 @@ class EngineSockets:
                 poller.unregister(sock)
             except KeyError:
                 pass
+
+
+class _ZapKeys:
+    """zmq.auth's credentials provider: the client's public key (Z85) is admitted if the engine's keyring has it."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return key in self.engine._authorized

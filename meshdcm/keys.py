@@ -98,12 +98,32 @@ class Keyring:
 
     # --- use -------------------------------------------------------------------------------------------
     def authorized_keys(self) -> set[bytes]:
-        keys = set()
-        for cert in self.authorized_dir.glob("*.key"):
-            public, _ = zmq.auth.load_certificate(cert)
-            if public:
-                keys.add(public)
-        return keys
+        return self.read_authorized()[0]
+
+    def read_authorized(self) -> tuple[set[bytes], list[str]]:
+        """The public keys (Z85) of ``authorized/``, and a line per file that was skipped and why.
+
+        The one reader of the folder, for ZAP and for adverts alike: ``*.key`` files not starting with a dot (as
+        zmq.auth and czmq read it: an editor's hidden copy is no key); a file without a public key, unreadable, or
+        not a file is skipped and named, never an error that stops a node."""
+        keys: set[bytes] = set()
+        problems: list[str] = []
+        for cert in sorted(self.authorized_dir.glob("*.key")):
+            if cert.name.startswith("."):
+                continue
+            try:
+                public, _ = zmq.auth.load_certificate(cert)
+            except ValueError:  # zmq.auth: "No public key found in PATH"
+                problems.append(f"{cert}: no public key")
+                continue
+            except OSError as exc:
+                problems.append(f"{cert}: {exc.strerror or exc}")
+                continue
+            if not public or len(public) != 40:
+                problems.append(f"{cert}: no 40-character Z85 public key")
+                continue
+            keys.add(public)
+        return keys, problems
 
     def node_keys(self, name: str | None) -> NodeKeys:
         """The key pair a node uses: ``name``, or the only secret certificate in the keyring."""

@@ -234,3 +234,40 @@ def test_state_holding_patient_data_is_its_owners_only(mesh, tmp_path):
                 wide.append(f"{path} {oct(mode)}")
     assert not wide, "readable by others:\n" + "\n".join(wide)
     assert up.stop(_signal.SIGINT, timeout=30) == 0
+
+
+def test_a_damaged_or_hidden_certificate_in_the_keyring_stops_no_node(keyring, tmp_path, caplog):
+    """A file in authorized/ without a public key (a damaged copy) stopped a running node's engine at the keyring's
+    re-read and kept nodes from starting; a hidden file (an editor's copy) was trusted by one reader and not by ZAP.
+    Both are now skipped and named in the log, and the mesh goes on."""
+    import logging
+
+    mesh = f"sec-{uuid.uuid4().hex[:8]}"
+    got = []
+    alpha = Node("alpha", mesh=mesh, discovery=False, keyring=str(keyring.path), key="alpha")
+    alpha.on("stored")(got.append)
+    with alpha, caplog.at_level(logging.WARNING, logger="meshdcm"):
+        (keyring.authorized_dir / "broken.key").write_text("metadata\ncurve\n")  # no public-key line
+        rogue = Keyring(tmp_path / "rogue")
+        rogue.init()
+        rogue.add("sneaky")
+        rogue.authorize("alpha", keyring.authorized_dir / "alpha.key")
+        hidden = keyring.authorized_dir / ".sneaky.key"
+        hidden.write_bytes((rogue.authorized_dir / "sneaky.key").read_bytes())
+        wait_until(lambda: "broken.key" in caplog.text, 10, what="alpha to re-read its keyring and name the file")
+        assert alpha._engine.is_alive(), "a damaged certificate stopped the engine"
+        import zmq.auth
+        sneaky_public = zmq.auth.load_certificate(hidden)[0]
+        assert sneaky_public not in alpha._engine._authorized
+        # a node starts with the damaged file there, and talks to alpha
+        with Node("beta", mesh=mesh, discovery=False, keyring=str(keyring.path), key="beta",
+                  peers=(f"alpha@{alpha.endpoints['control']}",)) as beta:
+            assert beta.wait_for_peers(1, 10)
+            beta.publish("stored.series", study("7.1"))
+            wait_until(lambda: got, 10, what="a keyed message after the damaged file appeared")
+        # the hidden certificate admits nobody (ZAP and adverts read the folder alike)
+        with Node("sneaky", mesh=mesh, discovery=False, keyring=str(rogue.path), key="sneaky",
+                  peers=(f"alpha@{alpha.endpoints['control']}",)) as sneaky:
+            assert not sneaky.wait_for_peers(1, 2)
+        said = [r for r in caplog.records if "broken.key" in r.getMessage() and r.threadName.endswith("-alpha")]
+        assert len(said) == 1, "the damaged file was named at every re-read"
