@@ -18,11 +18,14 @@ node's event loop thread).  A handler that raises never stops the node: the node
 message's UIDs and publishes an ``error.<node>`` event that says what failed and what to do next; the message is
 retried with backoff (``max_attempts``), then kept as a dead letter (``node.dead_letters``, docs/delivery.md).
 Each handler runs once per message: receivers drop duplicates and replays fill gaps.
+
+The node's parts (mixins of :class:`Node`): the other members of the mesh as seen from here (``_peer_watch.py``:
+``peers``, the ``wait_for...`` methods, ``settle``), its side of the engine (``_engine_side.py``) and its error
+events (``_error_events.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import os
@@ -30,7 +33,6 @@ import signal
 import socket
 import threading
 import time
-import json
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -40,20 +42,23 @@ from pydicom.dataset import Dataset
 
 from . import filters as _filters
 from ._engine import Engine
+from ._engine_side import EngineSide
+from ._error_events import ErrorEvents
 from ._host import Mailbox
+from ._peer_watch import PeerWatch
 from ._version import __version__
 from .accepted import AcceptedMessages
 from .config import NodeConfig, load_config
-from .deadletters import DeadLetters, answer_dead_request
+from .deadletters import DeadLetters
 from .dispatch import Bound, Dispatcher, Handler
 from .discovery import Advert, Discovery
-from .errors import ConfigError, HandlerError, MeshError
+from .errors import ConfigError, MeshError
 from .journal import Outbox
 from .keys import Keyring, NodeKeys
 from .manifest import HandlerSpec, Manifest
 from .message import Message, _check_topic
 from .receipts import Inbox
-from .state import StateFolder, open_state
+from .state import StateFolder
 from .fetching import FetchClient
 from .transfer import FileServer, Transfers
 from .transfer import TIMEOUT as TRANSFER_TIMEOUT
@@ -63,7 +68,7 @@ __all__ = ["Handler", "Node"]
 log = logging.getLogger("meshdcm.node")
 
 
-class Node:
+class Node(PeerWatch, EngineSide, ErrorEvents):
     """A member of the mesh.  See the module docstring; ``config`` may come from :func:`load_config`."""
 
     def __init__(
@@ -419,77 +424,7 @@ class Node:
             return None
         return former.name if former is not None else None
 
-    # --- the mesh as seen from here -------------------------------------------------------------------
-    @property
-    def peers(self) -> list[dict]:
-        """A snapshot of the peer table (see :meth:`meshdcm.peers.Peer.describe`)."""
-        with self._peers_cond:
-            return list(self._peers_snapshot)
-
-    def wait_for(self, predicate: Callable[[list[dict]], bool], timeout: float) -> bool:
-        """Wait until ``predicate(peers)`` is true; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._peers_cond:
-            while not predicate(self._peers_snapshot):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._peers_cond.wait(min(left, 0.1))
-            return True
-
-    def wait_for_peers(self, count: int = 1, timeout: float = 5.0, *, role: str | None = "node") -> bool:
-        return self.wait_for(lambda ps: sum(1 for p in ps if role is None or p["role"] == role) >= count, timeout)
-
-    def wait_for_subscribers(self, topic: str, timeout: float = 5.0, at_least: int = 1) -> bool:
-        """Wait until at least ``at_least`` known peers want ``topic`` and every known peer that wants it can receive
-        it from this node (broadcast subscribers have their subscriptions in place). ``at_least=0`` waits only for
-        the peers known now: with none known, that is at once, which is why it is not the default (a node just
-        started has not discovered anyone yet)."""
-        from .message import topic_matches
-
-        def ready(peers):
-            wanting = 0
-            for p in peers:
-                wants = [h for h in p["handlers"] if topic_matches(h["topic"], topic)]
-                if any(not h["shared"] for h in wants) and not p["subscribed"]:
-                    return False
-                wanting += bool(wants)
-            return wanting >= at_least
-        return self.wait_for(ready, timeout)
-
-    def unconfirmed(self, topic: str) -> list[str]:
-        """Who might miss a message on ``topic`` published now: known peers that want it but whose subscription is not
-        in place yet (by name), and control endpoints that were announced (mDNS adverts, static peers) but have not
-        answered the handshake yet. Empty: every node this one knows of can receive it."""
-        from .message import topic_matches
-
-        names = [p["name"] for p in self.peers
-                 if not p["subscribed"] and any(not h["shared"] and topic_matches(h["topic"], topic)
-                                                for h in p["handlers"])]
-        engine = self._engine
-        if engine is not None:
-            known = {p["endpoints"]["control"] for p in self.peers}
-            names += [endpoint for endpoint in list(engine._seeds) if endpoint not in known]
-        return names
-
-    def unclaimed_work(self) -> dict[str, int]:
-        """Per worker group, the work items this node sent that no member has taken (held or finished) yet."""
-        return self._engine.leases.unclaimed() if self._engine is not None else {}
-
-    def settle(self, quiet: float = 0.3, minimum: float = 0.5, maximum: float = 3.0) -> None:
-        """Wait for discovery to go quiet: at least ``minimum`` s, until no peer joined for ``quiet`` s."""
-        start = time.monotonic()
-        last_change = start
-        seen = len(self.peers)
-        while True:
-            now = time.monotonic()
-            if now - start >= maximum or (now - start >= minimum and now - last_change >= quiet):
-                return
-            self.wait_for(lambda ps, n=seen: len(ps) != n, min(0.05, maximum))
-            if len(self.peers) != seen:
-                seen = len(self.peers)
-                last_change = time.monotonic()
-
+    # --- what the node counted ----------------------------------------------------------------------------
     @property
     def counters(self) -> dict[str, int]:
         """How many messages were handled, failed (attempts), dead (letters), refused (wrong version), malformed,
@@ -497,160 +432,3 @@ class Node:
         out = self._dispatcher.counters()
         out["pending"] = self._pending()
         return out
-
-    # --- called by the engine (engine thread) -------------------------------------------------------
-    def _peers_changed(self, snapshot: list[dict]) -> None:
-        with self._peers_cond:
-            self._peers_snapshot = snapshot
-            self._peers_cond.notify_all()
-
-    def _on_found(self, advert: Advert) -> None:
-        if self._mailbox is not None and not self._stopped.is_set():
-            from dataclasses import asdict
-
-            self._tell(b"\x00found " + json.dumps(asdict(advert)).encode())
-
-    def _on_lost(self, node_id: str) -> None:
-        if self._mailbox is not None and not self._stopped.is_set():
-            self._tell(b"\x00lost " + node_id.encode())
-
-    def _control_message(self, kind: bytes, payload: bytes, identity: bytes) -> list[bytes] | None:
-        """Engine thread: a control message the engine does not handle itself; returns the reply frames."""
-        if kind == b"FETCH":
-            return self._files.answer(payload)
-        log.debug("unknown control message %r ignored", kind[:32])
-        return None
-
-    def _count(self, what: str, n: int = 1) -> None:
-        self._dispatcher.count(what, n)
-
-    def _pending(self) -> int:
-        return self._dispatcher.pending()
-
-    def _tell(self, frame: bytes) -> None:
-        """A command for the engine that needs no answer: dropped (and logged) when the engine is gone."""
-        try:
-            if self._mailbox is not None:
-                self._mailbox.send(frame)
-        except MeshError as exc:
-            log.debug("node %s: %s (command %r dropped)", self.name, exc, frame[:16])
-
-    def _acknowledge(self) -> None:
-        """A worker finished a work item: the engine sends its acknowledgement at once."""
-        if self._mailbox is not None and not self._stopped.is_set():
-            self._tell(b"\x00acks")
-
-    def _dead_request(self, msg: Message) -> None:
-        """The ``dead.*`` requests of docs/delivery.md (an internal handler of every node that is not a tool)."""
-        if self.role != "tool" and self._dead is not None:
-            answer_dead_request(msg, self._dead, self.name, self.publish)
-
-    def _synced(self, token: str) -> None:
-        event = self._sync_events.get(token)
-        if event is not None:
-            event.set()
-
-    def _open_delivery_state(self) -> None:
-        cfg = self.config
-        durable = cfg.durable if cfg.durable is not None else self.role != "tool"
-        self._state = open_state(cfg, durable)
-        self._outbox = Outbox(self._state.file("outbox.sqlite"), max_age=cfg.journal_max_age,
-                              max_bytes=cfg.journal_max_bytes, enabled=cfg.journal)
-        self._inbox = Inbox(self._state.file("inbox.sqlite"), keep=cfg.journal_max_age)
-        self._dead = DeadLetters(self._state.file("dead.sqlite"), redrive=self._dispatcher.redrive)
-        self._accepted = AcceptedMessages(self._state.file("accepted.sqlite"))
-        self._dispatcher.inbox, self._dispatcher.dead = self._inbox, self._dead
-        self._dispatcher.accepted = self._accepted
-
-    def _close_delivery_state(self) -> None:
-        for store in (self._inbox, self._dead, self._accepted):
-            if store is not None:
-                try:
-                    store.close()
-                except Exception as exc:  # closing must not hide the stop
-                    log.warning("closing the delivery state of node %s: %s", self.name, exc)
-        if self._state is not None:
-            self._state.close()
-
-    def _start_loop(self) -> None:
-        ready = threading.Event()
-
-        def serve():
-            loop = self._dispatcher.loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            ready.set()
-            loop.run_forever()
-            loop.close()
-        t = threading.Thread(target=serve, name=f"meshdcm-{self.name}-asyncio", daemon=True)
-        t.start()
-        ready.wait()
-
-    def _fail(self, handler: Bound, msg: Message, exc: BaseException, action: str | None = None, *,
-              attempt: int = 1, next_step: str = "not retried", dead_letter: dict | None = None) -> None:
-        """Log a handler failure (UIDs only, traceback at DEBUG) and publish ``error.<node>``."""
-        self._count("failed")
-        uids = msg.uids
-        if action is None:
-            action = exc.action if isinstance(exc, HandlerError) and exc.action else (
-                "the message was not processed; fix the cause shown"
-                + (", then re-drive it as the next step says" if dead_letter else
-                   f" and publish it again (meshdcm publish {msg.topic} ...)"))
-        reason = exc.reason if isinstance(exc, HandlerError) else f"{type(exc).__name__}: {exc}"
-        log.error("handler %s failed on %s %s (study %s, series %s), attempt %d: %s; next: %s", handler.name,
-                  msg.topic, msg.id[:12], uids.get("study", "-"), uids.get("series", "-"), attempt, reason, next_step)
-        log.debug("traceback of the failure above", exc_info=exc)
-        if msg.topic.startswith("error.") or self._stopped.is_set():
-            return  # never answer an error event with another one
-        body = Dataset()
-        for key, keyword in (("study", "StudyInstanceUID"), ("series", "SeriesInstanceUID"),
-                             ("instance", "SOPInstanceUID")):
-            if key in uids:
-                setattr(body, keyword, uids[key])
-        error = {
-            "node": self.name, "node_id": self.id, "kind": self.config.kind, "handler": handler.name,
-            "topic": msg.topic, "message_id": msg.id, "sender": msg.sender.hex(), "reason": reason,
-            "exception": type(exc).__name__, "attempt": attempt, "attempts": self.config.max_attempts,
-            "action": action, "next": next_step,
-        }
-        meta: dict[str, Any] = {"error": error}
-        if dead_letter is not None:
-            meta["dead_letter"] = dead_letter
-        try:
-            self.publish(self.error_topic, body, reply_to=msg, meta=meta)
-        except MeshError:
-            pass
-
-    def _error_event(self, what: str, reason: str, action: str, **extra) -> None:
-        """An ``error.<node>`` event about the node itself (no message failed): lag, loss, backlog."""
-        if self._stopped.is_set() or self._mailbox is None:
-            return
-        error = {"node": self.name, "node_id": self.id, "kind": self.config.kind, "handler": what, "topic": "",
-                 "reason": reason, "action": action, "next": action, **extra}
-        try:
-            self.publish(self.error_topic, meta={"error": error})
-        except MeshError:
-            pass
-
-    def _report_backlog(self, group: str, size: int) -> None:
-        reason = f"worker group {group!r} has {size} work items waiting and its members take no more"
-        action = ("none is dropped (they are in the journal); start more members of the group or check why they "
-                  "are stuck (meshdcm peers)")
-        log.error("%s: %s", reason, action)
-        self._error_event("work backlog", reason, action, group=group, waiting=size)
-
-    def _report_lag(self, pending: int, seconds: float, missing: int = 0) -> None:
-        reason = (f"node {self.name} is falling behind: for {seconds:.1f} s its handlers have had {pending} messages "
-                  f"waiting and {missing} more are still to be replayed to it")
-        action = ("nothing is dropped: senders are held back and what overflows their queues is replayed from their "
-                  "journals; give this node more workers, or start another member of its group")
-        log.error("%s; %s", reason, action)
-        self._error_event("lag", reason, action, pending=pending, missing=missing)
-
-    def _report_lost(self, sender: str, first: int, last: int, count: int, journal: bool = True,
-                     why: str = "") -> None:
-        self._count("lost", count)
-        why = why or ("it keeps no journal" if not journal else "they are older than its journal keeps (retention)")
-        reason = f"{count} messages from {sender} (seq {first}..{last}) cannot be replayed: {why}"
-        action = "ask the sending node to publish them again, or re-run the study from the PACS"
-        log.error("%s; %s", reason, action)
-        self._error_event("replay", reason, action, sender=sender, first=first, last=last, lost=count)

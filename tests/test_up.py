@@ -42,7 +42,7 @@ def test_up_serves_a_search_and_stops_cleanly(mesh, tmp_path):
 def test_up_takes_the_next_web_port_when_8080_is_taken(tmp_path):
     import socket
 
-    from meshdcm.cli.mesh import _web_settings
+    from meshdcm.cli.run import _web_settings
 
     held = socket.socket()
     try:

@@ -1,4 +1,4 @@
-"""Options every mesh command shares, and how they become a NodeConfig."""
+"""Options every mesh command shares, how they become a NodeConfig, and how a command fails."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import sys
 
 from ..config import NodeConfig, load_config
-from ..errors import ConfigError
+from ..errors import ConfigError, MeshError
 
 PRECEDENCE = ("settings come from, lowest to highest: built-in defaults, the TOML file (--config or $MESHDCM_CONFIG), "
               "MESHDCM_* environment variables, then these options")
@@ -62,4 +62,13 @@ def fail(message: str, code: int = 2) -> int:
     return code
 
 
-__all__ = ["ConfigError", "add_mesh_options", "config_from", "fail", "setup_logging"]
+def guarded(func):
+    def run(args) -> int:
+        try:
+            return func(args)
+        except (ConfigError, MeshError) as exc:
+            return fail(str(exc))
+    return run
+
+
+__all__ = ["ConfigError", "add_mesh_options", "config_from", "fail", "guarded", "setup_logging"]

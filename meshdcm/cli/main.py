@@ -11,8 +11,9 @@ import sys
 import threading
 
 from .._version import __version__
-from . import dead, mesh
-from .common import add_mesh_options
+from . import dead, mesh, run
+from .common import add_mesh_options, guarded
+from .keys import cmd_keys
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("kind", metavar="KIND|path/to/node.py",
                    help="a node kind (meshdcm up lists them) or a Python file with create(config) -> meshdcm.Node")
     add_mesh_options(c, node=True)
-    c.set_defaults(func=mesh.cmd_node)
+    c.set_defaults(func=run.cmd_node)
 
     c = sub.add_parser("peers", help="list the nodes in the mesh")
     c.add_argument("--wait", type=float, default=1.5, help="seconds to listen for nodes (default 1.5)")
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = keys.add_parser("list", help="list authorized and revoked keys")
     k.add_argument("--keyring", required=True, metavar="DIR")
     k.add_argument("--json", action="store_true")
-    c.set_defaults(func=mesh.cmd_keys)
+    c.set_defaults(func=cmd_keys)
 
     c = sub.add_parser("dead", help="dead letters: messages whose handler kept failing (list, show, retry, drop)",
                        description="Each node keeps the messages its handlers gave up on after their retries; "
@@ -112,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "(default ~/.local/share/meshdcm/up)")
     c.add_argument("--web-port", type=int, metavar="PORT",
                    help="port of the web UI on 127.0.0.1 (default 8080, or a free one if 8080 is taken)")
-    c.set_defaults(func=mesh.cmd_up)
+    c.set_defaults(func=run.cmd_up)
     return p
 
 
@@ -148,7 +149,7 @@ def _run(argv: list[str]) -> int:
     command = _command_parser(parser, argv)
     # options may stand anywhere, also after a list of positionals (`publish TOPIC --mesh X FOLDER`)
     args = command.parse_intermixed_args(argv[1:]) if command is not None else parser.parse_args(argv)
-    return mesh.guarded(args.func)(args)
+    return guarded(args.func)(args)
 
 
 def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser | None:
