@@ -392,8 +392,14 @@ class Dispatcher:
 
     def redrive(self, letter: DeadLetter) -> bool:
         """``dead retry``: hand a dead letter's message to its handler again (attempts start over)."""
-        handler = next((h for h in self.handlers if h.name == letter.handler and
-                        (not h.topic or letter.topic == h.topic or letter.topic.startswith(h.topic + "."))), None)
+        wants = [h for h in self.handlers
+                 if not h.topic or letter.topic == h.topic or letter.topic.startswith(h.topic + ".")]
+        # by its name; else by the function's own name, for letters kept before a node's handlers moved (a closure's
+        # "create.<locals>.on_get" became "PacsBridge.on_get"), when that names exactly one handler
+        handler = next((h for h in wants if h.name == letter.handler), None)
+        if handler is None:
+            same = [h for h in wants if h.name.rsplit(".", 1)[-1] == letter.handler.rsplit(".", 1)[-1]]
+            handler = same[0] if len(same) == 1 else None
         if handler is None or self._stopped.is_set() or not self._threads:
             return False
         msg = letter.message

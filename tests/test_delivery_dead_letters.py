@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset
 
 from conftest import wait_until
 from delivery_fixtures import ledger
-from meshdcm import HandlerError, Node
+from meshdcm import HandlerError, Message, Node
 
 
 def series(uid: str) -> Dataset:
@@ -142,3 +142,25 @@ def test_what_can_succeed_later_is_retried_and_what_cannot_is_a_dead_letter_at_o
                    what="two dead letters and one unreadable message counted")
         assert sorted(x.topic for x in sub.dead_letters.list()) == ["stored.series", "stored.study"]
     assert calls == {"stored.series": 3, "stored.study": 3, "stored.instance": 1}
+
+
+def test_a_letter_kept_under_a_handler_name_from_before_an_upgrade_is_still_retried():
+    """Dead letters name their handler; the node kinds' closures became classes ("create.<locals>.on_get" is now
+    "PacsBridge.on_get"): a letter kept by the old code is handed to the handler of the same function name."""
+    got = threading.Event()
+    node = Node("upgraded", mesh=f"dead-{uuid.uuid4().hex[:8]}", discovery=False)
+
+    class Bridge:
+        def on_get(self, msg):
+            got.set()
+
+    node.on("get")(Bridge().on_get)
+    node.on("get.series")(lambda msg: None)  # another handler of the topic, of another name: not chosen
+    with node:
+        old = node.dead_letters.add(Message("get.study", series("1.2.840.9")), "create.<locals>.on_get", "PACS down",
+                                    3, 0.0)
+        assert node.dead_letters.retry(old.id)
+        assert got.wait(10), "the letter was not handed to the renamed handler"
+        ambiguous = node.dead_letters.add(Message("get.study", series("1.2.840.9")), "create.<locals>.<lambda>",
+                                          "x", 3, 0.0)
+        assert not node.dead_letters.retry(ambiguous.id)  # no handler of that name: kept, not guessed
