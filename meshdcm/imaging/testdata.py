@@ -33,6 +33,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from .geometry import rigid_matrix
+
 __all__ = [
     "KINDS",
     "Grid",
@@ -134,18 +136,6 @@ class Grid:
         m[:3, 2] = (self.positions[-1] - self.positions[0]) / max(1, self.shape[2] - 1)
         m[:3, 3] = self.positions[0]
         return m
-
-
-def rigid_matrix(rotation_deg=(0.0, 0.0, 0.0), translation_mm=(0.0, 0.0, 0.0)) -> np.ndarray:
-    """4x4 rigid transform: rotations about x, then y, then z (degrees), then a translation (mm)."""
-    ax, ay, az = np.deg2rad(rotation_deg)
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    m = np.eye(4)
-    m[:3, :3] = rz @ ry @ rx
-    m[:3, 3] = translation_mm
-    return m
 
 
 def grid(shape=(64, 64, 20), spacing=(3.5, 3.5, 5.0), *, rotation_deg=(0.0, 0.0, 0.0), centre=(0.0, 0.0, 0.0),
