@@ -31,8 +31,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from pydicom.dataset import Dataset
+from pydicom.uid import CTImageStorage, MRImageStorage
+
+from .imagewriter import (
+    file_meta,
+    image_instance,
+    image_pixels,
+    image_plane,
+    pixel_module,
+    rescale,
+    series_header,
+    window,
+    write_instance,
+)
 
 __all__ = [
     "Patient",
@@ -47,8 +59,8 @@ __all__ = [
     "MR_IMAGE_STORAGE",
 ]
 
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+CT_IMAGE_STORAGE = CTImageStorage
+MR_IMAGE_STORAGE = MRImageStorage
 
 
 @dataclass(frozen=True)
@@ -85,54 +97,51 @@ def _study_datetime(seed: int) -> _dt.datetime:
     return _dt.datetime(2024, 1, 1, 8, 0, 0) + _dt.timedelta(days=seed % 300, minutes=(seed * 37) % 600)
 
 
-def _common(ds: Dataset, *, seed: int, patient: Patient, study_uid: str, accession: str, study_desc: str,
-            modality: str, when: _dt.datetime) -> None:
-    """Patient, General Study, Patient Study, General Equipment and SOP Common modules."""
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.PatientName = patient.name
-    ds.PatientID = patient.id
-    ds.IssuerOfPatientID = "MESHDCM"
-    ds.PatientBirthDate = patient.birth_date
-    ds.PatientSex = patient.sex
-    ds.PatientAge = patient.age
-    ds.PatientWeight = f"{patient.weight:g}"
-    ds.StudyInstanceUID = study_uid
-    ds.StudyDate = when.strftime("%Y%m%d")
-    ds.StudyTime = when.strftime("%H%M%S")
-    ds.AccessionNumber = accession
-    ds.StudyID = str(1000 + seed % 9000)
-    ds.StudyDescription = study_desc
-    ds.ReferringPhysicianName = "REFERRER^SYNTHETIC"
-    ds.InstitutionName = "meshdcm Synthetic Hospital"
-    ds.InstitutionalDepartmentName = "Neuroradiology"
-    ds.StationName = f"{modality}SYN01"
-    ds.Modality = modality
-    ds.BodyPartExamined = "HEAD"
-    ds.PatientPosition = "HFS"
-    ds.InstanceCreationDate = ds.StudyDate
-    ds.InstanceCreationTime = ds.StudyTime
-    ds.TimezoneOffsetFromUTC = "+0000"
+def _study(*, seed: int, patient: Patient, study_uid: str, accession: str, study_desc: str, modality: str,
+           when: _dt.datetime) -> dict[str, object]:
+    """Patient, General Study, Patient Study, General Equipment and SOP Common attributes of a study."""
+    date, time = when.strftime("%Y%m%d"), when.strftime("%H%M%S")
+    return {
+        "SpecificCharacterSet": "ISO_IR 192",
+        "PatientName": patient.name,
+        "PatientID": patient.id,
+        "IssuerOfPatientID": "MESHDCM",
+        "PatientBirthDate": patient.birth_date,
+        "PatientSex": patient.sex,
+        "PatientAge": patient.age,
+        "PatientWeight": f"{patient.weight:g}",
+        "StudyInstanceUID": study_uid,
+        "StudyDate": date,
+        "StudyTime": time,
+        "AccessionNumber": accession,
+        "StudyID": str(1000 + seed % 9000),
+        "StudyDescription": study_desc,
+        "ReferringPhysicianName": "REFERRER^SYNTHETIC",
+        "InstitutionName": "meshdcm Synthetic Hospital",
+        "InstitutionalDepartmentName": "Neuroradiology",
+        "StationName": f"{modality}SYN01",
+        "BodyPartExamined": "HEAD",
+        "PatientPosition": "HFS",
+        "InstanceCreationDate": date,
+        "InstanceCreationTime": time,
+        "TimezoneOffsetFromUTC": "+0000",
+    }
 
 
 def _ct_series_header(seed: int, patient: Patient, study_uid: str, series_uid: str, for_uid: str,
-                      when: _dt.datetime, rows: int, cols: int, spacing: float, thickness: float) -> Dataset:
-    ds = Dataset()
-    _common(ds, seed=seed, patient=patient, study_uid=study_uid, accession=f"CT{seed:06d}",
-            study_desc="CT HEAD WO CONTRAST", modality="CT", when=when)
-    ds.SOPClassUID = CT_IMAGE_STORAGE
+                      when: _dt.datetime, cols: int, spacing: float) -> Dataset:
+    study = _study(seed=seed, patient=patient, study_uid=study_uid, accession=f"CT{seed:06d}",
+                   study_desc="CT HEAD WO CONTRAST", modality="CT", when=when)
+    ds = series_header(study, sop_class_uid=CT_IMAGE_STORAGE, modality="CT", series_uid=series_uid, series_number=2,
+                       series_description="Head 5mm", image_type=["ORIGINAL", "PRIMARY", "AXIAL"],
+                       frame_of_reference_uid=for_uid)
     ds.Manufacturer = "SYNTHETIC MEDICAL"
     ds.ManufacturerModelName = "SynthCT 128"
     ds.DeviceSerialNumber = "SYN-CT-0042"
     ds.SoftwareVersions = "meshdcm-synthetic 1.0"
-    ds.SeriesInstanceUID = series_uid
-    ds.SeriesNumber = 2
-    ds.SeriesDescription = "Head 5mm"
     ds.ProtocolName = "ROUTINE HEAD"
     ds.SeriesDate = ds.StudyDate
     ds.SeriesTime = ds.StudyTime
-    ds.FrameOfReferenceUID = for_uid
-    ds.PositionReferenceIndicator = ""
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.AcquisitionDate = ds.StudyDate
     ds.ContentDate = ds.StudyDate
     ds.ScanOptions = "HELICAL MODE"
@@ -156,24 +165,8 @@ def _ct_series_header(seed: int, patient: Patient, study_uid: str, series_uid: s
     ds.TotalCollimationWidth = 38.4
     ds.SpiralPitchFactor = 0.55
     ds.CTDIvol = 55.2
-    ds.SliceThickness = f"{thickness:g}"
-    ds.SpacingBetweenSlices = f"{thickness:g}"
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.PixelSpacing = [f"{spacing:.6g}", f"{spacing:.6g}"]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = rows
-    ds.Columns = cols
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
-    ds.RescaleIntercept = "-1024"
-    ds.RescaleSlope = "1"
-    ds.RescaleType = "HU"
-    ds.WindowCenter = ["40", "600"]
-    ds.WindowWidth = ["80", "2800"]
-    ds.WindowCenterWidthExplanation = ["BRAIN", "BONE"]
+    rescale(ds, "1", "-1024", "HU")
+    window(ds, ["40", "600"], ["80", "2800"], ["BRAIN", "BONE"])
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
     return ds
@@ -181,10 +174,11 @@ def _ct_series_header(seed: int, patient: Patient, study_uid: str, series_uid: s
 
 def _mr_series_header(seed: int, patient: Patient, study_uid: str, series_uid: str, for_uid: str,
                       when: _dt.datetime, spec: dict) -> Dataset:
-    ds = Dataset()
-    _common(ds, seed=seed, patient=patient, study_uid=study_uid, accession=f"MR{seed:06d}",
-            study_desc="MR BRAIN WITH PERFUSION", modality="MR", when=when)
-    ds.SOPClassUID = MR_IMAGE_STORAGE
+    study = _study(seed=seed, patient=patient, study_uid=study_uid, accession=f"MR{seed:06d}",
+                   study_desc="MR BRAIN WITH PERFUSION", modality="MR", when=when)
+    ds = series_header(study, sop_class_uid=MR_IMAGE_STORAGE, modality="MR", series_uid=series_uid,
+                       series_number=spec["number"], series_description=spec["description"],
+                       image_type=spec["image_type"], frame_of_reference_uid=for_uid)
     ds.Manufacturer = "SYNTHETIC MEDICAL"
     ds.ManufacturerModelName = "SynthMR Prisma"
     ds.DeviceSerialNumber = "SYN-MR-0007"
@@ -194,15 +188,9 @@ def _mr_series_header(seed: int, patient: Patient, study_uid: str, series_uid: s
     ds.ImagedNucleus = "1H"
     ds.TransmitCoilName = "Body"
     ds.ReceiveCoilName = "Head_32"
-    ds.SeriesInstanceUID = series_uid
-    ds.SeriesNumber = spec["number"]
-    ds.SeriesDescription = spec["description"]
     ds.ProtocolName = spec["description"]
     ds.SeriesDate = ds.StudyDate
     ds.SeriesTime = (when + _dt.timedelta(minutes=3 * spec["number"])).strftime("%H%M%S")
-    ds.FrameOfReferenceUID = for_uid
-    ds.PositionReferenceIndicator = ""
-    ds.ImageType = spec["image_type"]
     ds.AcquisitionDate = ds.StudyDate
     ds.ContentDate = ds.StudyDate
     ds.ScanningSequence = spec["scanning_sequence"]
@@ -211,8 +199,6 @@ def _mr_series_header(seed: int, patient: Patient, study_uid: str, series_uid: s
     ds.MRAcquisitionType = spec["acq_type"]
     ds.SequenceName = spec["sequence_name"]
     ds.AngioFlag = "N"
-    ds.SliceThickness = f"{spec['thickness']:g}"
-    ds.SpacingBetweenSlices = f"{spec['spacing_between']:g}"
     ds.RepetitionTime = f"{spec['tr']:g}"
     ds.EchoTime = f"{spec['te']:g}"
     if "ti" in spec:
@@ -229,45 +215,27 @@ def _mr_series_header(seed: int, patient: Patient, study_uid: str, series_uid: s
     ds.VariableFlipAngleFlag = "N"
     ds.SAR = "0.45"
     ds.dBdt = "0"
-    ds.PatientPosition = "HFS"
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.PixelSpacing = [f"{spec['pixel_spacing']:.6g}", f"{spec['pixel_spacing']:.6g}"]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = spec["rows"]
-    ds.Columns = spec["cols"]
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    ds.WindowCenter = "600"
-    ds.WindowWidth = "1200"
+    window(ds, "600", "1200")
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
     return ds
 
 
-def _finish(ds: Dataset, sop_uid: str) -> Dataset:
-    ds.SOPInstanceUID = sop_uid
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    meta.ImplementationVersionName = "MESHDCM_SYN"
-    ds.file_meta = meta
+def _axial_slice(header: Dataset, sop_uid: str, number: int, index: int, n: int, *, rows: int, cols: int,
+                 spacing: float, thickness: float, step: float) -> tuple[Dataset, float]:
+    """Instance ``number`` of the series: axial slice ``index`` of ``n`` (feet-to-head order, centred on the
+    origin); returns it and its z."""
+    ds = image_instance(header, sop_instance_uid=sop_uid, instance_number=number)
+    z = -step * (n - 1) / 2.0 + index * step
+    image_plane(ds, position=[f"{-spacing * (cols - 1) / 2:.4f}", f"{-spacing * (rows - 1) / 2:.4f}", f"{z:.4f}"],
+                orientation=[1, 0, 0, 0, 1, 0], pixel_spacing=[f"{spacing:.6g}", f"{spacing:.6g}"],
+                slice_thickness=f"{thickness:g}", spacing_between_slices=f"{step:g}", slice_location=f"{z:.4f}")
+    return ds, z
+
+
+def _finish(ds: Dataset) -> Dataset:
+    file_meta(ds, implementation_version="MESHDCM_SYN")
     return ds
-
-
-def _place_slice(ds: Dataset, index: int, n: int, rows: int, cols: int, spacing: float, z_step: float,
-                 z0: float | None = None) -> float:
-    """Image Plane module for axial slice ``index`` (feet-to-head order); returns z."""
-    if z0 is None:
-        z0 = -z_step * (n - 1) / 2.0
-    z = z0 + index * z_step
-    ds.ImagePositionPatient = [f"{-spacing * (cols - 1) / 2:.4f}", f"{-spacing * (rows - 1) / 2:.4f}", f"{z:.4f}"]
-    ds.SliceLocation = f"{z:.4f}"
-    return z
 
 
 # --- phantom -------------------------------------------------------------------------------------------------
@@ -302,14 +270,15 @@ def _noise(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
 def ct_header(seed: int = 0, patient: Patient = TEST_PATIENT, rows: int = 512, cols: int = 512) -> Dataset:
     """One realistic head-CT header (CT Image IOD, PS3.3 A.3) with file meta, without Pixel Data."""
     when = _study_datetime(seed)
-    ds = _ct_series_header(seed, patient, _uid(seed, "ct-study"), _uid(seed, "ct-series"), _uid(seed, "ct-for"),
-                           when, rows, cols, 0.45, 5.0)
-    ds.InstanceNumber = 1
+    header = _ct_series_header(seed, patient, _uid(seed, "ct-study"), _uid(seed, "ct-series"), _uid(seed, "ct-for"),
+                               when, cols, 0.45)
+    ds, _ = _axial_slice(header, _uid(seed, "ct-series", 1), 1, 0, 1, rows=rows, cols=cols, spacing=0.45,
+                         thickness=5.0, step=5.0)
     ds.AcquisitionNumber = 1
     ds.AcquisitionTime = ds.StudyTime
     ds.ContentTime = ds.StudyTime
-    _place_slice(ds, 0, 1, rows, cols, 0.45, 5.0)
-    return _finish(ds, _uid(seed, "ct-series", 1))
+    pixel_module(ds, rows, cols, np.int16)
+    return _finish(ds)
 
 
 def head_ct(seed: int = 0, patient: Patient = TEST_PATIENT, size: str = "full",
@@ -327,13 +296,11 @@ def head_ct(seed: int = 0, patient: Patient = TEST_PATIENT, size: str = "full",
     step = 200.0 / n
     when = _study_datetime(seed)
     study_uid, series_uid = _uid(seed, "ct-study"), _uid(seed, "ct-series")
-    base = _ct_series_header(seed, patient, study_uid, series_uid, _uid(seed, "ct-for"), when, m, m, spacing, step)
+    header = _ct_series_header(seed, patient, study_uid, series_uid, _uid(seed, "ct-for"), when, m, spacing)
     rng = np.random.default_rng(seed)
     for i in range(n):
-        ds = Dataset()
-        ds.update(base)
-        z = _place_slice(ds, i, n, m, m, spacing, step)
-        ds.InstanceNumber = i + 1
+        ds, z = _axial_slice(header, _uid(seed, "ct-series", i + 1), i + 1, i, n, rows=m, cols=m, spacing=spacing,
+                             thickness=step, step=step)
         ds.AcquisitionNumber = 1
         t = (when + _dt.timedelta(seconds=i * 0.05)).strftime("%H%M%S.%f")
         ds.AcquisitionTime = t
@@ -345,13 +312,8 @@ def head_ct(seed: int = 0, patient: Patient = TEST_PATIENT, size: str = "full",
         hu[tis["brain"] & tis["ventricles"]] = 5.0
         hu[tis["brain"] & tis["lesion"]] = 60.0  # a small hyperdensity
         hu += _noise(rng, hu.shape, 4.0)
-        stored = np.clip(np.rint(hu + 1024.0), -32768, 32767).astype(np.int16)
-        ds.SmallestImagePixelValue = int(stored.min())
-        ds.LargestImagePixelValue = int(stored.max())
-        ds["SmallestImagePixelValue"].VR = "SS"
-        ds["LargestImagePixelValue"].VR = "SS"
-        ds.PixelData = stored.tobytes()
-        yield _finish(ds, _uid(seed, "ct-series", i + 1))
+        image_pixels(ds, np.clip(np.rint(hu + 1024.0), -32768, 32767).astype(np.int16), pixel_range=True)
+        yield _finish(ds)
 
 
 # --- MR ------------------------------------------------------------------------------------------------------
@@ -403,14 +365,19 @@ def mr_header(seed: int = 0, patient: Patient = TEST_PATIENT, series: str = "t2"
     spec = specs[series]
     spec.setdefault("spacing_between", spec["thickness"])
     when = _study_datetime(seed)
-    ds = _mr_series_header(seed, patient, _uid(seed, "mr-study"), _uid(seed, "mr-series", spec["key"]),
-                           _uid(seed, "mr-for"), when, spec)
-    ds.InstanceNumber = 1
+    header = _mr_series_header(seed, patient, _uid(seed, "mr-study"), _uid(seed, "mr-series", spec["key"]),
+                               _uid(seed, "mr-for"), when, spec)
+    ds, _ = _mr_slice(header, spec, _uid(seed, "mr-series", spec["key"], 1), 1, 0)
     ds.AcquisitionNumber = 1
     ds.AcquisitionTime = ds.SeriesTime
     ds.ContentTime = ds.SeriesTime
-    _place_slice(ds, 0, spec["slices"], spec["rows"], spec["cols"], spec["pixel_spacing"], spec["spacing_between"])
-    return _finish(ds, _uid(seed, "mr-series", spec["key"], 1))
+    pixel_module(ds, spec["rows"], spec["cols"], np.uint16, bits_stored=12)
+    return _finish(ds)
+
+
+def _mr_slice(header: Dataset, spec: dict, sop_uid: str, number: int, index: int) -> tuple[Dataset, float]:
+    return _axial_slice(header, sop_uid, number, index, spec["slices"], rows=spec["rows"], cols=spec["cols"],
+                        spacing=spec["pixel_spacing"], thickness=spec["thickness"], step=spec["spacing_between"])
 
 
 def _mr_signal(spec: dict, tis: dict[str, np.ndarray], rng: np.random.Generator, bvalue: int = 0,
@@ -460,20 +427,17 @@ def mr_brain(seed: int = 0, patient: Patient = TEST_PATIENT, size: str = "full",
             continue
         spec.setdefault("spacing_between", spec["thickness"])
         series_uid = _uid(seed, "mr-series", spec["key"])
-        base = _mr_series_header(seed, patient, study_uid, series_uid, for_uid, when, spec)
+        header = _mr_series_header(seed, patient, study_uid, series_uid, for_uid, when, spec)
         n, r, c, px = spec["slices"], spec["rows"], spec["cols"], spec["pixel_spacing"]
         step = spec["spacing_between"]
-        start = _dt.datetime.strptime(base.StudyDate + base.SeriesTime, "%Y%m%d%H%M%S")
+        start = _dt.datetime.strptime(header.StudyDate + header.SeriesTime, "%Y%m%d%H%M%S")
         tissues = [_head_tissues(r, c, px, -step * (n - 1) / 2.0 + i * step) for i in range(n)]
         volumes = spec.get("bvalues") or range(spec.get("timepoints", 1))
         number = 0
         for v_index, v in enumerate(volumes):
             for i in range(n):
                 number += 1
-                ds = Dataset()
-                ds.update(base)
-                _place_slice(ds, i, n, r, c, px, step)
-                ds.InstanceNumber = number
+                ds, _ = _mr_slice(header, spec, _uid(seed, "mr-series", spec["key"], number), number, i)
                 ds.AcquisitionNumber = v_index + 1
                 if spec["contrast"] == "dsc":
                     t_sec = v_index * spec["tr"] / 1000.0 + i * spec["tr"] / 1000.0 / n
@@ -494,22 +458,12 @@ def mr_brain(seed: int = 0, patient: Patient = TEST_PATIENT, size: str = "full",
                     ds.DiffusionDirectionality = "ISOTROPIC" if bvalue else "NONE"
                     ds.SequenceName = f"*ep_b{bvalue}t" if bvalue else "*ep_b0"
                 pixels = _mr_signal(spec, tissues[i], rng, bvalue=bvalue, drop=drop)
-                ds.SmallestImagePixelValue = int(pixels.min())
-                ds.LargestImagePixelValue = int(pixels.max())
-                ds["SmallestImagePixelValue"].VR = "US"
-                ds["LargestImagePixelValue"].VR = "US"
-                ds.PixelData = pixels.tobytes()
-                yield _finish(ds, _uid(seed, "mr-series", spec["key"], number))
+                image_pixels(ds, pixels, bits_stored=12, pixel_range=True)
+                yield _finish(ds)
 
 
 def write_study(instances: Iterable[Dataset], directory: str | Path) -> list[Path]:
     """Write instances as DICOM Part 10 files ``<SeriesNumber>/<InstanceNumber>.dcm``; return the paths."""
     out = Path(directory)
-    paths = []
-    for ds in instances:
-        series_dir = out / f"{int(ds.SeriesNumber):03d}"
-        series_dir.mkdir(parents=True, exist_ok=True)
-        path = series_dir / f"{int(ds.InstanceNumber):05d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
+    return [write_instance(ds, out / f"{int(ds.SeriesNumber):03d}" / f"{int(ds.InstanceNumber):05d}.dcm")
+            for ds in instances]

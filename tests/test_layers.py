@@ -78,6 +78,14 @@ def test_the_core_imports_no_feature_package():
     assert not {m: t for m, t in bad.items() if t}
 
 
+def test_production_code_imports_no_test_data():
+    """meshdcm.imaging.testdata writes phantoms for tests and benches; a module of the package that needs one of its
+    helpers takes it from where it lives in production (rigid_matrix: meshdcm.imaging.geometry)."""
+    graph = import_graph()
+    assert "meshdcm.imaging.geometry" in graph["meshdcm.imaging.testdata"]  # the graph sees testdata's imports
+    assert not sorted(m for m, targets in graph.items() if "meshdcm.imaging.testdata" in targets)
+
+
 def test_no_import_circles():
     assert circles(import_graph()) == []
 

@@ -25,24 +25,31 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, MRImageStorage, generate_uid
 
 from .._version import __version__
+from ..imagewriter import (
+    ds_text,
+    encode_values,
+    file_meta,
+    image_instance,
+    image_pixels,
+    image_plane,
+    rescale,
+    series_header,
+    window,
+    write_instance,
+)
 from .errors import NiftiError
 from .nifti import LPS_TO_RAS, _get
 from .provenance import stamp
 from .series import SeriesVolume, load_series
-from ..atomic import replacing
 
 __all__ = ["align_axes", "encode_values", "nifti_to_series", "write_derived_series"]
 
 log = logging.getLogger(__name__)
-
-MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
-CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 _PATIENT_STUDY = [
     "SpecificCharacterSet", "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
@@ -54,45 +61,6 @@ _MR_ATTRS = ["ScanningSequence", "SequenceVariant", "ScanOptions", "MRAcquisitio
              "EchoTime", "EchoTrainLength", "InversionTime", "FlipAngle", "MagneticFieldStrength",
              "ImagingFrequency", "ImagedNucleus", "EchoNumbers"]
 _CT_ATTRS = ["KVP", "ConvolutionKernel", "XRayTubeCurrent", "ExposureTime", "Exposure"]
-
-
-def _ds(v: float) -> str:
-    s = f"{v:.6f}".rstrip("0").rstrip(".")
-    if s in ("-0", ""):
-        s = "0"
-    return s if len(s) <= 16 else f"{v:.9g}"[:16]
-
-
-def encode_values(values: np.ndarray, *, slope: float | None = None,
-                  intercept: float | None = None) -> tuple[np.ndarray, float, float]:
-    """Values -> (16-bit stored integers, slope, intercept).
-
-    With ``slope``/``intercept`` given, ``values`` are already stored integers.  Integer-valued data in the
-    int16 (or uint16) range is kept exactly; anything else is rescaled to span int16.
-    """
-    if slope is not None:
-        v = np.asarray(values)
-        if v.min() >= -32768 and v.max() <= 32767:
-            return v.astype(np.int16), float(slope), float(intercept or 0.0)
-        if v.min() >= 0 and v.max() <= 65535:
-            return v.astype(np.uint16), float(slope), float(intercept or 0.0)
-        values = v * slope + (intercept or 0.0)
-    v = np.asarray(values, dtype=np.float64)
-    if not np.all(np.isfinite(v)):
-        v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
-    lo, hi = float(v.min()), float(v.max())
-    if np.array_equal(v, np.rint(v)):
-        if lo >= -32768 and hi <= 32767:
-            return v.astype(np.int16), 1.0, 0.0
-        if lo >= 0 and hi <= 65535:
-            return v.astype(np.uint16), 1.0, 0.0
-    if hi == lo:
-        return np.zeros(v.shape, np.int16), 1.0, lo
-    # 6 significant digits survive the DS encoding: compute stored values from the *encoded* slope/intercept
-    slope_f = float(_ds((hi - lo) / 65000.0))
-    inter_f = float(_ds(lo + 32500.0 * slope_f))
-    stored = np.clip(np.rint((v - inter_f) / slope_f), -32768, 32767).astype(np.int16)
-    return stored, slope_f, inter_f
 
 
 def _nearest_frames(vol: SeriesVolume, positions: np.ndarray, normal: np.ndarray) -> list:
@@ -171,52 +139,35 @@ def write_derived_series(values: np.ndarray, affine_lps: np.ndarray, source: Ser
         geo.SeriesInstanceUID = geometry_reference.series_uid
         geo.ReferencedInstanceSequence = Sequence([])
         referenced_series.append(geo)
+    study = {kw: ref.get(kw) for kw in _PATIENT_STUDY if kw in ref}
+    for kw in _MR_ATTRS if modality == "MR" else _CT_ATTRS:
+        v = _get(ref, kw)
+        if v is not None:
+            study[kw] = v
+    if modality == "MR" and "EchoTime" not in study and source.echo_time is not None:
+        study["EchoTime"] = ds_text(source.echo_time)
+    header = series_header(study, sop_class_uid=MRImageStorage if modality == "MR" else CTImageStorage,
+                           modality=modality, series_uid=series_uid,
+                           series_number=series_number if series_number is not None
+                           else int(ref.get("SeriesNumber", 0) or 0) + 1000,
+                           series_description=series_description[:64], image_type=["DERIVED", "SECONDARY"],
+                           frame_of_reference_uid=for_uid)
+    header.SeriesDate = now.strftime("%Y%m%d")
+    header.SeriesTime = now.strftime("%H%M%S")
+    header.ContentDate = header.SeriesDate
+    header.ContentTime = header.SeriesTime
+    rescale(header, ds_text(slope), ds_text(intercept), "HU" if modality == "CT" else "US")
+    window(header, ds_text(center), ds_text(max(width, 1.0)))
+    header.BurnedInAnnotation = "NO"
+    header.LossyImageCompression = "00"
     paths = []
     for k in range(nz):
-        ds = Dataset()
-        for kw in _PATIENT_STUDY:
-            if kw in ref:
-                setattr(ds, kw, ref.get(kw))
-        for kw in _MR_ATTRS if modality == "MR" else _CT_ATTRS:
-            v = _get(ref, kw)
-            if v is not None:
-                setattr(ds, kw, v)
-        if modality == "MR" and "EchoTime" not in ds and source.echo_time is not None:
-            ds.EchoTime = _ds(source.echo_time)
-        ds.SOPClassUID = MR_IMAGE if modality == "MR" else CT_IMAGE
-        ds.SOPInstanceUID = generate_uid(entropy_srcs=[series_uid, str(k)])
-        ds.Modality = modality
-        ds.SeriesInstanceUID = series_uid
-        ds.SeriesNumber = series_number if series_number is not None else int(ref.get("SeriesNumber", 0) or 0) + 1000
-        ds.SeriesDescription = series_description[:64]
-        ds.SeriesDate = now.strftime("%Y%m%d")
-        ds.SeriesTime = now.strftime("%H%M%S")
-        ds.ContentDate = ds.SeriesDate
-        ds.ContentTime = ds.SeriesTime
-        ds.InstanceNumber = k + 1
-        ds.FrameOfReferenceUID = for_uid
-        ds.PositionReferenceIndicator = ""
-        ds.ImageType = ["DERIVED", "SECONDARY"]
-        ds.ImagePositionPatient = [_ds(v) for v in positions[k]]
-        ds.ImageOrientationPatient = [_ds(v) for v in (*row, *col)]
-        ds.PixelSpacing = [_ds(dr), _ds(dc)]
-        ds.SliceThickness = _ds(thickness)
-        ds.SpacingBetweenSlices = _ds(abs(float(a[:3, 2] @ normal)))
-        ds.SliceLocation = _ds(float(positions[k] @ normal))
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = ny, nx
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1 if stored.dtype == np.int16 else 0
-        ds.RescaleIntercept = _ds(intercept)
-        ds.RescaleSlope = _ds(slope)
-        ds.RescaleType = "HU" if modality == "CT" else "US"
-        ds.WindowCenter = _ds(center)
-        ds.WindowWidth = _ds(max(width, 1.0))
-        ds.BurnedInAnnotation = "NO"
-        ds.LossyImageCompression = "00"
+        ds = image_instance(header, sop_instance_uid=generate_uid(entropy_srcs=[series_uid, str(k)]),
+                            instance_number=k + 1)
+        image_plane(ds, position=[ds_text(v) for v in positions[k]], orientation=[ds_text(v) for v in (*row, *col)],
+                    pixel_spacing=[ds_text(dr), ds_text(dc)], slice_thickness=ds_text(thickness),
+                    spacing_between_slices=ds_text(abs(float(a[:3, 2] @ normal))),
+                    slice_location=ds_text(float(positions[k] @ normal)))
         ds.ReferencedSeriesSequence = Sequence(referenced_series)
         src = Dataset()
         src.ReferencedSOPClassUID = nearest[k].dataset.SOPClassUID
@@ -226,19 +177,9 @@ def write_derived_series(values: np.ndarray, affine_lps: np.ndarray, source: Ser
         ds.SourceImageSequence = Sequence([src])
         stamp(ds, node_name=node_name, node_version=node_version, source_series_uid=source.series_uid,
               description=derivation)
-        ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).tobytes()
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = ds.SOPClassUID
-        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
-        meta.ImplementationVersionName = f"MESHDCM_{__version__}"[:16]
-        ds.file_meta = meta
-        ds.preamble = b"\0" * 128
-        path = out / f"{ds.SOPInstanceUID}.dcm"
-        with replacing(path) as tmp:
-            ds.save_as(tmp, enforce_file_format=True)
-        paths.append(path)
+        image_pixels(ds, np.ascontiguousarray(stored[:, :, k].T))
+        file_meta(ds, implementation_version=f"MESHDCM_{__version__}"[:16])
+        paths.append(write_instance(ds, out / f"{ds.SOPInstanceUID}.dcm"))
     log.info("wrote derived series %s (%d instances) from series %s", series_uid, len(paths), source.series_uid)
     return paths
 

@@ -31,6 +31,7 @@ from .._version import __version__
 from ._xp import get_xp, ndimage, to_numpy
 from .derived import write_derived_series
 from .errors import RegistrationError
+from .geometry import rigid_matrix
 from .series import SeriesVolume, load_series
 
 __all__ = [
@@ -194,8 +195,6 @@ def _register_sitk(fixed: np.ndarray, fixed_affine: np.ndarray, moving: np.ndarr
 
 def _euler(params: np.ndarray, centre: np.ndarray, radius: float) -> np.ndarray:
     """6 parameters (3 rotations as arc length in mm at ``radius``, 3 translations in mm) -> 4x4 matrix."""
-    from .testdata import rigid_matrix
-
     m = rigid_matrix(np.rad2deg(params[:3] / radius), (0.0, 0.0, 0.0))
     out = np.eye(4)
     out[:3, :3] = m[:3, :3]

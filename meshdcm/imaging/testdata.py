@@ -28,10 +28,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, EnhancedMRImageStorage, MRImageStorage, generate_uid
+
+from ..imagewriter import (
+    ds_text,
+    image_instance,
+    image_pixels,
+    image_plane,
+    rescale,
+    series_header,
+    to_stored,
+    write_instance,
+)
+from .geometry import rigid_matrix
 
 __all__ = [
     "KINDS",
@@ -45,10 +56,6 @@ __all__ = [
 ]
 
 KINDS = ("axial", "ct", "oblique", "tilted_ct", "enhanced", "enhanced_reversed", "dsc", "multiecho", "float_map")
-
-MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
-CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
-ENHANCED_MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4.1"
 
 # tissue name -> (centre as fraction of radius (x, y, z) LPS, semi-axes as fraction of radius)
 _TISSUES = [
@@ -136,18 +143,6 @@ class Grid:
         return m
 
 
-def rigid_matrix(rotation_deg=(0.0, 0.0, 0.0), translation_mm=(0.0, 0.0, 0.0)) -> np.ndarray:
-    """4x4 rigid transform: rotations about x, then y, then z (degrees), then a translation (mm)."""
-    ax, ay, az = np.deg2rad(rotation_deg)
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    m = np.eye(4)
-    m[:3, :3] = rz @ ry @ rx
-    m[:3, 3] = translation_mm
-    return m
-
-
 def grid(shape=(64, 64, 20), spacing=(3.5, 3.5, 5.0), *, rotation_deg=(0.0, 0.0, 0.0), centre=(0.0, 0.0, 0.0),
          tilt_deg: float = 0.0, reverse_slices: bool = False) -> Grid:
     """An axial grid centred on ``centre``, rotated by ``rotation_deg`` (oblique), or gantry-tilted.
@@ -172,69 +167,34 @@ def grid(shape=(64, 64, 20), spacing=(3.5, 3.5, 5.0), *, rotation_deg=(0.0, 0.0,
     return Grid(tuple(shape), tuple(float(s) for s in spacing), row_dir, col_dir, positions, tilt_deg)
 
 
-def _ds(text: float) -> str:
-    """A DS string of at most 16 characters."""
-    s = f"{text:.6f}".rstrip("0").rstrip(".")
-    return s if len(s) <= 16 else f"{text:.8g}"
-
-
-def _base(modality: str, sop_class: str, *, study_uid: str, series_uid: str, for_uid: str, series_number: int,
-          description: str, when: _dt.datetime) -> Dataset:
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.SOPClassUID = sop_class
-    ds.PatientName = "Phantom^Head"
-    ds.PatientID = "PHANTOM-001"
-    ds.PatientBirthDate = "19700101"
-    ds.PatientSex = "O"
-    ds.StudyInstanceUID = study_uid
-    ds.StudyDate = when.strftime("%Y%m%d")
-    ds.StudyTime = when.strftime("%H%M%S")
-    ds.StudyID = "1"
-    ds.AccessionNumber = "ACC0001"
-    ds.ReferringPhysicianName = ""
-    ds.StudyDescription = "Synthetic head"
-    ds.Modality = modality
-    ds.Manufacturer = "meshdcm"
-    ds.ManufacturerModelName = "phantom"
-    ds.InstitutionName = "Test"
-    ds.SeriesInstanceUID = series_uid
-    ds.SeriesNumber = series_number
-    ds.SeriesDescription = description
+def _series_header(modality: str, sop_class: str, *, study_uid: str, series_uid: str, for_uid: str,
+                   series_number: int, description: str, when: _dt.datetime, image_type: list[str]) -> Dataset:
+    study = {
+        "SpecificCharacterSet": "ISO_IR 100",
+        "PatientName": "Phantom^Head",
+        "PatientID": "PHANTOM-001",
+        "PatientBirthDate": "19700101",
+        "PatientSex": "O",
+        "StudyInstanceUID": study_uid,
+        "StudyDate": when.strftime("%Y%m%d"),
+        "StudyTime": when.strftime("%H%M%S"),
+        "StudyID": "1",
+        "AccessionNumber": "ACC0001",
+        "ReferringPhysicianName": "",
+        "StudyDescription": "Synthetic head",
+        "Manufacturer": "meshdcm",
+        "ManufacturerModelName": "phantom",
+        "InstitutionName": "Test",
+        "PatientPosition": "HFS",
+        "BodyPartExamined": "HEAD",
+    }
+    ds = series_header(study, sop_class_uid=sop_class, modality=modality, series_uid=series_uid,
+                       series_number=series_number, series_description=description, image_type=image_type,
+                       frame_of_reference_uid=for_uid)
     ds.ProtocolName = description
     ds.SeriesDate = ds.StudyDate
     ds.SeriesTime = ds.StudyTime
-    ds.FrameOfReferenceUID = for_uid
-    ds.PositionReferenceIndicator = ""
-    ds.PatientPosition = "HFS"
-    ds.BodyPartExamined = "HEAD"
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
     return ds
-
-
-def _save(ds: Dataset, path: Path) -> Path:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
-    ds.file_meta = meta
-    ds.preamble = b"\0" * 128
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
-def _store(values: np.ndarray, modality: str, slope: float, intercept: float) -> tuple[np.ndarray, int]:
-    """Real values -> stored integers and PixelRepresentation."""
-    stored = np.rint((values - intercept) / slope)
-    if modality == "CT":
-        return np.clip(stored, -32768, 32767).astype(np.int16), 1
-    return np.clip(stored, 0, 65535).astype(np.uint16), 0
 
 
 def write_volume_series(out_dir: str | Path, values, g: Grid, *, modality: str = "MR", description: str = "T1 3D",
@@ -263,48 +223,44 @@ def write_volume_series(out_dir: str | Path, values, g: Grid, *, modality: str =
     study_uid = study_uid or generate_uid(entropy_srcs=["meshdcm-testdata-study", str(seed)])
     for_uid = for_uid or generate_uid(entropy_srcs=["meshdcm-testdata-for", str(seed)])
     series_uid = generate_uid(entropy_srcs=["meshdcm-testdata-series", str(seed), description, str(series_number)])
-    sop_class = CT_IMAGE if modality == "CT" else MR_IMAGE
+    header = _series_header(modality, CTImageStorage if modality == "CT" else MRImageStorage, study_uid=study_uid,
+                            series_uid=series_uid, for_uid=for_uid, series_number=series_number,
+                            description=description, when=when,
+                            image_type=["ORIGINAL", "PRIMARY", "AXIAL"] if modality == "CT"
+                            else ["ORIGINAL", "PRIMARY", "M", "ND"])
+    normal = np.cross(g.row_dir, g.col_dir)
     order = rng.permutation(nz * nt)
     paths = []
     for n, idx in enumerate(order):
         t, k = divmod(int(idx), nz)
-        ds = _base(modality, sop_class, study_uid=study_uid, series_uid=series_uid, for_uid=for_uid,
-                   series_number=series_number, description=description, when=when)
-        ds.SOPInstanceUID = generate_uid(entropy_srcs=[series_uid, str(t), str(k)])
-        ds.InstanceNumber = t * nz + k + 1
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"] if modality == "CT" else ["ORIGINAL", "PRIMARY", "M", "ND"]
+        ds = image_instance(header, sop_instance_uid=generate_uid(entropy_srcs=[series_uid, str(t), str(k)]),
+                            instance_number=t * nz + k + 1)
         acq = when + _dt.timedelta(seconds=(t * repetition_time_ms / 1000.0 if echo_times is None else 0.0)
                                    + k * 0.05)
         ds.AcquisitionTime = acq.strftime("%H%M%S.%f")
         ds.ContentTime = ds.AcquisitionTime
         ds.AcquisitionNumber = 1
-        ds.ImagePositionPatient = [_ds(v) for v in g.positions[k]]
-        ds.ImageOrientationPatient = [_ds(v) for v in (*g.row_dir, *g.col_dir)]
-        ds.PixelSpacing = [_ds(g.spacing[1]), _ds(g.spacing[0])]
-        ds.SliceThickness = _ds(g.spacing[2])
-        normal = np.cross(g.row_dir, g.col_dir)
-        ds.SliceLocation = _ds(float(g.positions[k] @ normal))
-        ds.Rows, ds.Columns = ny, nx
-        stored, pr = _store(vol[:, :, k, t].T, modality, slope, intercept)
-        ds.PixelRepresentation = pr
-        ds.RescaleIntercept = _ds(intercept)
-        ds.RescaleSlope = _ds(slope)
+        image_plane(ds, position=[ds_text(v) for v in g.positions[k]],
+                    orientation=[ds_text(v) for v in (*g.row_dir, *g.col_dir)],
+                    pixel_spacing=[ds_text(g.spacing[1]), ds_text(g.spacing[0])], slice_thickness=ds_text(g.spacing[2]),
+                    spacing_between_slices=None if modality == "CT" else ds_text(g.spacing[2]),
+                    slice_location=ds_text(float(g.positions[k] @ normal)))
+        image_pixels(ds, to_stored(vol[:, :, k, t].T, slope, intercept, np.int16 if modality == "CT" else np.uint16))
+        rescale(ds, ds_text(slope), ds_text(intercept), "HU" if modality == "CT" else None)
         if modality == "CT":
-            ds.RescaleType = "HU"
             ds.KVP = "120"
-            ds.GantryDetectorTilt = _ds(g.tilt_deg)
+            ds.GantryDetectorTilt = ds_text(g.tilt_deg)
             ds.ConvolutionKernel = "H30s"
         else:
-            ds.SpacingBetweenSlices = _ds(g.spacing[2])
             ds.MagneticFieldStrength = "3"
-            ds.RepetitionTime = _ds(repetition_time_ms)
+            ds.RepetitionTime = ds_text(repetition_time_ms)
             ds.FlipAngle = "15"
             ds.ScanningSequence = "GR"
             ds.SequenceVariant = "SP"
             ds.MRAcquisitionType = "3D"
             ds.ImagingFrequency = "123.2"
             if echo_times is not None:
-                ds.EchoTime = _ds(echo_times[t])
+                ds.EchoTime = ds_text(echo_times[t])
                 ds.EchoNumbers = t + 1
             else:
                 ds.EchoTime = "4"
@@ -315,8 +271,7 @@ def write_volume_series(out_dir: str | Path, values, g: Grid, *, modality: str =
                     ds.MRAcquisitionType = "2D"
         for key, value in (extra or {}).items():
             setattr(ds, key, value)
-        ds.PixelData = stored.tobytes()
-        paths.append(_save(ds, out / f"I{n:05d}"))
+        paths.append(write_instance(ds, out / f"I{n:05d}"))
     return paths
 
 
@@ -331,11 +286,10 @@ def _write_enhanced(out_dir: Path, g: Grid, *, seed: int, reverse_frames: bool =
     study_uid = generate_uid(entropy_srcs=["meshdcm-testdata-study", str(seed)])
     for_uid = generate_uid(entropy_srcs=["meshdcm-testdata-for", str(seed)])
     series_uid = generate_uid(entropy_srcs=["meshdcm-testdata-series", str(seed), "enhanced", str(reverse_frames)])
-    ds = _base("MR", ENHANCED_MR_IMAGE, study_uid=study_uid, series_uid=series_uid, for_uid=for_uid,
-               series_number=7, description="T1 enhanced", when=when)
-    ds.SOPInstanceUID = generate_uid(entropy_srcs=[series_uid, "1"])
-    ds.InstanceNumber = 1
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    header = _series_header("MR", EnhancedMRImageStorage, study_uid=study_uid, series_uid=series_uid, for_uid=for_uid,
+                            series_number=7, description="T1 enhanced", when=when,
+                            image_type=["ORIGINAL", "PRIMARY", "M", "NONE"])
+    ds = image_instance(header, sop_instance_uid=generate_uid(entropy_srcs=[series_uid, "1"]), instance_number=1)
     ds.ContentDate = ds.StudyDate
     ds.ContentTime = ds.StudyTime
     ds.AcquisitionDateTime = when.strftime("%Y%m%d%H%M%S.%f")
@@ -351,9 +305,6 @@ def _write_enhanced(out_dir: Path, g: Grid, *, seed: int, reverse_frames: bool =
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
     ds.PresentationLUTShape = "IDENTITY"
-    ds.PixelRepresentation = 0
-    ds.Rows, ds.Columns = ny, nx
-    ds.NumberOfFrames = nz
     dim_org = generate_uid(entropy_srcs=[series_uid, "dim"])
     org = Dataset()
     org.DimensionOrganizationUID = dim_org
@@ -370,12 +321,12 @@ def _write_enhanced(out_dir: Path, g: Grid, *, seed: int, reverse_frames: bool =
 
     shared = Dataset()
     pm = Dataset()
-    pm.PixelSpacing = [_ds(g.spacing[1]), _ds(g.spacing[0])]
-    pm.SliceThickness = _ds(g.spacing[2])
-    pm.SpacingBetweenSlices = _ds(g.spacing[2])
+    pm.PixelSpacing = [ds_text(g.spacing[1]), ds_text(g.spacing[0])]
+    pm.SliceThickness = ds_text(g.spacing[2])
+    pm.SpacingBetweenSlices = ds_text(g.spacing[2])
     shared.PixelMeasuresSequence = Sequence([pm])
     po = Dataset()
-    po.ImageOrientationPatient = [_ds(v) for v in (*g.row_dir, *g.col_dir)]
+    po.ImageOrientationPatient = [ds_text(v) for v in (*g.row_dir, *g.col_dir)]
     shared.PlaneOrientationSequence = Sequence([po])
     pvt = Dataset()
     pvt.RescaleIntercept = "0"
@@ -403,13 +354,13 @@ def _write_enhanced(out_dir: Path, g: Grid, *, seed: int, reverse_frames: bool =
         fc.FrameAcquisitionNumber = 1
         item.FrameContentSequence = Sequence([fc])
         pp = Dataset()
-        pp.ImagePositionPatient = [_ds(v) for v in g.positions[k]]
+        pp.ImagePositionPatient = [ds_text(v) for v in g.positions[k]]
         item.PlanePositionSequence = Sequence([pp])
         per_frame.append(item)
-        frames.append(_store(phantom(g.points(k), contrast="t1"), "MR", 1.0, 0.0)[0])
+        frames.append(to_stored(phantom(g.points(k), contrast="t1"), 1.0, 0.0, np.uint16))
     ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
-    ds.PixelData = np.stack(frames).tobytes()
-    return [_save(ds, out_dir / "ENH00001")]
+    image_pixels(ds, np.stack(frames))
+    return [write_instance(ds, out_dir / "ENH00001")]
 
 
 def write_series(out_dir: str | Path, kind: str = "axial", *, shape=(64, 64, 20), spacing=(3.5, 3.5, 5.0),

@@ -16,13 +16,13 @@ import datetime as _dt
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
+from pydicom.uid import MRImageStorage
 
+from ..imagewriter import image_instance, image_pixels, rescale, series_header, to_stored, write_instance
 from ._uid import stable_uid
 from .series import DSCSeries
-from ..atomic import replacing
 
 __all__ = ["derived_series_uid", "write_map_series", "SOFTWARE_VERSION"]
 
@@ -51,8 +51,7 @@ def _rescale(values: np.ndarray) -> tuple[np.ndarray, float, float]:
     lo = float(min(0.0, np.nanmin(values)))
     hi = float(np.nanmax(values))
     slope = (hi - lo) / 65535.0 if hi > lo else 1.0
-    stored = np.clip(np.rint((np.nan_to_num(values) - lo) / slope), 0, 65535).astype(np.uint16)
-    return stored, slope, lo
+    return to_stored(np.nan_to_num(values), slope, lo, np.uint16), slope, lo
 
 
 def write_map_series(series: DSCSeries, name: str, volume: np.ndarray, out_dir: str | Path, method: str,
@@ -66,27 +65,17 @@ def write_map_series(series: DSCSeries, name: str, volume: np.ndarray, out_dir: 
     now = _dt.datetime.now()
     paths = []
     for z, src in enumerate(series.slices):
-        ds = Dataset()
-        sop = stable_uid("derived-instance", uid, z)
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = sop
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta = meta
-        for kw in _PATIENT_STUDY + _GEOMETRY:
+        header = series_header({kw: src.data_element(kw).value for kw in _PATIENT_STUDY if kw in src},
+                               sop_class_uid=MRImageStorage, modality="MR", series_uid=uid,
+                               series_number=series_number, series_description=f"{name} ({method.upper()}) [{label}]",
+                               image_type=["DERIVED", "SECONDARY", name.upper()])
+        ds = image_instance(header, sop_instance_uid=stable_uid("derived-instance", uid, z), instance_number=z + 1)
+        for kw in _GEOMETRY:  # the source slice's Image Plane and Frame of Reference, as they are
             if kw in src:
                 setattr(ds, kw, src.data_element(kw).value)
-        ds.SOPClassUID = MRImageStorage
-        ds.SOPInstanceUID = sop
-        ds.Modality = "MR"
-        ds.SeriesInstanceUID = uid
-        ds.SeriesNumber = series_number
-        ds.SeriesDescription = f"{name} ({method.upper()}) [{label}]"
         ds.SeriesDate = now.strftime("%Y%m%d")
         ds.SeriesTime = now.strftime("%H%M%S")
         ds.ContentDate, ds.ContentTime = ds.SeriesDate, ds.SeriesTime
-        ds.InstanceNumber = z + 1
-        ds.ImageType = ["DERIVED", "SECONDARY", name.upper()]
         ds.Manufacturer = "meshdcm"
         ds.SoftwareVersions = SOFTWARE_VERSION
         ds.DerivationDescription = f"DSC perfusion {name} by {method} deconvolution (meshdcm.perfusion)"
@@ -118,19 +107,7 @@ def write_map_series(series: DSCSeries, name: str, volume: np.ndarray, out_dir: 
         unit.CodeMeaning = label
         rwv.MeasurementUnitsCodeSequence = DicomSequence([unit])
         ds.RealWorldValueMappingSequence = DicomSequence([rwv])
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 0
-        ds.RescaleSlope = f"{slope:.8g}"
-        ds.RescaleIntercept = f"{intercept:.8g}"
-        ds.RescaleType = "US"
-        ds.Rows, ds.Columns = stored.shape[1:]
-        ds.PixelData = stored[z].tobytes()
-        path = out / f"{name}_{z + 1:04d}.dcm"
-        with replacing(path) as tmp:
-            ds.save_as(tmp, enforce_file_format=True)
-        paths.append(path)
+        image_pixels(ds, stored[z])
+        rescale(ds, f"{slope:.8g}", f"{intercept:.8g}", "US")
+        paths.append(write_instance(ds, out / f"{name}_{z + 1:04d}.dcm"))
     return uid, paths

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydicom.uid import MRImageStorage
 
+from ..imagewriter import image_instance, image_pixels, image_plane, series_header, write_instance
 from ._uid import stable_uid
 from .constants import KH, RHO
 
@@ -188,9 +190,6 @@ def write_phantom_dicom(phantom: Phantom, out_dir: str | Path, series_descriptio
     UIDs are derived from ``spec.seed`` so a re-write gives the same files.  Geometry: axial slices
     (ImageOrientationPatient 1\\0\\0\\0\\1\\0) stacked along +z, origin centred on the matrix.
     """
-    from pydicom.dataset import FileMetaDataset, Dataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
-
     spec = phantom.spec
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -200,77 +199,46 @@ def write_phantom_dicom(phantom: Phantom, out_dir: str | Path, series_descriptio
     origin = np.array([-(nx - 1) * dc / 2.0, -(ny - 1) * dr / 2.0, 0.0])
     pixels = np.clip(np.rint(phantom.signal), 0, 65535).astype(np.uint16)
     start = _dt.datetime(2024, 1, 1, 9, 0, 0)
+    study = {"PatientName": "Phantom^DSC", "PatientID": f"PHANTOM-DSC-{spec.seed}", "PatientBirthDate": "",
+             "PatientSex": "O", "StudyInstanceUID": study_uid, "StudyDate": start.strftime("%Y%m%d"),
+             "StudyTime": start.strftime("%H%M%S"), "StudyID": "1", "AccessionNumber": "",
+             "ReferringPhysicianName": "", "StudyDescription": "meshdcm digital DSC phantom", "Manufacturer": "meshdcm"}
+    header = series_header(study, sop_class_uid=MRImageStorage, modality="MR", series_uid=series_uid,
+                           series_number=7, series_description=series_description,
+                           image_type=["ORIGINAL", "PRIMARY", "PERFUSION", "NONE"], frame_of_reference_uid=for_uid)
+    header.SeriesDate = header.StudyDate
+    header.SeriesTime = header.StudyTime
+    header.ScanningSequence = ["GR", "EP"]
+    header.SequenceVariant = ["SK"]
+    header.ScanOptions = ""
+    header.MRAcquisitionType = "2D"
+    header.SequenceName = "epfid2d1"
+    header.EchoTime = round(spec.te * 1000.0, 4)
+    header.RepetitionTime = round(spec.tr * 1000.0, 4)
+    header.EchoTrainLength = ny
+    header.FlipAngle = 90
+    header.MagneticFieldStrength = spec.field_strength
+    header.ImagedNucleus = "1H"
+    header.NumberOfTemporalPositions = nt
+    header.AcquisitionDate = header.StudyDate
+    header.ContentDate = header.StudyDate
     paths = []
     for t in range(nt):
         when = start + _dt.timedelta(seconds=float(phantom.times[t]))
         tm = when.strftime("%H%M%S.%f")
         for z in range(nz):
-            sop_uid = _uid(spec.seed, "instance", t, z)
-            meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID = MRImageStorage
-            meta.MediaStorageSOPInstanceUID = sop_uid
-            meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            ds = Dataset()
-            ds.file_meta = meta
-            ds.SOPClassUID = MRImageStorage
-            ds.SOPInstanceUID = sop_uid
-            ds.PatientName = "Phantom^DSC"
-            ds.PatientID = f"PHANTOM-DSC-{spec.seed}"
-            ds.PatientBirthDate = ""
-            ds.PatientSex = "O"
-            ds.StudyInstanceUID = study_uid
-            ds.StudyDate = start.strftime("%Y%m%d")
-            ds.StudyTime = start.strftime("%H%M%S")
-            ds.StudyID = "1"
-            ds.AccessionNumber = ""
-            ds.ReferringPhysicianName = ""
-            ds.StudyDescription = "meshdcm digital DSC phantom"
-            ds.Modality = "MR"
-            ds.Manufacturer = "meshdcm"
-            ds.SeriesInstanceUID = series_uid
-            ds.SeriesNumber = 7
-            ds.SeriesDescription = series_description
-            ds.SeriesDate = ds.StudyDate
-            ds.SeriesTime = ds.StudyTime
-            ds.FrameOfReferenceUID = for_uid
-            ds.PositionReferenceIndicator = ""
-            ds.ImageType = ["ORIGINAL", "PRIMARY", "PERFUSION", "NONE"]
-            ds.ScanningSequence = ["GR", "EP"]
-            ds.SequenceVariant = ["SK"]
-            ds.ScanOptions = ""
-            ds.MRAcquisitionType = "2D"
-            ds.SequenceName = "epfid2d1"
-            ds.EchoTime = round(spec.te * 1000.0, 4)
-            ds.RepetitionTime = round(spec.tr * 1000.0, 4)
-            ds.EchoTrainLength = ny
-            ds.FlipAngle = 90
-            ds.MagneticFieldStrength = spec.field_strength
-            ds.ImagedNucleus = "1H"
-            ds.InstanceNumber = t * nz + z + 1
+            ds = image_instance(header, sop_instance_uid=_uid(spec.seed, "instance", t, z),
+                                instance_number=t * nz + z + 1)
             ds.AcquisitionNumber = t + 1
             ds.TemporalPositionIdentifier = t + 1
-            ds.NumberOfTemporalPositions = nt
-            ds.AcquisitionDate = ds.StudyDate
             ds.AcquisitionTime = tm
-            ds.ContentDate = ds.StudyDate
             ds.ContentTime = tm
             ds.TriggerTime = round(float(phantom.times[t]) * 1000.0, 3)
-            ds.ImagePositionPatient = [float(v) for v in origin + np.array([0, 0, z * spec.slice_thickness])]
-            ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-            ds.SliceLocation = float(z * spec.slice_thickness)
-            ds.PixelSpacing = [float(dr), float(dc)]
-            ds.SliceThickness = float(spec.slice_thickness)
-            ds.SpacingBetweenSlices = float(spec.slice_thickness)
-            ds.SamplesPerPixel = 1
-            ds.PhotometricInterpretation = "MONOCHROME2"
-            ds.Rows, ds.Columns = ny, nx
-            ds.BitsAllocated = 16
-            ds.BitsStored = 16
-            ds.HighBit = 15
-            ds.PixelRepresentation = 0
-            ds.PixelData = pixels[t, z].tobytes()
-            path = out / f"IM_{t:03d}_{z:03d}.dcm"
-            ds.save_as(path, enforce_file_format=True)
-            paths.append(path)
+            image_plane(ds, position=[float(v) for v in origin + np.array([0, 0, z * spec.slice_thickness])],
+                        orientation=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0], pixel_spacing=[float(dr), float(dc)],
+                        slice_thickness=float(spec.slice_thickness), spacing_between_slices=float(spec.slice_thickness),
+                        slice_location=float(z * spec.slice_thickness))
+            image_pixels(ds, pixels[t, z])
+            paths.append(write_instance(ds, out / f"IM_{t:03d}_{z:03d}.dcm"))
     logger.info("wrote phantom DSC series %s (%d instances) to %s", series_uid, len(paths), out)
     return paths
