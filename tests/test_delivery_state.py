@@ -17,8 +17,9 @@ from meshdcm.deadletters import DeadLetters
 from meshdcm.journal import SEQ_MOD, Outbox, after, seq_add
 from meshdcm.leases import Leases
 from meshdcm.message import Message, stamp
-from meshdcm import receipts
-from meshdcm.receipts import DoneLog, Inbox
+from meshdcm import donelog
+from meshdcm.donelog import DoneLog
+from meshdcm.receipts import Inbox
 
 STREAM = bytes(range(16))
 TOP = SEQ_MOD - 1  # the last sequence number before the wrap
@@ -193,18 +194,18 @@ def test_receipt_records_survive_a_sigkill_of_the_process_that_wrote_them(tmp_pa
 
 
 def test_done_log_reads_only_whole_records_and_grows_when_full(tmp_path, monkeypatch):
-    monkeypatch.setattr(receipts, "_LOG_START", 4096)
+    monkeypatch.setattr(donelog, "_LOG_START", 4096)
     log = DoneLog(tmp_path / "done.log")
-    records = [receipts._RECORD.pack(b"e", STREAM, seq, 0.0) for seq in range(1, 401)]  # 13 KB: grows twice
+    records = [donelog.RECORD.pack(b"e", STREAM, seq, 0.0) for seq in range(1, 401)]  # 13 KB: grows twice
     for record in records:
         log.append(record)
     assert log.size == 16384 and [r[2] for r in log.records()] == list(range(1, 401))
     log.close()
     with open(tmp_path / "done.log", "r+b") as f:  # a record cut short by a kill: everything but its kind byte
-        f.seek(400 * receipts._RECORD.size)
-        f.write(receipts._RECORD.pack(b"e", STREAM, 401, 0.0)[1:])
+        f.seek(400 * donelog.RECORD.size)
+        f.write(donelog.RECORD.pack(b"e", STREAM, 401, 0.0)[1:])
     log = DoneLog(tmp_path / "done.log")
-    assert log.pos == 400 * receipts._RECORD.size and len(list(log.records())) == 400
+    assert log.pos == 400 * donelog.RECORD.size and len(list(log.records())) == 400
     log.clear()
     log.close()
     assert list(DoneLog(tmp_path / "done.log").records()) == []
@@ -213,8 +214,8 @@ def test_done_log_reads_only_whole_records_and_grows_when_full(tmp_path, monkeyp
 def test_done_log_written_by_an_earlier_version_with_plain_writes_is_read(tmp_path):
     with open(tmp_path / "done.log", "wb") as f:
         for seq in range(1, 4):
-            f.write(receipts._RECORD.pack(b"e", STREAM, seq, 0.0))
-        f.write(receipts._RECORD.pack(b"w", b"w" * 16, 0, 5.0))
+            f.write(donelog.RECORD.pack(b"e", STREAM, seq, 0.0))
+        f.write(donelog.RECORD.pack(b"w", b"w" * 16, 0, 5.0))
     log = DoneLog(tmp_path / "done.log")
     assert [(k, r, w) for k, _, r, w in log.records()] == [(b"e", 1, 0.0), (b"e", 2, 0.0), (b"e", 3, 0.0),
                                                          (b"w", 0, 5.0)]
