@@ -126,5 +126,5 @@ def test_every_route_is_denied_without_a_login_also_one_added_later(web_node, tm
             assert "secret" not in answer.text
             checked += 1
     assert checked >= 23  # every route of the app, and the one added
-    assert client.get("/static/app.js").status_code == 200  # public: the assets, and the login page
+    assert client.get("/static/main.js").status_code == 200  # public: the assets, and the login page
     assert client.get("/login").status_code == 200

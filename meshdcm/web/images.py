@@ -349,7 +349,7 @@ class SeriesImages:
 
 
 def colour(grey: np.ndarray) -> np.ndarray:
-    """A jet-like colour map (the viewer's, app.js ``jet``) of uint8 values: RGB uint8."""
+    """A jet-like colour map (the viewer's, static/viewer.js ``JET``) of uint8 values: RGB uint8."""
     x = grey.astype(np.float32) / 255.0
     r = np.clip(1.5 - np.abs(4 * x - 3), 0, 1)
     g = np.clip(1.5 - np.abs(4 * x - 2), 0, 1)

@@ -1,0 +1,37 @@
+// meshdcm web UI: plain JS, no build step. State lives on the server; server-sent events say what changed.
+"use strict";
+const $ = (sel, root = document) => root.querySelector(sel);
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+const el = (tag, attrs = {}, ...children) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v; else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(e.dataset, v); else e.setAttribute(k, v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
+  return e;
+};
+async function api(path, options = {}) {
+  const opts = {...options, headers: {"X-CSRF-Token": csrf, ...(options.headers || {})}};
+  if (opts.json !== undefined) { opts.body = JSON.stringify(opts.json); opts.headers["Content-Type"] = "application/json"; delete opts.json; }
+  const r = await fetch(path, opts);
+  if (r.status === 401) { location.href = "/login"; throw new Error("not logged in"); }
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(data.error || r.statusText);
+  return data;
+}
+const later = (fn, ms = 200) => { let t = null; return () => { if (!t) t = setTimeout(() => { t = null; fn(); }, ms); }; };
+const personName = (v) => (v || "").split("=")[0].replace(/\^+/g, " ").trim();
+
+// --- routing ----------------------------------------------------------------------------------------------
+const state = {search: null, rows: [], sort: "StudyDate", descending: true, study: null, studyData: null, series: null,
+               sections: [], draftTimer: null, timeline: false};
+function route() {
+  const [, page, arg] = location.hash.split("/");
+  for (const p of ["search", "study", "monitor"]) $("#page-" + p).classList.toggle("hidden", (page || "search") !== p);
+  $("#nav-search").classList.toggle("active", !page || page === "search" || page === "study");
+  $("#nav-monitor").classList.toggle("active", page === "monitor");
+  if (page === "study" && arg) showStudy(arg);
+  if (page === "monitor") refreshMonitor();
+}
+window.addEventListener("hashchange", route);

@@ -1,0 +1,83 @@
+// meshdcm web UI: the study page (series, errors, timeline).
+"use strict";
+// --- study page ---------------------------------------------------------------------------------------------
+async function showStudy(uid) {
+  if (state.study !== uid) {
+    state.study = uid; state.series = null; state.studyData = null;
+    $("#series").replaceChildren(); $("#sign-status").replaceChildren(); clearViewer();
+    await loadDraft();
+  }
+  refreshStudy(); refreshMeasurements();
+  if (state.timeline) refreshTimeline();
+}
+const refreshStudy = later(async () => {
+  if (!state.study) return;
+  const s = await api("/api/studies/" + state.study);
+  state.studyData = s;
+  const i = s.info;
+  $("#study-title").textContent = `${personName(i.PatientName) || "?"} (${i.PatientID || "?"}) — ${i.StudyDescription || "study"} ${i.StudyDate || ""}`;
+  $("#study-sub").textContent = `Accession ${i.AccessionNumber || "-"} · ${i.ModalitiesInStudy || ""} · ${s.uid}`;
+  const pct = s.total ? Math.round(100 * s.done / s.total) : (s.state === "complete" ? 100 : 0);
+  $("#study-progress > div").style.width = pct + "%";
+  $("#study-progress").classList.toggle("done", s.state === "complete");
+  $("#study-state").textContent = `${s.state}${s.total ? ` · ${s.done}/${s.total} images` : ""}`;
+  renderSeries(s.series);
+  prefillProtocol(s);
+  renderErrors($("#study-errors"), s.errors);
+  renderReports(s.reports);
+  renderPriors(s);
+  refreshMeasurements();
+}, 250);
+function renderSeries(list) {
+  const grid = $("#series");
+  const cards = new Map([...grid.children].map(c => [c.dataset.series, c]));
+  for (const s of list) {
+    let card = cards.get(s.uid);
+    if (!card) {
+      card = el("div", {class: "series-card", dataset: {series: s.uid}, onclick: () => openSeries(s.uid)},
+        el("div", {class: "noimg"}), el("div", {class: "desc"}), el("div", {class: "bar"}, el("div")), el("div", {class: "dim meta"}));
+      grid.append(card);
+    }
+    card.dataset.derived = s.derived ? "true" : "false";
+    card.dataset.complete = s.complete ? "true" : "false";
+    if (s.thumbnail && !card.querySelector("img")) {
+      const img = el("img", {src: `/api/series/${s.uid}/thumbnail`, alt: s.description, loading: "lazy"});
+      card.firstChild.replaceWith(img);
+    }
+    card.querySelector(".desc").replaceChildren(`${s.modality} #${s.number} ${s.description}`,
+      s.derived ? el("div", {}, el("span", {class: "badge"}, s.map ? `${s.map} map` : "derived"), ` by ${s.node || "?"}`) : "");
+    const expected = s.expected || s.arrived || 1;
+    const pct = s.complete ? 100 : Math.min(100, Math.round(100 * s.arrived / expected));
+    card.querySelector(".bar > div").style.width = pct + "%";
+    card.querySelector(".bar").classList.toggle("done", !!s.complete);
+    card.querySelector(".meta").textContent = `${s.arrived}/${s.expected || "?"} images` + (s.complete ? " ✓" : "");
+  }
+}
+function renderErrors(list, errors) {
+  list.replaceChildren(...errors.map(e => el("li", {class: "error"},
+    `${e.time} ${e.node}: ${e.reason || "?"}`, el("div", {class: "dim"}, `next: ${e.action || "-"}`),
+    e.dead_letter ? el("button", {class: "small retry-dead", onclick: (ev) => retryDead(e.dead_letter, ev.target)},
+      `Retry dead letter ${e.dead_letter.id} on ${e.dead_letter.node}`) : null)));
+}
+async function retryDead(dl, button) {
+  button.disabled = true;
+  try { await api("/api/dead/retry", {method: "POST", json: dl}); button.textContent = "retried ✓"; }
+  catch (err) { button.textContent = "retry failed: " + err.message; button.disabled = false; }
+}
+$("#study-refetch").addEventListener("click", () => openStudy(state.study, true));
+$("#open-viewer").addEventListener("click", async () => {
+  const r = await api("/api/viewer/open", {method: "POST", json: {study: state.study}});
+  $("#study-state").textContent = "sent to the desktop viewer (open.study " + r.request.slice(0, 8) + ")";
+});
+$("#show-timeline").addEventListener("click", () => {
+  state.timeline = !state.timeline; $("#timeline-box").classList.toggle("hidden", !state.timeline);
+  if (state.timeline) refreshTimeline();
+});
+const refreshTimeline = later(async () => {
+  if (!state.study || !state.timeline) return;
+  const t = await api(`/api/studies/${state.study}/timeline`);
+  $("#timeline tbody").replaceChildren(...t.events.map(e => el("tr", {},
+    el("td", {}, e.time.replace("T", " ").replace("Z", "")), el("td", {}, e.node), el("td", {}, e.topic + (e.count > 1 ? ` ×${e.count}` : "")),
+    el("td", {class: "dim"}, e.series ? "…" + e.series.slice(-10) : ""), el("td", {class: "error"}, e.error || ""),
+    el("td", {class: "dim"}, e.source))));
+}, 500);
