@@ -43,7 +43,8 @@ from pynetdicom.sop_class import (
 from .config import Pacs
 from .errors import PacsError, PacsUnavailable, RetrieveIncomplete
 from .results import RetrieveResult, StoreResult
-from .storage import DirectorySink, StorageSCP, StoredInstance
+from .incoming import DirectorySink, StoredInstance
+from .storage import StorageSCP
 
 __all__ = ["echo", "find", "count_instances", "retrieve", "store", "RetrieveResult", "StoreResult", "LEVELS"]
 
