@@ -23,6 +23,8 @@ PACS with the synthetic studies), ``embedded_retrieve`` (get; docs/pacs.md says 
 ``[nodes.pacs.servers.NAME]`` with ``ae_title``, ``host``, ``port``, ``dicomweb_url``, ``retrieve``, ``store_method``;
 ``archive_derived`` (true), ``archive_where`` (a filter; default every derived series), ``archive_to`` (the PACS
 that receives them; default the first).
+
+Instances the SCP refuses (disk full, no usable UIDs) are ``error.pacs`` events naming them.
 """
 
 from __future__ import annotations
@@ -126,8 +128,13 @@ def create(config: NodeConfig) -> Node:
         if announce_instances:
             node.publish(topics.STORED_INSTANCE, header_only(instance.header), uris=uris_for(instance.path))
 
+    def on_failed(failure) -> None:
+        """An instance the storage SCP refused or lost (it logged it): an error event naming it."""
+        node._error_event("storage", failure.reason, failure.action, sop_instance_uid=failure.sop_instance_uid,
+                          study_instance_uid=failure.study_uid, calling_ae=failure.calling_ae, status=failure.status)
+
     scp = StorageSCP(storage, ae_title=ae_title, host=opts.scp_host, port=opts.scp_port, on_stored=on_stored,
-                     on_quiet=on_quiet, quiet_seconds=opts.quiet_seconds)
+                     on_quiet=on_quiet, quiet_seconds=opts.quiet_seconds, on_failed=on_failed)
 
     def publish_series(example: Path, count: int, complete: bool | None, reply_to: Message | None = None):
         from pydicom import dcmread

@@ -10,7 +10,7 @@ import os
 import threading
 from pathlib import Path
 
-__all__ = ["flush", "make_durable", "write_durably"]
+__all__ = ["flush", "make_durable", "write_durably", "remove_partial_files"]
 
 
 def flush(path, data_only: bool = True) -> None:
@@ -45,3 +45,15 @@ def write_durably(path: Path, data: bytes | memoryview, fsync: bool = True) -> N
     os.replace(tmp, path)
     if fsync:
         flush(path.parent, data_only=False)  # the new name is on disk too
+
+
+def remove_partial_files(folder: Path) -> int:
+    """Remove the ``*.part`` files a writer killed mid-write left in ``folder``; returns how many."""
+    removed = 0
+    for part in folder.glob("*.part"):
+        try:
+            part.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed

@@ -11,12 +11,16 @@ why), one thread per association so several senders are served at once. For each
 * only the Study/Series UIDs are scanned from the first bytes (:func:`scan_study_series`); the full header
   (up to Pixel Data) is parsed lazily when a callback asks for ``StoredInstance.header``.
 
+What cannot be stored (disk full, no usable UIDs) is answered at once with a failure status; each failure is a
+:class:`StoreFailure` told to ``on_failed`` (:mod:`meshdcm.pacs.incoming` says how). Partial files an interrupted run left are removed at start.
+
 Completeness: :meth:`StorageSCP.expect` registers how many instances of a study (or series) are expected
 (from C-FIND counts or a retrieve's sub-operation counts); its :class:`Expectation` completes when they have
 arrived. For data pushed without warning, a quiet timer (``quiet_seconds``) reports a study as settled once
 nothing new arrived for it for that long (``on_quiet``).
 
 The parts live in their own modules: :mod:`meshdcm.pacs.incoming` (a dataset into a file, shared with C-GET),
+:mod:`meshdcm.pacs.instances` (what is said about each instance), :mod:`meshdcm.pacs.dicomfile` (the bytes),
 :mod:`meshdcm.pacs.durable` (fsync and rename), :mod:`meshdcm.pacs.expectations` (completeness).
 """
 
@@ -28,37 +32,40 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .durable import make_durable, write_durably
+from .dicomfile import encode_file_meta
+from .durable import make_durable, remove_partial_files, write_durably
 from .expectations import Expectation
-from .incoming import DirectorySink, InstanceWriter, StoredInstance, _FileSink, _Syncer, encode_file_meta
+from .incoming import DirectorySink, IncomingFolder, InstanceWriter, _FileSink
+from .instances import StoredInstance, StoreFailure
 
-__all__ = ["StorageSCP", "StoredInstance", "Expectation", "InstanceWriter", "DirectorySink", "make_durable", "write_durably", "encode_file_meta"]
+__all__ = ["StorageSCP", "StoredInstance", "StoreFailure", "Expectation", "InstanceWriter", "DirectorySink",
+           "make_durable", "write_durably", "encode_file_meta"]
 
 LOGGER = logging.getLogger(__name__)
 
 
-class StorageSCP:
+class StorageSCP(IncomingFolder):
     """A C-STORE SCP writing every received instance under ``directory``.
 
     ``on_stored(instance: StoredInstance)`` is called after each instance is safely on disk (in the
     association's thread; keep it short). ``on_quiet(study_uid, counts)`` is called once a study that no
     :class:`Expectation` covers has received nothing new for ``quiet_seconds`` (``counts``: series UID ->
     number of instances received since the study was last reported).
+
+    ``on_failed(failure: StoreFailure)`` hears of instances refused or lost (see
+    :class:`~meshdcm.pacs.incoming.IncomingFolder`); ``last_failure`` is the latest.
     """
 
     def __init__(self, directory: str | Path, ae_title: str = "MESHDCM", host: str = "127.0.0.1", port: int = 0,
                  on_stored: Callable[[StoredInstance], None] | None = None,
                  on_quiet: Callable[[str, dict[str, int]], None] | None = None,
-                 quiet_seconds: float = 10.0, fsync: bool = True, max_pdu: int = 4 << 20):
-        self.directory = Path(directory)
+                 quiet_seconds: float = 10.0, fsync: bool = True, max_pdu: int = 4 << 20,
+                 on_failed: Callable[[StoreFailure], None] | None = None):
+        super().__init__(directory, fsync, on_failed)
         self.ae_title, self.host, self.port = ae_title, host, port
         self.on_stored, self.on_quiet, self.quiet_seconds = on_stored, on_quiet, quiet_seconds
-        self.fsync = fsync
         self.max_pdu = max_pdu
         self._server = None
-        self._incoming = self.directory / ".incoming"
-        self._made_dirs: set[Path] = set()
-        self.syncer = _Syncer()
         self._lock = threading.Lock()
         self._expect: dict[tuple[str, str | None], list[Expectation]] = {}
         self._recent: dict[str, tuple[float, dict[str, int]]] = {}
@@ -66,7 +73,6 @@ class StorageSCP:
         self._stop = threading.Event()
         self._quiet_thread: threading.Thread | None = None
         self.count = 0
-        self.failures = 0
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> tuple[str, int]:
@@ -75,7 +81,11 @@ class StorageSCP:
 
         self.directory.mkdir(parents=True, exist_ok=True)
         self._incoming.mkdir(exist_ok=True)
-        self._server = UpperLayerServer(self.host, self.port, self._begin, max_pdu=self.max_pdu)
+        removed = remove_partial_files(self._incoming)  # nothing else writes there before we listen
+        if removed:
+            LOGGER.warning("storage SCP: removed %d partial files an interrupted run left in %s", removed,
+                           self._incoming)
+        self._server = UpperLayerServer(self.host, self.port, self.begin, max_pdu=self.max_pdu)
         self.port = self._server.server_address[1]
         self._stop.clear()
         if self.on_quiet is not None:
@@ -139,9 +149,6 @@ class StorageSCP:
         with self._lock:
             if fn in self._listeners:
                 self._listeners.remove(fn)
-
-    def _begin(self, calling_ae: str, sop_class: str, sop_uid: str, ts: str, move_originator: str = "") -> _FileSink:
-        return _FileSink(self, calling_ae, sop_class, sop_uid, ts, move_originator)
 
     def _defer_sync(self, sink: _FileSink, study_uid: str) -> bool:
         """A sub-operation of our own C-MOVE (we are its originator and expect the study): made durable off the

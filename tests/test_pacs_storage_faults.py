@@ -1,0 +1,113 @@
+"""The storage SCP when things go wrong, fed by DCMTK storescu on 127.0.0.1: a full disk (a real 20 MiB tmpfs), a
+process killed mid-write."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+
+from pydicom import dcmread
+
+from conftest import wait_until
+from meshdcm import synthetic
+from meshdcm.pacs import StorageSCP
+from pacs_fixtures import fill_disk, small_disk  # noqa: F401
+from ports import free_port
+
+STORAGE_LOG = "meshdcm.pacs.storage"
+
+
+def storescu(port: int, paths, *opts, aet: str = "STORESCU") -> subprocess.CompletedProcess:
+    """DCMTK storescu (``-nh``: go on after a failed store); its output says each status."""
+    return subprocess.run(["/usr/bin/storescu", "-v", "-nh", "-aet", aet, "-aec", "ANY", *opts, "127.0.0.1", str(port),
+                           *map(str, paths)], capture_output=True, text=True, timeout=120)
+
+
+def errors(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == STORAGE_LOG and r.levelno >= logging.ERROR]
+
+
+def test_a_full_disk_is_answered_out_of_resources_at_once_said_once_and_recovered(tmp_path, small_disk, caplog):  # noqa: F811
+    """On a full disk the SCP dropped the association (no status, nothing logged above DEBUG) and left .part files;
+    the sender saw a broken connection, and a C-MOVE waited for those instances until its timeout (~300 s)."""
+    caplog.set_level(logging.DEBUG, logger=STORAGE_LOG)
+    src = synthetic.write_study(synthetic.head_ct(seed=41, size="small", slices=4, matrix=256), tmp_path / "src")
+    assert all(p.stat().st_size > 100_000 for p in src)  # each bigger than the room left: fails mid-dataset
+    got, told = [], []
+    with StorageSCP(small_disk, on_stored=got.append, on_failed=told.append) as scp:
+        filler = fill_disk(small_disk, leave=64 << 10)
+        t0 = time.monotonic()
+        r = storescu(scp.port, src)
+        took = time.monotonic() - t0
+        said = r.stdout + r.stderr
+        assert said.count("Received Store Response (Refused: OutOfResources)") == len(src), said  # 0xA700
+        assert took < 15, f"{len(src)} refusals took {took:.1f} s"
+        assert not got and not list(small_disk.rglob("*.dcm"))
+        assert not list((small_disk / ".incoming").iterdir()), "partial files were left behind"
+        incoming = small_disk / ".incoming"
+        said_full = [r for r in errors(caplog) if f"disk full at {incoming}" in r.getMessage()]
+        assert len(said_full) == 1 and len(errors(caplog)) == 1, [r.getMessage() for r in errors(caplog)]
+        assert said_full[0].exc_info is None  # a line, not a traceback
+        assert [f.kind for f in told] == ["write"] and scp.last_failure.reason == f"disk full at {incoming}"
+        assert scp.refused == len(src)
+        # another association is served meanwhile
+        echo = subprocess.run(["/usr/bin/echoscu", "-aec", "ANY", "127.0.0.1", str(scp.port)], capture_output=True,
+                              text=True, timeout=30)
+        assert echo.returncode == 0, echo.stderr
+        # room again: the same instances are stored
+        filler.unlink()
+        r = storescu(scp.port, src)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert sorted(g.sop_instance_uid for g in got) == sorted(str(dcmread(p).SOPInstanceUID) for p in src)
+        assert all(dcmread(g.path).PixelData == dcmread(p).PixelData for g, p in
+                   zip(sorted(got, key=lambda g: g.sop_instance_uid),
+                       sorted(src, key=lambda p: str(dcmread(p).SOPInstanceUID)), strict=True))
+    assert any("again" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records
+               if r.name == STORAGE_LOG)
+
+
+def _associate_for_ct(sock: socket.socket) -> None:
+    """A scripted sender: A-ASSOCIATE-RQ for CT Image Storage in Explicit VR Little Endian, then the accept."""
+    def item(kind, payload):
+        return struct.pack(">BBH", kind, 0, len(payload)) + payload
+
+    context = item(0x20, bytes([1, 0, 0, 0]) + item(0x30, b"1.2.840.10008.5.1.4.1.1.2")
+                   + item(0x40, b"1.2.840.10008.1.2.1"))
+    user = item(0x50, item(0x51, struct.pack(">I", 16384)) + item(0x52, b"1.2.3.4"))
+    body = (struct.pack(">HH", 1, 0) + b"ANY".ljust(16) + b"KILLED".ljust(16) + bytes(32)
+            + item(0x10, b"1.2.840.10008.3.1.1.1") + context + user)
+    sock.sendall(struct.pack(">BBI", 0x01, 0, len(body)) + body)
+    assert sock.recv(1) == b"\x02"  # A-ASSOCIATE-AC
+
+
+def _pdv(flags: int, data: bytes) -> bytes:
+    return struct.pack(">BBI", 0x04, 0, len(data) + 6) + struct.pack(">IBB", len(data) + 2, 1, flags) + data
+
+
+def test_partial_files_left_by_a_killed_scp_are_removed_when_it_starts_again(mesh, tmp_path, caplog):
+    """A storage SCP killed (SIGKILL) while receiving left its .part file in .incoming for good."""
+    store, port = tmp_path / "store", free_port()
+    proc = mesh.start("pacs", "scp", "--out", store, "--host", "127.0.0.1", "--port", port)
+    wait_until(lambda: (store / ".incoming").is_dir() and socket.socket().connect_ex(("127.0.0.1", port)) == 0, 30,
+               what="the storage SCP")
+    sop = b"1.2.826.0.1.3680043.10.1452.7.1"
+    command = b"".join(struct.pack("<HHI", 0, el, len(v)) + v for el, v in [
+        (0x0002, b"1.2.840.10008.5.1.4.1.1.2\x00"), (0x0100, struct.pack("<H", 1)), (0x0110, struct.pack("<H", 1)),
+        (0x0700, struct.pack("<H", 0)), (0x0800, struct.pack("<H", 0)), (0x1000, sop)])
+    command = struct.pack("<HHII", 0, 0, 4, len(command)) + command
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        _associate_for_ct(sock)
+        sock.sendall(_pdv(0x03, command) + _pdv(0x00, bytes(8000)))  # the C-STORE and a first, not last, fragment
+        wait_until(lambda: list((store / ".incoming").glob("*.part")), 10, what="the partial file")
+        os.killpg(proc.popen.pid, signal.SIGKILL)
+        proc.popen.wait(10)
+    assert len(list((store / ".incoming").glob("*.part"))) == 1
+    caplog.set_level(logging.INFO, logger=STORAGE_LOG)
+    with StorageSCP(store):
+        assert not list((store / ".incoming").glob("*.part"))
+    assert any("removed 1 partial files" in r.getMessage() for r in caplog.records)
