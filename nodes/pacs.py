@@ -24,6 +24,8 @@ PACS with the synthetic studies), ``embedded_retrieve`` (get; docs/pacs.md says 
 ``archive_derived`` (true), ``archive_where`` (a filter; default every derived series), ``archive_to`` (the PACS
 that receives them; default the first).
 
+``overwrite_instances`` (false): a second copy of an instance the storage SCP already holds (same SOP Instance UID,
+from any AE) is answered success and dropped, the first copy kept; true lets the new copy replace it (docs/pacs.md).
 Instances the SCP refuses (disk full, no usable UIDs) are ``error.pacs`` events naming them.
 """
 
@@ -78,6 +80,7 @@ class PacsOptions:
     scp_port: int = 0
     instance_events: bool = False
     quiet_seconds: float = 10.0
+    overwrite_instances: bool = False
     embedded: bool = False
     embedded_size: str = "small"
     embedded_retrieve: str = "get"
@@ -134,7 +137,8 @@ def create(config: NodeConfig) -> Node:
                           study_instance_uid=failure.study_uid, calling_ae=failure.calling_ae, status=failure.status)
 
     scp = StorageSCP(storage, ae_title=ae_title, host=opts.scp_host, port=opts.scp_port, on_stored=on_stored,
-                     on_quiet=on_quiet, quiet_seconds=opts.quiet_seconds, on_failed=on_failed)
+                     on_quiet=on_quiet, quiet_seconds=opts.quiet_seconds, overwrite=opts.overwrite_instances,
+                     on_failed=on_failed)
 
     def publish_series(example: Path, count: int, complete: bool | None, reply_to: Message | None = None):
         from pydicom import dcmread

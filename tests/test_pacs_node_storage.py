@@ -1,15 +1,20 @@
 """The pacs node's storage in a mesh when things go wrong: a full disk (a real 20 MiB tmpfs) under a retrieval from
-the embedded PACS."""
+the embedded PACS, a second copy of an instance pushed with DCMTK storescu."""
 
 from __future__ import annotations
 
 import time
 
+import pytest
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from conftest import wait_until
+from meshdcm import synthetic
 from pacs_fixtures import fill_disk, small_disk  # noqa: F401
+from ports import free_port
 from test_pacs_node import Client, study_query
+from test_pacs_storage_faults import storescu
 
 
 def start_pacs_node(mesh, **options):
@@ -50,5 +55,31 @@ def test_a_retrieval_onto_a_full_disk_fails_at_once_naming_it_then_succeeds(mesh
         [study] = [m for m in replies if m.topic == "stored.study"]
         assert study.meta["complete"] is True and study.meta["instances"] > 0
         assert not [m for m in replies if m.topic.startswith("error.")]
+    finally:
+        client.node.stop()
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_second_copy_from_any_ae_replaces_a_stored_instance_only_if_configured(mesh, tmp_path, overwrite):
+    """storescu of a modified copy (same SOP Instance UID, PatientName EVIL^OVERWRITE) from an unknown AE replaced
+    the stored file."""
+    port = free_port()
+    options = {"overwrite_instances": True} if overwrite else {}
+    proc, client = start_pacs_node(mesh, storage=str(tmp_path / "store"), scp_port=port, quiet_seconds=1, **options)
+    try:
+        [src] = synthetic.write_study(synthetic.head_ct(seed=52, size="small", slices=1), tmp_path / "src")
+        ds = dcmread(src)
+        assert storescu(port, [src]).returncode == 0
+        stored = tmp_path / "store" / ds.StudyInstanceUID / ds.SeriesInstanceUID / f"{ds.SOPInstanceUID}.dcm"
+        ds.PatientName = "EVIL^OVERWRITE"
+        ds.save_as(tmp_path / "evil.dcm", enforce_file_format=True)
+        r = storescu(port, [tmp_path / "evil.dcm"], aet="EVIL")
+        assert r.returncode == 0 and "Received Store Response (Success)" in r.stderr, r.stderr
+        assert (str(dcmread(stored).PatientName) == "EVIL^OVERWRITE") is overwrite
+        if not overwrite:
+            warned = wait_until(lambda: [line for line in proc.output.splitlines() if "WARNING" in line
+                                         and "EVIL sent instance" in line], 10, what="the warning")
+            assert str(ds.SOPInstanceUID) in warned[0]
+        assert "OVERWRITE" not in proc.output  # never patient data in the log
     finally:
         client.node.stop()

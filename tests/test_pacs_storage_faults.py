@@ -1,5 +1,5 @@
 """The storage SCP when things go wrong, fed by DCMTK storescu on 127.0.0.1: a full disk (a real 20 MiB tmpfs), a
-process killed mid-write."""
+process killed mid-write, a second copy of a stored instance."""
 
 from __future__ import annotations
 
@@ -111,3 +111,35 @@ def test_partial_files_left_by_a_killed_scp_are_removed_when_it_starts_again(mes
     with StorageSCP(store):
         assert not list((store / ".incoming").glob("*.part"))
     assert any("removed 1 partial files" in r.getMessage() for r in caplog.records)
+
+
+def _modified_copy(src, dest, aet_name: str = "EVIL^OVERWRITE"):
+    ds = dcmread(src)
+    ds.PatientName = aet_name
+    ds.save_as(dest, enforce_file_format=True)
+    return dest
+
+
+def test_a_second_copy_of_an_instance_never_replaces_the_first(tmp_path, caplog):
+    """storescu of a modified copy (same SOP Instance UID) from an unknown AE replaced the stored file."""
+    caplog.set_level(logging.DEBUG, logger=STORAGE_LOG)
+    src = synthetic.write_study(synthetic.head_ct(seed=42, size="small", slices=1), tmp_path / "src")[0]
+    evil = _modified_copy(src, tmp_path / "evil.dcm")
+    sop = str(dcmread(src).SOPInstanceUID)
+    got = []
+    with StorageSCP(tmp_path / "rx", on_stored=got.append) as scp:
+        assert storescu(scp.port, [src]).returncode == 0
+        stored = got[0].path
+        before = stored.read_bytes()
+        r = storescu(scp.port, [evil], aet="EVIL")
+        assert r.returncode == 0 and "Received Store Response (Success)" in r.stderr, r.stderr  # answered 0x0000
+        assert stored.read_bytes() == before and str(dcmread(stored).PatientName) != "EVIL^OVERWRITE"
+        warned = [r.getMessage() for r in caplog.records if r.name == STORAGE_LOG and r.levelno == logging.WARNING]
+        assert len(warned) == 1 and "EVIL" in warned[0] and sop in warned[0], warned
+        assert "OVERWRITE" not in caplog.text  # the calling AE and UIDs, never patient data
+        assert storescu(scp.port, [src]).returncode == 0  # the same copy again (a repeated retrieve): not a warning
+        assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+        assert [g.path for g in got] == [stored] * 3  # reported each time: a retrieve counts what it has
+    with StorageSCP(tmp_path / "rx", overwrite=True) as scp:  # configured so: the new copy replaces it
+        assert storescu(scp.port, [evil], aet="EVIL").returncode == 0
+        assert str(dcmread(stored).PatientName) == "EVIL^OVERWRITE"

@@ -7,8 +7,9 @@ per instance.
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
-__all__ = ["encode_file_meta", "scan_study_series"]
+__all__ = ["encode_file_meta", "scan_study_series", "dataset_offset", "same_dataset"]
 
 
 def _el(group: int, elem: int, vr: bytes, value: bytes) -> bytes:
@@ -80,3 +81,28 @@ def scan_study_series(data: bytes, transfer_syntax: str) -> tuple[str, str] | No
             return None
         i += length
     return None
+
+
+def dataset_offset(path: Path) -> int:
+    """Where the dataset starts in a file with a File Meta Information group (PS3.10); 0 if it has none."""
+    with open(path, "rb") as f:
+        head = f.read(144)
+    if len(head) < 144 or head[128:132] != b"DICM" or head[132:140] != b"\x02\x00\x00\x00UL\x04\x00":
+        return 0
+    return 144 + struct.unpack_from("<I", head, 140)[0]
+
+
+def same_dataset(a: Path, b: Path) -> bool:
+    """Whether two files hold the same dataset bytes (their file meta, e.g. the source AE, may differ)."""
+    oa, ob = dataset_offset(a), dataset_offset(b)
+    if a.stat().st_size - oa != b.stat().st_size - ob:
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        fa.seek(oa)
+        fb.seek(ob)
+        while True:
+            ca, cb = fa.read(1 << 20), fb.read(1 << 20)
+            if ca != cb:
+                return False
+            if not ca:
+                return True

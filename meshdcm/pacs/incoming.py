@@ -12,7 +12,8 @@ What cannot be stored is answered at once and reported as a :class:`~meshdcm.pac
 * a write that fails (disk full...): the rest of the dataset is read and dropped, the partial file removed, the
   instance answered ``0xA700``; one log line per run of such failures (not one per instance), one more when
   writing works again;
-* no usable UIDs: ``0xC000``.
+* no usable UIDs: ``0xC000``;
+* an instance already stored: the first copy is kept (unless ``overwrite``), the sender answered success.
 
 :class:`InstanceWriter` writes C-STORE requests that arrive through pynetdicom (the embedded PACS).
 """
@@ -32,7 +33,7 @@ from pathlib import Path
 from pydicom import dcmread
 
 from ..uids import path_part
-from .dicomfile import encode_file_meta, scan_study_series
+from .dicomfile import encode_file_meta, same_dataset, scan_study_series
 from .durable import flush, make_durable, write_durably
 from .instances import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS, StoredInstance, StoreFailure
 
@@ -54,18 +55,19 @@ def _write_failure_reason(exc: OSError, where: Path) -> str:
 class IncomingFolder:
     """The folder incoming instances are written into: what the storage SCP and a C-GET's sink share.
 
+    ``overwrite`` (default False): an instance already stored is kept, a second copy dropped (and answered success);
     ``on_failed(failure)`` is told of each instance refused for its content, and of the first failed write of a run
     (disk full), not of every instance that run refuses. ``last_failure`` is the last :class:`StoreFailure` of any
     kind, ``refused`` counts instances answered with a failure status and ``failures`` those answered success and then
     lost (a retrieve counts them missing).
     """
 
-    def __init__(self, directory: str | Path, fsync: bool = True,
+    def __init__(self, directory: str | Path, fsync: bool = True, overwrite: bool = False,
                  on_failed: Callable[[StoreFailure], None] | None = None):
         self.directory = Path(directory)
         self._incoming = self.directory / ".incoming"
         self._made_dirs: set[Path] = set()
-        self.fsync, self.on_failed = fsync, on_failed
+        self.fsync, self.overwrite, self.on_failed = fsync, overwrite, on_failed
         self.syncer = _Syncer()
         self.failures = 0
         self.refused = 0
@@ -174,8 +176,8 @@ class DirectorySink(IncomingFolder):
     """Where incoming instances go outside a StorageSCP (e.g. C-GET sub-operations): same layout and writes."""
 
     def __init__(self, directory: str | Path, on_stored: Callable[[StoredInstance], None], fsync: bool = True,
-                 own_retrieve: bool = False):
-        super().__init__(directory, fsync)
+                 own_retrieve: bool = False, overwrite: bool = False):
+        super().__init__(directory, fsync, overwrite)
         self._incoming.mkdir(parents=True, exist_ok=True)
         self.own_retrieve = own_retrieve  # every instance comes from our retrieve: durable before reported
         self._on_stored = on_stored
@@ -269,11 +271,11 @@ class _FileSink:
                 layout.mkdir(parents=True, exist_ok=True)
                 folder._made_dirs.add(layout)
             try:
-                os.replace(self.tmp, path)
+                placed = self._place(path)
             except FileNotFoundError:  # the folder was removed behind our back: make it again
                 layout.mkdir(parents=True, exist_ok=True)
-                os.replace(self.tmp, path)
-            if folder.fsync and not deferred:
+                placed = self._place(path)
+            if placed and folder.fsync and not deferred:
                 flush(layout, data_only=False)  # the name too, before success is answered
         except OSError as exc:
             self.abort()
@@ -286,6 +288,36 @@ class _FileSink:
         else:
             folder._stored(inst)
         return SUCCESS
+
+    def _place(self, path: Path) -> bool:
+        """Move the file to ``path``; False if an instance is there already and is kept (``overwrite`` off)."""
+        if self.folder.overwrite:
+            os.replace(self.tmp, path)
+            return True
+        try:
+            os.link(self.tmp, path)  # create-if-absent in one step: of two copies arriving at once, one wins
+        except FileExistsError:
+            self._kept_first(path)
+            self.tmp.unlink()
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            if path.exists():  # no hard links on this file system: look, then rename
+                self._kept_first(path)
+                self.tmp.unlink()
+                return False
+            os.replace(self.tmp, path)
+            return True
+        self.tmp.unlink()
+        return True
+
+    def _kept_first(self, path: Path) -> None:
+        if same_dataset(path, self.tmp):  # the same instance sent again (a retrieve repeated): nothing to say
+            LOGGER.debug("storage: instance %s from %s is already stored", self.sop_uid, self.calling_ae)
+            return
+        LOGGER.warning("storage: %s sent instance %s again with different content; the first copy (%s) is kept, the "
+                       "new one dropped and answered success (overwrite is off)", self.calling_ae, self.sop_uid, path)
 
 
 class InstanceWriter:

@@ -3,7 +3,7 @@
 
 C-STORE statuses answered (PS3.4 Annex B.2.3):
 
-* ``0x0000`` success: the instance is on disk;
+* ``0x0000`` success: the instance is on disk (or was already: the first copy is kept, see ``overwrite``);
 * ``0xA700`` Refused, Out of Resources: it could not be written (disk full, quota, permissions, I/O error);
 * ``0xC000`` Error, Cannot Understand: no usable Study/Series/SOP Instance UID in it.
 """

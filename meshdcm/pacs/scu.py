@@ -248,7 +248,8 @@ def retrieve(pacs: Pacs, study_uid: str, dest_dir: str | Path | None = None, *, 
     elif method == "get":
         if dest_dir is None:
             raise ValueError(f"retrieve of study {study_uid} by C-GET needs dest_dir")
-        res = _retrieve_get(pacs, study_uid, series_uid, Path(dest_dir), on_progress, on_instance)
+        res = _retrieve_get(pacs, study_uid, series_uid, Path(dest_dir), on_progress, on_instance,
+                            overwrite=scp.overwrite if scp is not None else False)
     elif method == "wado":
         if dest_dir is None:
             raise ValueError(f"retrieve of study {study_uid} by WADO-RS needs dest_dir")
@@ -370,7 +371,8 @@ def _retrieve_move(pacs, study_uid, series_uid, scp: StorageSCP, on_progress, on
     return res
 
 
-def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_instance) -> RetrieveResult:
+def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_instance,
+                  overwrite: bool = False) -> RetrieveResult:
     """C-GET on our own association (:class:`~meshdcm.pacs.upper.GetRequestor`), sub-operations streamed to disk."""
     from .upper import AssociationRefused, GetRequestor
 
@@ -396,7 +398,7 @@ def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_insta
 
     # The PACS keeps its copy until we are done, so the sub-operations are answered at once and made durable
     # beside the transfer; each instance is reported (and so announced) only once it is on disk.
-    sink = DirectorySink(dest, stored, own_retrieve=True)
+    sink = DirectorySink(dest, stored, own_retrieve=True, overwrite=overwrite)
     syntaxes = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, *_COMPRESSED]
     per_class = max(1, 127 // max(1, len(classes)))
     req = GetRequestor(pacs.host, pacs.port, pacs.ae_title, pacs.calling_ae, classes[:127], syntaxes[:per_class],

@@ -11,8 +11,9 @@ why), one thread per association so several senders are served at once. For each
 * only the Study/Series UIDs are scanned from the first bytes (:func:`scan_study_series`); the full header
   (up to Pixel Data) is parsed lazily when a callback asks for ``StoredInstance.header``.
 
-What cannot be stored (disk full, no usable UIDs) is answered at once with a failure status; each failure is a
-:class:`StoreFailure` told to ``on_failed`` (:mod:`meshdcm.pacs.incoming` says how). Partial files an interrupted run left are removed at start.
+What cannot be stored (disk full, no usable UIDs) is answered at once with a failure status, what is stored twice keeps
+its first copy (``overwrite``); each failure is a :class:`StoreFailure` told to ``on_failed``
+(:mod:`meshdcm.pacs.incoming` says how). Partial files an interrupted run left are removed at start.
 
 Completeness: :meth:`StorageSCP.expect` registers how many instances of a study (or series) are expected
 (from C-FIND counts or a retrieve's sub-operation counts); its :class:`Expectation` completes when they have
@@ -52,16 +53,17 @@ class StorageSCP(IncomingFolder):
     :class:`Expectation` covers has received nothing new for ``quiet_seconds`` (``counts``: series UID ->
     number of instances received since the study was last reported).
 
-    ``on_failed(failure: StoreFailure)`` hears of instances refused or lost (see
+    ``overwrite`` (default False): a second copy of an instance already stored is answered success and dropped; the
+    first is kept. ``on_failed(failure: StoreFailure)`` hears of instances refused or lost (see
     :class:`~meshdcm.pacs.incoming.IncomingFolder`); ``last_failure`` is the latest.
     """
 
     def __init__(self, directory: str | Path, ae_title: str = "MESHDCM", host: str = "127.0.0.1", port: int = 0,
                  on_stored: Callable[[StoredInstance], None] | None = None,
                  on_quiet: Callable[[str, dict[str, int]], None] | None = None,
-                 quiet_seconds: float = 10.0, fsync: bool = True, max_pdu: int = 4 << 20,
+                 quiet_seconds: float = 10.0, fsync: bool = True, max_pdu: int = 4 << 20, overwrite: bool = False,
                  on_failed: Callable[[StoreFailure], None] | None = None):
-        super().__init__(directory, fsync, on_failed)
+        super().__init__(directory, fsync, overwrite, on_failed)
         self.ae_title, self.host, self.port = ae_title, host, port
         self.on_stored, self.on_quiet, self.quiet_seconds = on_stored, on_quiet, quiet_seconds
         self.max_pdu = max_pdu
