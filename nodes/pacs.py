@@ -26,7 +26,7 @@ that receives them; default the first).
 
 ``overwrite_instances`` (false): a second copy of an instance the storage SCP already holds (same SOP Instance UID,
 from any AE) is answered success and dropped, the first copy kept; true lets the new copy replace it (docs/pacs.md).
-Instances the SCP refuses (disk full, no usable UIDs) are ``error.pacs`` events naming them.
+Instances the SCP refuses (disk full, no usable UIDs) or sets aside (undecodable) are ``error.pacs`` events naming them.
 """
 
 from __future__ import annotations
@@ -132,9 +132,10 @@ def create(config: NodeConfig) -> Node:
             node.publish(topics.STORED_INSTANCE, header_only(instance.header), uris=uris_for(instance.path))
 
     def on_failed(failure) -> None:
-        """An instance the storage SCP refused or lost (it logged it): an error event naming it."""
+        """An instance the storage SCP refused, lost or set aside (it logged it): an error event naming it."""
         node._error_event("storage", failure.reason, failure.action, sop_instance_uid=failure.sop_instance_uid,
-                          study_instance_uid=failure.study_uid, calling_ae=failure.calling_ae, status=failure.status)
+                          study_instance_uid=failure.study_uid, calling_ae=failure.calling_ae, status=failure.status,
+                          kept=str(failure.kept) if failure.kept else None)
 
     scp = StorageSCP(storage, ae_title=ae_title, host=opts.scp_host, port=opts.scp_port, on_stored=on_stored,
                      on_quiet=on_quiet, quiet_seconds=opts.quiet_seconds, overwrite=opts.overwrite_instances,

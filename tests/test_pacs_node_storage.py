@@ -1,5 +1,5 @@
 """The pacs node's storage in a mesh when things go wrong: a full disk (a real 20 MiB tmpfs) under a retrieval from
-the embedded PACS, a second copy of an instance pushed with DCMTK storescu."""
+the embedded PACS, a pushed study (DCMTK storescu) with an instance no one can decode, a second copy of an instance."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from meshdcm import synthetic
 from pacs_fixtures import fill_disk, small_disk  # noqa: F401
 from ports import free_port
 from test_pacs_node import Client, study_query
-from test_pacs_storage_faults import storescu
+from test_pacs_storage_faults import send_as_is, storescu, undecodable_copy, without_study_uid
 
 
 def start_pacs_node(mesh, **options):
@@ -55,6 +55,44 @@ def test_a_retrieval_onto_a_full_disk_fails_at_once_naming_it_then_succeeds(mesh
         [study] = [m for m in replies if m.topic == "stored.study"]
         assert study.meta["complete"] is True and study.meta["instances"] > 0
         assert not [m for m in replies if m.topic.startswith("error.")]
+    finally:
+        client.node.stop()
+
+
+def test_a_pushed_study_with_an_undecodable_instance_is_announced_without_it(mesh, tmp_path):
+    """One instance the node could not decode stopped the announcement of its whole series and study (valid
+    instances included), with only a traceback in the log; one without a readable StudyInstanceUID said nothing."""
+    port = free_port()
+    proc, client = start_pacs_node(mesh, storage=str(tmp_path / "store"), scp_port=port, quiet_seconds=1)
+    try:
+        src = synthetic.write_study(synthetic.head_ct(seed=51, size="small", slices=3), tmp_path / "src")
+        ds = dcmread(src[0])
+        # its SOP Instance UID sorts first: the file the node read for the series' announcement
+        bad_sop, no_study_sop = "1.2.826.0.1.3680043.10.1452.9.1", "1.2.826.0.1.3680043.10.1452.9.2"
+        # first (its sender is slow to start), so that the study is one push however loaded the machine is
+        assert send_as_is(port, undecodable_copy(src[0], tmp_path / "bad.dcm", bad_sop)) == 0x0000
+        assert storescu(port, src).returncode == 0
+        storescu(port, [without_study_uid(src[0], tmp_path / "nostudy.dcm", no_study_sop)])
+
+        [study] = wait_until(lambda: [m for m in client.got if m.topic == "stored.study"], 30, what="stored.study")
+        assert study.dataset.StudyInstanceUID == ds.StudyInstanceUID and study.meta["instances"] == 3
+        [series] = [m for m in client.got if m.topic == "stored.series"]
+        assert series.meta["instances"] == 3 and series.dataset.SeriesInstanceUID == ds.SeriesInstanceUID
+        files = client.node.fetch([u for u in series.uris if u.startswith("meshdcm://")][0], tmp_path / "fetched")
+        assert sorted(p.stem for p in files) == sorted(str(dcmread(p).SOPInstanceUID) for p in src)
+
+        def errors():
+            return [m.meta["error"] for m in client.got if m.topic == "error.pacs"]
+
+        wait_until(lambda: len(errors()) >= 2, 10, what="two error events")
+        by_sop = {e["sop_instance_uid"]: e for e in errors()}
+        aside = by_sop[bad_sop]
+        kept = tmp_path / "store" / ".undecodable" / f"{bad_sop}.dcm"
+        assert "cannot be decoded" in aside["reason"] and ds.StudyInstanceUID in aside["reason"]
+        assert aside["kept"] == str(kept) and kept.exists() and str(kept) in aside["action"]
+        refused = by_sop[no_study_sop]
+        assert refused["status"] == 0xC000 and "no usable" in refused["reason"] and "correct" in refused["action"]
+        assert "Traceback" not in proc.output
     finally:
         client.node.stop()
 

@@ -1,5 +1,5 @@
 """The storage SCP when things go wrong, fed by DCMTK storescu on 127.0.0.1: a full disk (a real 20 MiB tmpfs), a
-process killed mid-write, a second copy of a stored instance."""
+process killed mid-write, a second copy of a stored instance, an instance no reader can decode."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 
 from pydicom import dcmread
@@ -143,3 +144,63 @@ def test_a_second_copy_of_an_instance_never_replaces_the_first(tmp_path, caplog)
     with StorageSCP(tmp_path / "rx", overwrite=True) as scp:  # configured so: the new copy replaces it
         assert storescu(scp.port, [evil], aet="EVIL").returncode == 0
         assert str(dcmread(stored).PatientName) == "EVIL^OVERWRITE"
+
+
+def undecodable_copy(src, dest, sop_uid: str):
+    """``src`` with another SOP Instance UID and, after its Series Instance UID, an element of a VR that does not
+    exist ('XX'): the UIDs are found, pydicom cannot read the header. DCMTK rewrites what it sends (an unknown VR
+    becomes UN), so this instance comes from a scripted sender (pynetdicom, streaming the file's bytes)."""
+    ds = dcmread(src)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.save_as(dest, enforce_file_format=True)
+    raw = dest.read_bytes()
+    series = str(ds.SeriesInstanceUID).encode()
+    end = raw.index(series) + len(series) + len(series) % 2
+    dest.write_bytes(raw[:end] + b"\x20\x00\x0f\x00XX\x04\x00junk" + raw[end:])  # (0020,000F), unused
+    return dest
+
+
+def send_as_is(port: int, path, aet: str = "SCRIPTED") -> int:
+    """C-STORE the file's dataset bytes as they are (pynetdicom streams them without decoding); returns the status."""
+    code = ("from pynetdicom import AE, _config\n"
+            "_config.STORE_SEND_CHUNKED_DATASET = True\n"
+            f"ae = AE({aet!r}); ae.add_requested_context('1.2.840.10008.5.1.4.1.1.2', '1.2.840.10008.1.2.1')\n"
+            f"a = ae.associate('127.0.0.1', {port}, ae_title='ANY')\n"
+            f"print(int(a.send_c_store({str(path)!r}).Status)); a.release()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return int(r.stdout.split()[-1])
+
+
+def without_study_uid(src, dest, sop_uid: str):
+    ds = dcmread(src)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    del ds.StudyInstanceUID
+    ds.save_as(dest, enforce_file_format=True)
+    return dest
+
+
+def test_an_undecodable_instance_is_set_aside_and_told_the_rest_counted(tmp_path, caplog):
+    src = synthetic.write_study(synthetic.head_ct(seed=43, size="small", slices=3), tmp_path / "src")
+    bad_sop, no_study_sop = "1.2.826.0.1.3680043.10.1452.8.1", "1.2.826.0.1.3680043.10.1452.8.2"
+    bad = undecodable_copy(src[0], tmp_path / "bad.dcm", bad_sop)
+    nostudy = without_study_uid(src[0], tmp_path / "nostudy.dcm", no_study_sop)
+    ds = dcmread(src[0])
+    settled, told = [], []
+    with StorageSCP(tmp_path / "rx", on_quiet=lambda s, c: settled.append((s, c)), quiet_seconds=1,
+                    on_failed=told.append) as scp:
+        # first (its sender is slow to start), so that the study is one push however loaded the machine is
+        assert send_as_is(scp.port, bad) == 0x0000  # its UIDs are fine: stored and answered success
+        assert storescu(scp.port, src).returncode == 0
+        said = storescu(scp.port, [nostudy]).stderr
+        assert "Received Store Response (Error: CannotUnderstand)" in said, said  # 0xC000
+        wait_until(lambda: settled, 15, what="the quiet report")
+    assert settled == [(str(ds.StudyInstanceUID), {str(ds.SeriesInstanceUID): 3})]
+    by_kind = {f.kind: f for f in told}
+    assert set(by_kind) == {"undecodable", "refused"}
+    aside = by_kind["undecodable"]
+    assert aside.sop_instance_uid == bad_sop and aside.kept == tmp_path / "rx" / ".undecodable" / f"{bad_sop}.dcm"
+    assert aside.kept.exists() and not list((tmp_path / "rx").glob(f"*/*/{bad_sop}.dcm"))
+    assert str(aside.kept) in aside.action and "send a readable copy again" in aside.action
+    assert by_kind["refused"].sop_instance_uid == no_study_sop and by_kind["refused"].status == 0xC000
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"

@@ -15,7 +15,7 @@ from .errors import PacsError, PacsUnavailable, RetrieveIncomplete
 from .retry import with_retry
 from .scu import LEVELS, RetrieveResult, StoreResult, count_instances, echo, find, retrieve, store
 from .fetch import fetch
-from .instances import StoreFailure
+from .instances import StoreFailure, UndecodableInstance
 from .storage import Expectation, StorageSCP, StoredInstance
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "StorageSCP",
     "StoredInstance",
     "StoreFailure",
+    "UndecodableInstance",
     "Expectation",
     "fetch",
 ]

@@ -13,7 +13,8 @@ What cannot be stored is answered at once and reported as a :class:`~meshdcm.pac
   instance answered ``0xA700``; one log line per run of such failures (not one per instance), one more when
   writing works again;
 * no usable UIDs: ``0xC000``;
-* an instance already stored: the first copy is kept (unless ``overwrite``), the sender answered success.
+* an instance already stored: the first copy is kept (unless ``overwrite``), the sender answered success;
+* an instance answered success whose header a reader cannot decode: moved to ``<dir>/.undecodable/``.
 
 :class:`InstanceWriter` writes C-STORE requests that arrive through pynetdicom (the embedded PACS).
 """
@@ -35,15 +36,19 @@ from pydicom import dcmread
 from ..uids import path_part
 from .dicomfile import encode_file_meta, same_dataset, scan_study_series
 from .durable import flush, make_durable, write_durably
-from .instances import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS, StoredInstance, StoreFailure
+from .instances import (
+    CANNOT_UNDERSTAND, OUT_OF_RESOURCES, SUCCESS, StoredInstance, StoreFailure, UndecodableInstance,
+)
 
-__all__ = ["IncomingFolder", "DirectorySink", "InstanceWriter"]
+__all__ = ["IncomingFolder", "DirectorySink", "InstanceWriter", "UNDECODABLE_FOLDER"]
 
 LOGGER = logging.getLogger("meshdcm.pacs.storage")  # one logger for everything the storage layer says
 
 _SYNC_THREADS = 16
 _PART_NAMES = itertools.count()  # temporary file names never come from the (untrusted) UIDs
 _HEAD = 16384  # first dataset bytes kept to scan the UIDs from
+#: where instances that were answered success but cannot be decoded are moved (out of the layout)
+UNDECODABLE_FOLDER = ".undecodable"
 _WRITE_CAUSES = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded"}
 
 
@@ -56,10 +61,10 @@ class IncomingFolder:
     """The folder incoming instances are written into: what the storage SCP and a C-GET's sink share.
 
     ``overwrite`` (default False): an instance already stored is kept, a second copy dropped (and answered success);
-    ``on_failed(failure)`` is told of each instance refused for its content, and of the first failed write of a run
-    (disk full), not of every instance that run refuses. ``last_failure`` is the last :class:`StoreFailure` of any
-    kind, ``refused`` counts instances answered with a failure status and ``failures`` those answered success and then
-    lost (a retrieve counts them missing).
+    ``on_failed(failure)`` is told of each instance refused for its content or set aside as undecodable, and of the
+    first failed write of a run (disk full), not of every instance that run refuses. ``last_failure`` is the last
+    :class:`StoreFailure` of any kind, ``refused`` counts instances answered with a failure status and ``failures``
+    those answered success and then lost or set aside (a retrieve counts them missing).
     """
 
     def __init__(self, directory: str | Path, fsync: bool = True, overwrite: bool = False,
@@ -85,6 +90,15 @@ class IncomingFolder:
 
     def _stored(self, inst: StoredInstance) -> None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def _report(self, inst: StoredInstance, callback: Callable[[StoredInstance], None]) -> bool:
+        """Call ``callback(inst)``; False if it found the instance undecodable (then set aside and told)."""
+        try:
+            callback(inst)
+        except UndecodableInstance as exc:
+            self._set_aside(inst, exc)
+            return False
+        return True
 
     # -- failures -------------------------------------------------------------------------------------
     def _failed(self, failure: StoreFailure) -> int:
@@ -133,6 +147,23 @@ class IncomingFolder:
         if failing is not None:
             LOGGER.warning("storage: writing under %s again; %d instances were not stored meanwhile (%s)",
                            self.directory, count, failing.reason)
+
+    def _set_aside(self, inst: StoredInstance, exc: UndecodableInstance) -> None:
+        """An instance answered success whose header cannot be decoded: moved out of the layout, so that it is never
+        announced and a readable copy sent again is stored; then counted, logged and told."""
+        aside = self.directory / UNDECODABLE_FOLDER
+        kept = aside / inst.path.name
+        try:
+            aside.mkdir(exist_ok=True)
+            os.replace(inst.path, kept)
+        except OSError as err:
+            LOGGER.error("storage: could not move undecodable instance %s out of the way: %s", inst.path, err)
+            kept = inst.path
+        self._failed(StoreFailure(
+            "undecodable", inst.sop_instance_uid, inst.calling_ae, SUCCESS,
+            f"instance {inst.sop_instance_uid} of study {inst.study_uid} (series {inst.series_uid}) from "
+            f"{inst.calling_ae} cannot be decoded ({type(exc.cause).__name__}: {exc.cause}); it is not announced",
+            inst.study_uid, kept))
 
 
 class _Syncer:
@@ -186,7 +217,7 @@ class DirectorySink(IncomingFolder):
         return self.own_retrieve
 
     def _stored(self, inst: StoredInstance) -> None:
-        self._on_stored(inst)
+        self._report(inst, self._on_stored)
 
 
 class _FileSink:

@@ -12,8 +12,8 @@ why), one thread per association so several senders are served at once. For each
   (up to Pixel Data) is parsed lazily when a callback asks for ``StoredInstance.header``.
 
 What cannot be stored (disk full, no usable UIDs) is answered at once with a failure status, what is stored twice keeps
-its first copy (``overwrite``); each failure is a :class:`StoreFailure` told to ``on_failed``
-(:mod:`meshdcm.pacs.incoming` says how). Partial files an interrupted run left are removed at start.
+its first copy (``overwrite``), what proves undecodable is set aside; each is a :class:`StoreFailure` told to
+``on_failed`` (:mod:`meshdcm.pacs.incoming` says how). Partial files an interrupted run left are removed at start.
 
 Completeness: :meth:`StorageSCP.expect` registers how many instances of a study (or series) are expected
 (from C-FIND counts or a retrieve's sub-operation counts); its :class:`Expectation` completes when they have
@@ -27,6 +27,7 @@ The parts live in their own modules: :mod:`meshdcm.pacs.incoming` (a dataset int
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -37,12 +38,15 @@ from .dicomfile import encode_file_meta
 from .durable import make_durable, remove_partial_files, write_durably
 from .expectations import Expectation
 from .incoming import DirectorySink, IncomingFolder, InstanceWriter, _FileSink
-from .instances import StoredInstance, StoreFailure
+from .instances import StoredInstance, StoreFailure, UndecodableInstance, read_header
 
 __all__ = ["StorageSCP", "StoredInstance", "StoreFailure", "Expectation", "InstanceWriter", "DirectorySink",
            "make_durable", "write_durably", "encode_file_meta"]
 
 LOGGER = logging.getLogger(__name__)
+
+# a pushed study waiting for its quiet time: series UID -> SOP Instance UID -> instance (without its header)
+_Pushed = dict[str, dict[str, StoredInstance]]
 
 
 class StorageSCP(IncomingFolder):
@@ -51,10 +55,11 @@ class StorageSCP(IncomingFolder):
     ``on_stored(instance: StoredInstance)`` is called after each instance is safely on disk (in the
     association's thread; keep it short). ``on_quiet(study_uid, counts)`` is called once a study that no
     :class:`Expectation` covers has received nothing new for ``quiet_seconds`` (``counts``: series UID ->
-    number of instances received since the study was last reported).
+    number of instances received since the study was last reported). Before that call each of those instances is
+    decoded (on the quiet timer's thread, not the association's): one that cannot be is set aside and not counted.
 
     ``overwrite`` (default False): a second copy of an instance already stored is answered success and dropped; the
-    first is kept. ``on_failed(failure: StoreFailure)`` hears of instances refused or lost (see
+    first is kept. ``on_failed(failure: StoreFailure)`` hears of instances refused, lost or set aside (see
     :class:`~meshdcm.pacs.incoming.IncomingFolder`); ``last_failure`` is the latest.
     """
 
@@ -70,7 +75,7 @@ class StorageSCP(IncomingFolder):
         self._server = None
         self._lock = threading.Lock()
         self._expect: dict[tuple[str, str | None], list[Expectation]] = {}
-        self._recent: dict[str, tuple[float, dict[str, int]]] = {}
+        self._recent: dict[str, tuple[float, _Pushed]] = {}
         self._listeners: list[Callable[[StoredInstance], None]] = []
         self._stop = threading.Event()
         self._quiet_thread: threading.Thread | None = None
@@ -167,7 +172,8 @@ class StorageSCP(IncomingFolder):
                 if fn is None:
                     continue
                 try:
-                    fn(inst)
+                    if not self._report(inst, fn):
+                        break  # undecodable: set aside, and no one else hears of it
                 except Exception:
                     LOGGER.exception("storage SCP: callback failed for instance %s", inst.sop_instance_uid)
         finally:
@@ -182,10 +188,32 @@ class StorageSCP(IncomingFolder):
             for exp in waiting:
                 exp._add(inst.sop_instance_uid, reporting=True)
             if not waiting and self.on_quiet is not None:
-                _, counts = self._recent.get(inst.study_uid, (0.0, {}))
-                counts[inst.series_uid] = counts.get(inst.series_uid, 0) + 1
-                self._recent[inst.study_uid] = (time.monotonic(), counts)
+                _, pushed = self._recent.get(inst.study_uid, (0.0, {}))
+                pushed.setdefault(inst.series_uid, {})[inst.sop_instance_uid] = dataclasses.replace(inst, _header=None)
+                self._recent[inst.study_uid] = (time.monotonic(), pushed)
         return waiting
+
+    def _set_aside(self, inst: StoredInstance, exc: UndecodableInstance) -> None:
+        with self._lock:
+            _, pushed = self._recent.get(inst.study_uid, (0.0, {}))
+            pushed.get(inst.series_uid, {}).pop(inst.sop_instance_uid, None)
+        super()._set_aside(inst, exc)
+
+    def _readable(self, pushed: _Pushed) -> dict[str, int]:
+        """Per series, how many of the pushed instances can be decoded; the others are set aside (and told)."""
+        counts = {}
+        for series_uid, instances in pushed.items():
+            n = 0
+            for inst in instances.values():
+                try:
+                    read_header(inst.path)
+                    n += 1
+                except UndecodableInstance as exc:
+                    if not isinstance(exc.cause, FileNotFoundError):  # removed meanwhile: nothing to announce
+                        self._set_aside(inst, exc)
+            if n:
+                counts[series_uid] = n
+        return counts
 
     def _quiet_loop(self) -> None:
         tick = min(1.0, max(0.05, self.quiet_seconds / 4))
@@ -195,7 +223,10 @@ class StorageSCP(IncomingFolder):
                 settled = [(s, c) for s, (t, c) in self._recent.items() if now - t >= self.quiet_seconds]
                 for s, _ in settled:
                     del self._recent[s]
-            for study_uid, counts in settled:
+            for study_uid, pushed in settled:
+                counts = self._readable(pushed)
+                if not counts:
+                    continue
                 try:
                     self.on_quiet(study_uid, counts)
                 except Exception:
