@@ -25,6 +25,10 @@ one table per PACS in ``[nodes.pacs.servers.NAME]`` with ``ae_title``, ``host``,
 ``retrieve``, ``store_method``;
 ``archive_derived`` (true), ``archive_where`` (a filter; default every derived series), ``archive_to`` (the PACS
 that receives them; default the first).
+
+``overwrite_instances`` (false): a second copy of an instance the storage SCP already holds (same SOP Instance UID,
+from any AE) is answered success and dropped, the first copy kept; true lets the new copy replace it (docs/pacs.md).
+Instances the SCP refuses (disk full, no usable UIDs) or sets aside (undecodable) are ``error.pacs`` events naming them.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ class PacsOptions:
     scp_port: int = 0
     instance_events: bool = False
     quiet_seconds: float = 10.0
+    overwrite_instances: bool = False
     embedded: bool = False
     embedded_size: str = "small"
     embedded_retrieve: str = "get"
@@ -133,7 +138,8 @@ class PacsBridge:
         self.node = Node(config=config, capabilities=("dicom", "dicomweb"))
         self.node.serve("store", self.storage)
         self.scp = StorageSCP(self.storage, ae_title=self.ae_title, host=opts.scp_host, port=opts.scp_port,
-                              on_stored=self.on_stored, on_quiet=self.on_quiet, quiet_seconds=opts.quiet_seconds)
+                              on_stored=self.on_stored, on_quiet=self.on_quiet, quiet_seconds=opts.quiet_seconds,
+                              overwrite=opts.overwrite_instances, on_failed=self.on_failed)
         self.node.on("find")(self.on_find)
         self.node.on("get", resume=True)(self.on_get)  # a retrieval outlives a killed node (docs/delivery.md)
         self.node.on("store")(self.on_store)
@@ -244,6 +250,12 @@ class PacsBridge:
         """The storage SCP wrote an instance (called on the association's thread)."""
         if self.announce_instances:
             self.node.publish(topics.STORED_INSTANCE, header_only(instance.header), uris=self.uris_for(instance.path))
+
+    def on_failed(self, failure) -> None:
+        """An instance the storage SCP refused, lost or set aside (it logged it): an error event naming it."""
+        self.node._error_event("storage", failure.reason, failure.action, sop_instance_uid=failure.sop_instance_uid,
+                               study_instance_uid=failure.study_uid, calling_ae=failure.calling_ae,
+                               status=failure.status, kept=str(failure.kept) if failure.kept else None)
 
     def on_quiet(self, study_uid: str, counts: dict[str, int]) -> None:
         """Data pushed without warning: announce it once the study has been quiet."""

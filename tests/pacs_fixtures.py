@@ -200,3 +200,37 @@ def orthanc(tmp_path_factory):
         yield srv
     finally:
         stop_orthanc(srv)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 20 MiB tmpfs mounted at ``tmp_path/disk`` for the test (root needed), unmounted afterwards."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m,mode=0755", "tmpfs", str(disk)], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs at {disk} (root needed): {r.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        if subprocess.run(["umount", str(disk)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(disk)], capture_output=True)  # still busy: detach it now
+
+
+def fill_disk(disk: Path, leave: int = 0) -> Path:
+    """Fill the file system holding ``disk`` with one file, leaving about ``leave`` bytes free; returns the file."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        chunk = 1 << 20
+        while chunk >= 4096:
+            try:
+                os.write(fd, bytes(chunk))
+            except OSError:
+                chunk //= 2
+    finally:
+        os.close(fd)
+    if leave:
+        os.truncate(filler, max(0, filler.stat().st_size - leave))
+    return filler

@@ -15,6 +15,7 @@ from .errors import PacsError, PacsUnavailable, RetrieveIncomplete
 from .retry import with_retry
 from .scu import LEVELS, RetrieveResult, StoreResult, count_instances, echo, find, retrieve, store
 from .fetch import fetch
+from .instances import StoreFailure, UndecodableInstance
 from .storage import Expectation, StorageSCP, StoredInstance
 
 __all__ = [
@@ -34,6 +35,8 @@ __all__ = [
     "StoreResult",
     "StorageSCP",
     "StoredInstance",
+    "StoreFailure",
+    "UndecodableInstance",
     "Expectation",
     "fetch",
 ]

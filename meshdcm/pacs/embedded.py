@@ -23,7 +23,7 @@ from pynetdicom.presentation import AllStoragePresentationContexts, QueryRetriev
 from pynetdicom.sop_class import Verification
 
 from ..cfind import matches
-from .storage import InstanceWriter, StoredInstance
+from .incoming import InstanceWriter, StoredInstance
 
 __all__ = ["EmbeddedPacs", "matches"]
 
@@ -87,7 +87,7 @@ class EmbeddedPacs:
 
     def _load_synthetic(self) -> None:
         from .. import synthetic
-        from .storage import write_durably
+        from .durable import write_durably
 
         for ds in [*synthetic.head_ct(seed=1, size=self.size), *synthetic.mr_brain(seed=2, size=self.size)]:
             folder = self.directory / str(ds.StudyInstanceUID) / str(ds.SeriesInstanceUID)

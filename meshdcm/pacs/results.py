@@ -19,6 +19,8 @@ class RetrieveResult:
     total: int = 0
     failed: int = 0
     seconds: float = 0.0
+    #: why instances failed on our side, when we know (e.g. ``disk full at /data/store/.incoming``)
+    storage_failure: str = ""
 
     @property
     def complete(self) -> bool:

@@ -43,7 +43,8 @@ from pynetdicom.sop_class import (
 from .config import Pacs
 from .errors import PacsError, PacsUnavailable, RetrieveIncomplete
 from .results import RetrieveResult, StoreResult
-from .storage import DirectorySink, StorageSCP, StoredInstance
+from .incoming import DirectorySink, StoredInstance
+from .storage import StorageSCP
 
 __all__ = ["echo", "find", "count_instances", "retrieve", "store", "RetrieveResult", "StoreResult", "LEVELS"]
 
@@ -262,7 +263,8 @@ def retrieve(pacs: Pacs, study_uid: str, dest_dir: str | Path | None = None, *, 
     elif method == "get":
         if dest_dir is None:
             raise ValueError(f"retrieve of study {study_uid} by C-GET needs dest_dir")
-        res = _retrieve_get(pacs, study_uid, series_uid, Path(dest_dir), on_progress, on_instance)
+        res = _retrieve_get(pacs, study_uid, series_uid, Path(dest_dir), on_progress, on_instance,
+                            overwrite=scp.overwrite if scp is not None else False)
     elif method == "wado":
         if dest_dir is None:
             raise ValueError(f"retrieve of study {study_uid} by WADO-RS needs dest_dir")
@@ -276,9 +278,17 @@ def retrieve(pacs: Pacs, study_uid: str, dest_dir: str | Path | None = None, *, 
     LOGGER.info("retrieved %d/%d instances of study %s from %s by %s in %.2f s", res.done, res.total, study_uid,
                 pacs.name, method, res.seconds)
     if not res.complete:
-        raise RetrieveIncomplete(pacs, study_uid, res.done, res.total,
-                                 f"{res.failed} sub-operations failed" if res.failed else "")
+        why = [f"{res.failed} sub-operations failed"] if res.failed else []
+        if res.storage_failure:
+            why.append(f"our storage: {res.storage_failure}")
+        raise RetrieveIncomplete(pacs, study_uid, res.done, res.total, "; ".join(why))
     return res
+
+
+def _storage_failure(store, since: float) -> str:
+    """The reason of the last instance ``store`` (a StorageSCP or DirectorySink) could not keep since ``since``."""
+    failure = store.last_failure
+    return failure.reason if failure is not None and failure.at >= since else ""
 
 
 def _identifier(study_uid: str, series_uid: str | None) -> Dataset:
@@ -303,6 +313,7 @@ def _encode_identifier(ds: Dataset, ts: str) -> bytes:
 
 def _retrieve_move(pacs, study_uid, series_uid, scp: StorageSCP, on_progress, on_instance, timeout) -> RetrieveResult:
     res = RetrieveResult(study_uid, "move", total=0)
+    started = time.monotonic()
     # the count (a C-FIND: ~0.1 s on Orthanc, 7-9% of a 500-instance move) runs beside the C-MOVE, not before it;
     # the expectation's total is set from the final counts (or this count) once the PACS has answered
     exp = scp.expect(study_uid, _TOTAL_NOT_YET_KNOWN, series_uid)
@@ -345,11 +356,13 @@ def _retrieve_move(pacs, study_uid, series_uid, scp: StorageSCP, on_progress, on
         except AssociationRefused as exc:
             raise PacsUnavailable(pacs, str(exc), study_uid, "C-MOVE") from exc
         code = final.get("status")
+        res.storage_failure = _storage_failure(scp, started)
         if code == 0xA801:
             raise PacsError(pacs, f"move destination {dest!r} unknown: add our storage SCP as a modality on the PACS",
                             study_uid, "C-MOVE")
         if code not in (0x0000, 0xB000):
-            raise PacsError(pacs, f"C-MOVE status {code:#06x}" if code is not None else "no final C-MOVE status",
+            why = f"C-MOVE status {code:#06x}" if code is not None else "no final C-MOVE status"
+            raise PacsError(pacs, why + (f" (our storage: {res.storage_failure})" if res.storage_failure else ""),
                             study_uid, "C-MOVE", retryable=True)
         counter.join(pacs.timeout)
         res.failed = final.get("failed", 0)
@@ -358,8 +371,9 @@ def _retrieve_move(pacs, study_uid, series_uid, scp: StorageSCP, on_progress, on
             res.total = comp + res.failed
         elif counted:
             res.total = max(res.total, counted[0])
-        # The PACS reports success once it has sent everything; our SCP has answered (and written) each one.
-        exp.set_total(res.total)
+        # The PACS reports success once it has sent everything; our SCP has answered (and written) each one. Failed
+        # sub-operations (refused by our SCP: disk full...) will not arrive: waiting for them waited out the timeout.
+        exp.set_total(comp if comp + res.failed else res.total)
         # with every instance counted this returns as soon as their callbacks have (never 0: the last callback may
         # still be running, and the caller counts arrivals in it)
         exp.wait(timeout)
@@ -372,7 +386,8 @@ def _retrieve_move(pacs, study_uid, series_uid, scp: StorageSCP, on_progress, on
     return res
 
 
-def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_instance) -> RetrieveResult:
+def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_instance,
+                  overwrite: bool = False) -> RetrieveResult:
     """C-GET on our own association (:class:`~meshdcm.pacs.upper.GetRequestor`), sub-operations streamed to disk."""
     from .upper import AssociationRefused, GetRequestor
 
@@ -398,7 +413,7 @@ def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_insta
 
     # The PACS keeps its copy until we are done, so the sub-operations are answered at once and made durable
     # beside the transfer; each instance is reported (and so announced) only once it is on disk.
-    sink = DirectorySink(dest, stored, own_retrieve=True)
+    sink = DirectorySink(dest, stored, own_retrieve=True, overwrite=overwrite)
     syntaxes = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, *_COMPRESSED]
     per_class = max(1, 127 // max(1, len(classes)))
     req = GetRequestor(pacs.host, pacs.port, pacs.ae_title, pacs.calling_ae, classes[:127], syntaxes[:per_class],
@@ -410,9 +425,11 @@ def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_insta
     finally:
         sink.syncer.drain()
     code = final.get("status")
+    res.storage_failure = _storage_failure(sink, 0.0)
     if code not in (0x0000, 0xB000):
-        raise PacsError(pacs, f"C-GET status {code:#06x}", study_uid, "C-GET", retryable=code in (0xA702, 0xA701))
-    res.failed = final.get("failed", 0) + sink.failures
+        why = f" (our storage: {res.storage_failure})" if res.storage_failure else ""
+        raise PacsError(pacs, f"C-GET status {code:#06x}{why}", study_uid, "C-GET", retryable=code in (0xA702, 0xA701))
+    res.failed = final.get("failed", 0) + sink.failures  # failures: answered success, then lost or set aside
     res.total = max(res.total, final.get("completed", 0) + final.get("warning", 0) + res.failed, res.done)
     return res
 

@@ -36,6 +36,10 @@ IMPLEMENTATION_VERSION = b"MESHDCM_01"
 _STORAGE = {str(cx.abstract_syntax) for cx in AllStoragePresentationContexts}
 _SYNTAXES = [str(ts) for ts in ALL_TRANSFER_SYNTAXES]
 _QUICKACK = getattr(socket, "TCP_QUICKACK", 0)
+#: Longest association PDU (A-ASSOCIATE-RQ/AC/RJ, A-RELEASE, A-ABORT) we read. A request proposing all 128
+#: presentation contexts with long UIDs is under 20 KiB; a peer claiming more is not a DICOM peer.
+MAX_ASSOCIATION_PDU = 64 << 10
+_P_DATA = 0x04
 
 
 def _uid(b: bytes) -> str:
@@ -90,10 +94,15 @@ class _Closed(Exception):
     pass
 
 
+class _Malformed(_Closed):
+    """The peer sent a PDU we must not read (longer than negotiated, or items that overrun it): abort."""
+
+
 class _Association(threading.Thread):
     def __init__(self, server: UpperLayerServer, sock: socket.socket, peer):
         super().__init__(name=f"storage-assoc-{peer[0]}:{peer[1]}", daemon=True)
         self.server, self.sock, self.peer = server, sock, peer
+        self.max_pdu = server.max_pdu
         self.buf = bytearray(server.max_pdu + 6)
         self.view = memoryview(self.buf)
         self.contexts: dict[int, tuple[str, str]] = {}
@@ -109,6 +118,22 @@ class _Association(threading.Thread):
             got += r
             if _QUICKACK:  # ACK at once: a sender with Nagle on (DCMTK's default) would wait for our delayed ACK
                 self.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+
+    def _pdu_header(self) -> tuple[int, int]:
+        """The next PDU's type and length; a length beyond what we accept (``max_pdu`` for P-DATA, negotiated in
+        our A-ASSOCIATE-AC; :data:`MAX_ASSOCIATION_PDU` for the others) is refused before anything is allocated."""
+        kind, _, length = struct.unpack(">BBI", self._read(6))
+        limit = self.max_pdu if kind == _P_DATA else MAX_ASSOCIATION_PDU
+        if length > limit:
+            raise _Malformed(f"a PDU of type {kind:#04x} claims {length} bytes, more than the {limit} we accept")
+        return kind, length
+
+    def _pdv_header(self, remaining: int) -> tuple[int, int, int]:
+        """The next PDV item of a P-DATA-TF PDU with ``remaining`` bytes left: (data length, context, flags)."""
+        item_len, ctx, flags = struct.unpack(">IBB", self._read(6))
+        if not 2 <= item_len <= remaining - 4:
+            raise _Malformed(f"a PDV item claims {item_len} bytes in a P-DATA-TF PDU with {remaining} left")
+        return item_len - 2, ctx, flags
 
     def _read(self, n: int) -> memoryview:
         if n > len(self.buf):
@@ -129,6 +154,13 @@ class _Association(threading.Thread):
             self.sock.settimeout(self.server.network_timeout)
             if self._negotiate():
                 self._serve()
+        except _Malformed as exc:
+            LOGGER.warning("storage SCP: aborted the association from %s:%d (AE %r): %s", *self.peer[:2],
+                           self.calling_ae, exc)
+            try:  # A-ABORT: service provider, invalid PDU parameter value (PS3.8 9.3.8)
+                self.sock.sendall(struct.pack(">BBIBBBB", 0x07, 0, 4, 0, 0, 2, 6))
+            except OSError:
+                pass
         except (_Closed, OSError) as exc:
             LOGGER.debug("association from %s ended: %s", self.peer, exc)
         except Exception:
@@ -142,8 +174,7 @@ class _Association(threading.Thread):
             self.server._done(self)
 
     def _negotiate(self) -> bool:
-        head = bytes(self._read(6))
-        kind, _, length = struct.unpack(">BBI", head)
+        kind, length = self._pdu_header()
         body = bytes(self._read(length))
         if kind != 0x01:
             raise _Closed()
@@ -196,13 +227,13 @@ class _Association(threading.Thread):
         ctx_of_msg = 0
         try:
             while True:
-                kind, _, length = struct.unpack(">BBI", self._read(6))
-                if kind == 0x04:  # P-DATA-TF: stream its PDVs
+                kind, length = self._pdu_header()
+                if kind == _P_DATA:  # P-DATA-TF: stream its PDVs
                     remaining = length
                     while remaining > 0:
-                        item_len, ctx, flags = struct.unpack(">IBB", self._read(6))
-                        data = self._read(item_len - 2)
-                        remaining -= 4 + item_len
+                        data_len, ctx, flags = self._pdv_header(remaining)
+                        data = self._read(data_len)
+                        remaining -= 6 + data_len
                         if flags & 0x01:  # command fragment
                             command += data
                             if flags & 0x02:
@@ -336,7 +367,7 @@ class GetRequestor(_Association):
         self.model = STUDY_ROOT_MOVE if move_destination else STUDY_ROOT_GET
         self.host, self.port, self.called_ae, self.calling_ae_ = host, port, called_ae, calling_ae
         self.storage_classes, self.transfer_syntaxes = storage_classes, transfer_syntaxes
-        self.begin, self.max_pdu, self.timeout = begin, max_pdu, timeout
+        self.begin, self.max_pdu, self.timeout = begin, max_pdu, timeout  # max_pdu: what we announce, and accept
         self.buf = bytearray(max_pdu + 6)
         self.view = memoryview(self.buf)
         self.contexts = {}
@@ -377,7 +408,7 @@ class GetRequestor(_Association):
                    + b"".join(items))
         self.sock.sendall(struct.pack(">BBI", 0x01, 0, len(payload)) + payload)
         try:
-            kind, _, length = struct.unpack(">BBI", bytes(self._read(6)))
+            kind, length = self._pdu_header()
             body = bytes(self._read(length))
         except (_Closed, OSError) as exc:
             raise AssociationRefused(f"association aborted or timed out during negotiation ({exc})", True) from exc
@@ -422,8 +453,7 @@ class GetRequestor(_Association):
             final = self._serve_get(on_pending)
             try:
                 self.sock.sendall(struct.pack(">BBII", 0x05, 0, 4, 0))
-                kind, _, length = struct.unpack(">BBI", bytes(self._read(6)))
-                self._read(length)
+                self._read(self._pdu_header()[1])
             except (OSError, _Closed):
                 pass
             return final
@@ -440,19 +470,22 @@ class GetRequestor(_Association):
         try:
             while True:
                 try:
-                    kind, _, length = struct.unpack(">BBI", self._read(6))
+                    kind, length = self._pdu_header()
                 except (_Closed, OSError) as exc:  # named by the caller (PacsError says "C-MOVE" or "C-GET")
                     raise AssociationRefused(f"the association was aborted or timed out ({exc})", True) from exc
                 if kind == 0x07:
                     raise AssociationRefused("the PACS aborted the association", True)
-                if kind != 0x04:
+                if kind != _P_DATA:
                     self._read(length)
                     continue
                 remaining = length
                 while remaining > 0:
-                    item_len, ctx, flags = struct.unpack(">IBB", self._read(6))
-                    data = self._read(item_len - 2)
-                    remaining -= 4 + item_len
+                    try:
+                        data_len, ctx, flags = self._pdv_header(remaining)
+                    except _Malformed as exc:
+                        raise AssociationRefused(f"protocol error from the PACS: {exc}", True) from exc
+                    data = self._read(data_len)
+                    remaining -= 6 + data_len
                     if flags & 0x01:
                         command += data
                         if not flags & 0x02:

@@ -17,7 +17,7 @@ from pydicom.dataset import FileMetaDataset
 from .config import Pacs
 from .errors import PacsError, PacsUnavailable
 from .results import RetrieveResult, StoreResult
-from .storage import write_durably
+from .durable import write_durably
 
 __all__ = ["wado_retrieve", "stow_store", "client_for"]
 
