@@ -133,6 +133,8 @@ class PacsBridge:
         self.ae_title = opts.ae_title
         self.announce_instances = opts.instance_events
         self.archive_derived, self.archive_to = opts.archive_derived, opts.archive_to
+        self.retrieving: Counter = Counter()  # studies being retrieved now -> how many retrievals
+        self.lock = threading.Lock()
         self.storage = Path(opts.storage or data_dir(config.name))
         self.storage.mkdir(parents=True, exist_ok=True)
         self.node = Node(config=config, capabilities=("dicom", "dicomweb"))
@@ -228,8 +230,11 @@ class PacsBridge:
                                action="check the UID (meshdcm pacs find -k StudyInstanceUID=UID), and which PACS holds "
                                       "it; then send get.study again")
         also = f" (not found in PACS {', '.join(lacking)})" if lacking else ""
-        raise HandlerError(f"{what} could not be retrieved: {last}{also}",
-                           action="check the PACS (meshdcm pacs echo) and send get.study again")
+        if getattr(last, "storage_failure", ""):  # the PACS sent, this node could not keep it
+            action = f"make room in this node's store ({self.storage}), then send get.study again"
+        else:
+            action = "check the PACS (meshdcm pacs echo) and send get.study again"
+        raise HandlerError(f"{what} could not be retrieved: {last}{also}", action=action)
 
     def on_store(self, msg: Message) -> None:
         if msg.topic not in (topics.STORE_INSTANCE, topics.STORE_SERIES, topics.STORE_STUDY):
@@ -247,8 +252,9 @@ class PacsBridge:
         self.upload(msg, pacs, "publish the derived stored.series again, or store.series to this node")
 
     def on_stored(self, instance) -> None:
-        """The storage SCP wrote an instance (called on the association's thread)."""
-        if self.announce_instances:
+        """The storage SCP wrote an instance (called on the association's thread). Those of a study this node is
+        retrieving are announced by the retrieval itself, as answers to its request."""
+        if self.announce_instances and instance.study_uid not in self.retrieving:
             self.node.publish(topics.STORED_INSTANCE, header_only(instance.header), uris=self.uris_for(instance.path))
 
     def on_failed(self, failure) -> None:
@@ -305,8 +311,16 @@ class PacsBridge:
             if done_series:
                 self.publish_series(path, arrivals.count[uid], complete=True, reply_to=msg)
 
-        result = retrieve(pacs, study_uid, self.storage, series_uid=series_uid, scp=self.scp, on_progress=progress,
-                          on_instance=instance)
+        with self.lock:
+            self.retrieving[study_uid] += 1
+        try:
+            result = retrieve(pacs, study_uid, self.storage, series_uid=series_uid, scp=self.scp,
+                              on_progress=progress, on_instance=instance)
+        finally:
+            with self.lock:
+                self.retrieving[study_uid] -= 1
+                if not self.retrieving[study_uid]:
+                    del self.retrieving[study_uid]
         arrived, expected = arrivals.count, arrivals.expected
         for uid, path in arrivals.example.items():  # series whose count was unknown or short
             if uid not in arrivals.announced:

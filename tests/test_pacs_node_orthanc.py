@@ -212,3 +212,23 @@ def test_a_nifti_rendition_is_not_archived_and_an_empty_series_is_an_error(mesh,
         assert "no DICOM files" in error.meta["error"]["reason"]
         assert not [m for m in replies if m.topic == "uploaded.series"]
         assert not client.replies(rendition)  # answered neither with "uploaded 0" nor with an error
+
+
+def test_instance_events_of_a_c_move_retrieval_come_once_per_instance(mesh, orthanc, tmp_path):  # noqa: F811
+    files = synthetic.write_study(synthetic.mr_brain(seed=79, size="small", series=("t1",)), tmp_path / "src")
+    orthanc.upload(files)
+    study_uid = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    cfg = _pacs_config(tmp_path, orthanc)
+    cfg.write_text(cfg.read_text().replace("[nodes.pacs]\n", "[nodes.pacs]\ninstance_events = true\n", 1))
+    proc = mesh.start("node", "pacs", "--config", cfg)
+    proc.wait_for_output("storage SCP")
+    client = Client(mesh.name, topics=("stored", "error"))
+    with client.node:
+        assert client.node.wait_for_subscribers("get.study", 20)
+        get = Dataset()
+        get.StudyInstanceUID = study_uid
+        client.ask("get.study", get, "stored.study", timeout=60)
+        client.node.sync()
+        with client.lock:
+            instances = [m.get("SOPInstanceUID") for m in client.got if m.topic == "stored.instance"]
+        assert sorted(instances) == sorted({str(dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files})

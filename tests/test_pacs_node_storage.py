@@ -45,6 +45,7 @@ def test_a_retrieval_onto_a_full_disk_fails_at_once_naming_it_then_succeeds(mesh
         incoming = small_disk / ".incoming"
         assert f"disk full at {incoming}" in error.meta["error"]["reason"], error.meta["error"]
         assert ct in error.meta["error"]["reason"]
+        assert "make room in this node's store" in error.meta["error"]["action"], error.meta["error"]
         assert took < 30, f"the failed retrieval took {took:.0f} s"
         said = [line for line in proc.output.splitlines() if "meshdcm.pacs.storage" in line and "disk full" in line]
         assert len(said) == 1, said  # one line, not one per instance

@@ -13,8 +13,9 @@ class PacsError(Exception):
     """
 
     def __init__(self, pacs, reason: str, study_uid: str | None = None, operation: str = "",
-                 retryable: bool = False):
+                 retryable: bool = False, storage_failure: str = ""):
         self.pacs = pacs
+        self.storage_failure = storage_failure  # our side could not keep what arrived (e.g. a full disk): why
         self.reason = reason
         self.study_uid = study_uid
         self.operation = operation
@@ -35,8 +36,8 @@ class PacsUnavailable(PacsError):
 class RetrieveIncomplete(PacsError):
     """A retrieve finished but fewer instances arrived than the PACS announced."""
 
-    def __init__(self, pacs, study_uid: str, done: int, total: int, reason: str = ""):
+    def __init__(self, pacs, study_uid: str, done: int, total: int, reason: str = "", storage_failure: str = ""):
         self.done, self.total = done, total
         msg = f"{done} of {total} instances arrived" + (f" ({reason})" if reason else "")
         super().__init__(pacs, msg + "; retry the retrieve", study_uid=study_uid, operation="retrieve",
-                         retryable=True)
+                         retryable=True, storage_failure=storage_failure)

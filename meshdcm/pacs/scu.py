@@ -281,7 +281,8 @@ def retrieve(pacs: Pacs, study_uid: str, dest_dir: str | Path | None = None, *, 
         why = [f"{res.failed} sub-operations failed"] if res.failed else []
         if res.storage_failure:
             why.append(f"our storage: {res.storage_failure}")
-        raise RetrieveIncomplete(pacs, study_uid, res.done, res.total, "; ".join(why))
+        raise RetrieveIncomplete(pacs, study_uid, res.done, res.total, "; ".join(why),
+                                 storage_failure=res.storage_failure)
     return res
 
 
@@ -363,7 +364,7 @@ def _retrieve_move(pacs, study_uid, series_uid, scp: StorageSCP, on_progress, on
         if code not in (0x0000, 0xB000):
             why = f"C-MOVE status {code:#06x}" if code is not None else "no final C-MOVE status"
             raise PacsError(pacs, why + (f" (our storage: {res.storage_failure})" if res.storage_failure else ""),
-                            study_uid, "C-MOVE", retryable=True)
+                            study_uid, "C-MOVE", retryable=True, storage_failure=res.storage_failure)
         counter.join(pacs.timeout)
         res.failed = final.get("failed", 0)
         comp = final.get("completed", 0) + final.get("warning", 0)
@@ -428,7 +429,8 @@ def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_insta
     res.storage_failure = _storage_failure(sink, 0.0)
     if code not in (0x0000, 0xB000):
         why = f" (our storage: {res.storage_failure})" if res.storage_failure else ""
-        raise PacsError(pacs, f"C-GET status {code:#06x}{why}", study_uid, "C-GET", retryable=code in (0xA702, 0xA701))
+        raise PacsError(pacs, f"C-GET status {code:#06x}{why}", study_uid, "C-GET", retryable=code in (0xA702, 0xA701),
+                        storage_failure=res.storage_failure)
     res.failed = final.get("failed", 0) + sink.failures  # failures: answered success, then lost or set aside
     res.total = max(res.total, final.get("completed", 0) + final.get("warning", 0) + res.failed, res.done)
     return res
