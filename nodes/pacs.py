@@ -137,6 +137,8 @@ class PacsBridge:
         self.lock = threading.Lock()
         self.storage = Path(opts.storage or data_dir(config.name))
         self.storage.mkdir(parents=True, exist_ok=True)
+        for left in [*self.storage.glob("upload-*"), *self.storage.glob(".incoming/upload-*")]:
+            shutil.rmtree(left, ignore_errors=True)  # copies fetched for an upload a killed run did not finish
         self.node = Node(config=config, capabilities=("dicom", "dicomweb"))
         self.node.serve("store", self.storage)
         self.scp = StorageSCP(self.storage, ae_title=self.ae_title, host=opts.scp_host, port=opts.scp_port,

@@ -91,3 +91,32 @@ def test_a_pdu_claiming_4_gib_is_aborted_without_allocating_it(tmp_path, case):
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
     assert [g.sop_instance_uid for g in got] == [str(dcmread(src[0]).SOPInstanceUID)]
+
+
+def test_associations_beyond_the_limit_are_rejected_and_the_scp_serves_again_once_they_close(tmp_path):
+    """Each association holds a thread and a buffer of the maximum PDU size: a flood of idle connections was
+    served without limit. Beyond ``max_associations`` one gets an A-ASSOCIATE-RJ (transient, local limit
+    exceeded) at once; when the idle ones go, storescu is served."""
+    src = synthetic.write_study(synthetic.head_ct(seed=32, size="small", slices=1), tmp_path / "src")
+    with StorageSCP(tmp_path / "rx", max_associations=3) as scp:
+        idle = [socket.create_connection(("127.0.0.1", scp.port)) for _ in range(3)]
+        try:
+            deadline = time.monotonic() + 10
+            while len(scp._server._assocs) < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            extra = socket.create_connection(("127.0.0.1", scp.port))
+            extra.settimeout(5)
+            assert extra.recv(10) == struct.pack(">BBIBBBB", 0x03, 0, 4, 0, 2, 3, 2)  # A-ASSOCIATE-RJ
+            extra.close()
+            r = subprocess.run(["/usr/bin/storescu", "-aec", "ANY", "127.0.0.1", str(scp.port), str(src[0])],
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode != 0 and "reject" in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
+        finally:
+            for s in idle:
+                s.close()
+        deadline = time.monotonic() + 10
+        while scp._server._assocs and time.monotonic() < deadline:
+            time.sleep(0.01)
+        r = subprocess.run(["/usr/bin/storescu", "-aec", "ANY", "127.0.0.1", str(scp.port), str(src[0])],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr

@@ -67,8 +67,9 @@ class StorageSCP(IncomingFolder):
                  on_stored: Callable[[StoredInstance], None] | None = None,
                  on_quiet: Callable[[str, dict[str, int]], None] | None = None,
                  quiet_seconds: float = 10.0, fsync: bool = True, max_pdu: int = 4 << 20, overwrite: bool = False,
-                 on_failed: Callable[[StoreFailure], None] | None = None):
+                 on_failed: Callable[[StoreFailure], None] | None = None, max_associations: int = 32):
         super().__init__(directory, fsync, overwrite, on_failed)
+        self.max_associations = max_associations
         self.ae_title, self.host, self.port = ae_title, host, port
         self.on_stored, self.on_quiet, self.quiet_seconds = on_stored, on_quiet, quiet_seconds
         self.max_pdu = max_pdu
@@ -92,7 +93,8 @@ class StorageSCP(IncomingFolder):
         if removed:
             LOGGER.warning("storage SCP: removed %d partial files an interrupted run left in %s", removed,
                            self._incoming)
-        self._server = UpperLayerServer(self.host, self.port, self.begin, max_pdu=self.max_pdu)
+        self._server = UpperLayerServer(self.host, self.port, self.begin, max_pdu=self.max_pdu,
+                                        max_associations=self.max_associations)
         self.port = self._server.server_address[1]
         self._stop.clear()
         if self.on_quiet is not None:

@@ -287,8 +287,10 @@ class UpperLayerServer:
     """Accepts associations on ``(host, port)``; ``begin(calling_ae, sop_class, sop_uid, ts)`` gives the sink."""
 
     def __init__(self, host: str, port: int, begin: BeginCallback, max_pdu: int = 1 << 20,
-                 network_timeout: float = 60.0):
+                 network_timeout: float = 60.0, max_associations: int = 32):
         self.begin, self.max_pdu, self.network_timeout = begin, max_pdu, network_timeout
+        self.max_associations = max_associations  # each holds a thread and a buffer of max_pdu: bounded
+        self.refused = 0
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
@@ -306,10 +308,30 @@ class UpperLayerServer:
                 conn, peer = self._sock.accept()
             except OSError:
                 return
+            with self._lock:
+                full = len(self._assocs) >= self.max_associations
+            if full:
+                self._refuse(conn, peer)
+                continue
             a = _Association(self, conn, peer)
             with self._lock:
                 self._assocs.add(a)
             a.start()
+
+    def _refuse(self, conn: socket.socket, peer) -> None:
+        """Beyond ``max_associations``: A-ASSOCIATE-RJ, rejected-transient, service provider (presentation), local
+        limit exceeded (PS3.8 9.3.4), without reading the request; the peer may try again later."""
+        self.refused += 1
+        if self.refused in (1, 10, 100, 1000) or self.refused % 10000 == 0:
+            LOGGER.warning("storage SCP: %d association(s) refused so far: %d are open, the limit (from %s:%s, the "
+                           "latest)", self.refused, self.max_associations, *peer[:2])
+        try:
+            conn.settimeout(1.0)
+            conn.sendall(struct.pack(">BBIBBBB", 0x03, 0, 4, 0, 2, 3, 2))
+        except OSError:
+            pass
+        finally:
+            conn.close()
 
     def _done(self, a: _Association) -> None:
         with self._lock:
