@@ -58,14 +58,28 @@ class ErrorEvents:
         except MeshError:
             pass
 
-    def _error_event(self, what: str, reason: str, action: str, **extra) -> None:
+    def report_error(self, what: str, reason: str, action: str, *, study: str | None = None,
+                     series: str | None = None, instance: str | None = None, **extra) -> None:
+        """Say a failure that is no handler's (an instance a PACS pushed that cannot be read, a full disk): logged
+        at ERROR with UIDs only, and published as ``error.<node>`` whose body names the study/series/instance, with
+        ``reason`` (what happened) and ``action`` (what to do next). ``extra`` (JSON values) goes into the event."""
+        log.error("%s: %s (study %s, series %s, instance %s); next: %s", what, reason, study or "-", series or "-",
+                  instance or "-", action)
+        body = Dataset()
+        for keyword, value in (("StudyInstanceUID", study), ("SeriesInstanceUID", series),
+                               ("SOPInstanceUID", instance)):
+            if value:
+                setattr(body, keyword, value)
+        self._error_event(what, reason, action, body=body, **extra)
+
+    def _error_event(self, what: str, reason: str, action: str, body: Dataset | None = None, **extra) -> None:
         """An ``error.<node>`` event about the node itself (no message failed): lag, loss, backlog."""
         if self._stopped.is_set() or self._mailbox is None:
             return
         error = {"node": self.name, "node_id": self.id, "kind": self.config.kind, "handler": what, "topic": "",
                  "reason": reason, "action": action, "next": action, **extra}
         try:
-            self.publish(self.error_topic, meta={"error": error})
+            self.publish(self.error_topic, body, meta={"error": error})
         except MeshError:
             pass
 

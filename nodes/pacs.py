@@ -261,8 +261,8 @@ class PacsBridge:
 
     def on_failed(self, failure) -> None:
         """An instance the storage SCP refused, lost or set aside (it logged it): an error event naming it."""
-        self.node._error_event("storage", failure.reason, failure.action, sop_instance_uid=failure.sop_instance_uid,
-                               study_instance_uid=failure.study_uid, calling_ae=failure.calling_ae,
+        self.node.report_error("storage", failure.reason, failure.action, study=failure.study_uid or None,
+                               instance=failure.sop_instance_uid or None, calling_ae=failure.calling_ae,
                                status=failure.status, kept=str(failure.kept) if failure.kept else None)
 
     def on_quiet(self, study_uid: str, counts: dict[str, int]) -> None:

@@ -83,10 +83,10 @@ def test_a_pushed_study_with_an_undecodable_instance_is_announced_without_it(mes
         assert sorted(p.stem for p in files) == sorted(str(dcmread(p).SOPInstanceUID) for p in src)
 
         def errors():
-            return [m.meta["error"] for m in client.got if m.topic == "error.pacs"]
+            return [m for m in client.got if m.topic == "error.pacs"]
 
         wait_until(lambda: len(errors()) >= 2, 10, what="two error events")
-        by_sop = {e["sop_instance_uid"]: e for e in errors()}
+        by_sop = {m.get("SOPInstanceUID"): m.meta["error"] for m in errors()}  # the event's body names the instance
         aside = by_sop[bad_sop]
         kept = tmp_path / "store" / ".undecodable" / f"{bad_sop}.dcm"
         assert "cannot be decoded" in aside["reason"] and ds.StudyInstanceUID in aside["reason"]
