@@ -48,7 +48,7 @@ class Node {
     this.group = options.group || null;
     this.address = options.address || '127.0.0.1';
     this.staticPeers = options.peers || (process.env.MESHDCM_PEERS ? process.env.MESHDCM_PEERS.split(',') : []);
-    this.discovery = Boolean(options.discovery);
+    if (options.discovery) throw new MeshError('mDNS discovery is not in the JavaScript library yet (lib/advert.js has the advert); give static peers: peers: ["tcp://HOST:PORT"] or MESHDCM_PEERS');
     this.maxAttempts = options.maxAttempts || 3;
     this.retryBackoff = options.retryBackoff ?? 0.5;
     this.log = options.log || ((line) => process.stderr.write(`${new Date().toISOString()} ${this.name}: ${line}\n`));
@@ -152,11 +152,6 @@ class Node {
     this.loop(this.sub, (msg) => this.onFrame(msg[0], false));
     for (const p of this.staticPeers) this.seed(p, { isStatic: true });
     this.timer = setInterval(() => this.tick(), TIMING.tick);
-    if (this.discovery) {
-      const { Discovery } = require('./discovery');
-      this.mdns = new Discovery(this);
-      this.mdns.start();
-    }
     this.log(`node ${this.name} (${this.id.slice(0, 12)}, kind ${this.kind}, group ${this.group || '-'}) started on ${this.address}: control ${this.endpoints.control}, events ${this.endpoints.events}${this.endpoints.work ? `, work ${this.endpoints.work}` : ''}`);
     return this;
   }
@@ -173,7 +168,6 @@ class Node {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.timer);
-    if (this.mdns) await this.mdns.stop();
     const byes = [...this.peers.values()].map((p) => this.send(p.dealer, ['BYE', control.bye(this.id, this.seq)]));
     await Promise.race([Promise.all(byes), new Promise((r) => setTimeout(r, 500))]);
     await new Promise((r) => setTimeout(r, 100));
