@@ -8,19 +8,31 @@ PYTEST := $(PYTHON) -m pytest -q -ra --durations=15
 # make up MESH=ward3: a mesh of its own name (and state folder), so that two `make up` run side by side
 MESH ?=
 
-.PHONY: up test test-fast deps python-deps system-deps lint bench lock
+.PHONY: up test test-fast deps python-deps js-deps js-test system-deps lint bench lock
 
 up: python-deps
 	$(PYTHON) -m meshdcm.cli.main up $(if $(MESH),--mesh $(MESH))
 
 test: deps lint
 	$(PYTEST)
+	$(MAKE) js-test
 
 # everything but the tests marked slow (real Orthanc, Chromium, network namespaces, chaos)
 test-fast: deps lint
 	$(PYTEST) -m "not slow"
 
-deps: system-deps python-deps
+deps: system-deps python-deps js-deps
+
+# The JavaScript package (js/, docs in js/README.md): its pinned dependencies (package-lock.json) and its tests
+# (node --test), which start Python nodes from $(VENV). --ignore-scripts: zeromq ships a prebuilt libzmq.
+js-deps: js/node_modules/.installed
+
+js/node_modules/.installed: js/package.json js/package-lock.json
+	cd js && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+js-test: js-deps python-deps
+	cd js && MESHDCM_PYTHON=$(abspath $(PYTHON)) node --test test/*.test.js
 
 system-deps:
 	bash scripts/install-system-packages.sh

@@ -7,6 +7,8 @@
 # dcm2niix is not among them: the tests compare against the pinned PyPI wheel in the virtual environment.
 set -euo pipefail
 packages=(iproute2 nftables rabbitmq-server orthanc orthanc-dicomweb dcmtk chromium)
+# Node.js (>= 18: Debian 12 has 18) and npm for the JavaScript package in js/, unless a node is already on PATH
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
