@@ -229,6 +229,7 @@ def test_refusals_are_reported_per_instance_with_status_and_meaning(files):
 
 # -- transfer syntaxes the receiver does not accept (DCMTK storescp) ---------------------------------------------
 
+@pytest.mark.netns
 @pytest.mark.skipif(not os.path.exists(STORESCP) or not os.path.exists("/usr/bin/dcmcrle")
                     or netns_available() is not None, reason="needs DCMTK and network namespaces")
 @pytest.mark.parametrize("accepts,expected", [([], "1.2.840.10008.1.2.1"), (["+xi"], "1.2.840.10008.1.2"),

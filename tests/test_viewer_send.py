@@ -30,9 +30,10 @@ STORESCP, STORESCU = "/usr/bin/storescp", "/usr/bin/storescu"
 PORT = 11112
 DCMTK_BEST = {**os.environ, "TCP_NODELAY": "1"}  # DCMTK's best case (its default waits on Nagle + delayed ACK)
 
-pytestmark = pytest.mark.skipif(not os.path.exists(STORESCP) or netns_available() is not None,
-                                reason=f"needs DCMTK ({STORESCP}) and network namespaces: "
-                                       f"{netns_available() or 'apt-get install dcmtk'}")
+pytestmark = [pytest.mark.netns,  # slow: left out by `make test-fast`
+              pytest.mark.skipif(not os.path.exists(STORESCP) or netns_available() is not None,
+                                 reason=f"needs DCMTK ({STORESCP}) and network namespaces: "
+                                        f"{netns_available() or 'apt-get install dcmtk'}")]
 
 
 class Storescp:
