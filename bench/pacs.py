@@ -9,6 +9,10 @@
    (without it DCMTK's receiver stalls ~50 ms per instance on Nagle/delayed-ACK; that figure is reported too).
 2. get.study of a 500-instance study from a real Orthanc (own network namespace) by C-MOVE and by C-GET,
    ours vs DCMTK ``movescu`` (to a DCMTK storescp) and ``getscu``. Figure: seconds; goal <= 1.2x.
+3. A study of 200 instances sent to a desktop viewer: DCMTK ``storescp`` without ``--fork`` (one association at a
+   time, as Horos/Weasis) in a network namespace of its own, over a veth pair; our C-STORE SCU (the viewer node's,
+   ``StoreRequestor``, file headers read included) vs DCMTK ``storescu`` to the same storescp. Figure: seconds;
+   goal <= 1.2x. Also with DCMTK's default environment (Nagle on both DCMTK ends), as in the field report.
 """
 
 from __future__ import annotations
@@ -278,6 +282,88 @@ def bench_retrieve(files, work: Path, repeats: int) -> dict:
     return fig
 
 
+def bench_viewer(work: Path, matrix: int, repeats: int, default_env_files: int | None) -> dict:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from pacs_fixtures import NetNs, netns_available
+
+    from meshdcm.pacs.part10 import read_instance
+    from meshdcm.pacs.storescu import StoreRequestor
+
+    reason = netns_available()
+    if reason:
+        print(f"viewer bench skipped: {reason}")
+        return {"viewer_skipped": reason}
+    files = synthetic.write_study(synthetic.head_ct(seed=13, slices=200, matrix=matrix), work / "viewer-src")
+    n, port = len(files), 11112
+    ns = NetNs.create()
+    out = work / "viewer-rx"
+    out.mkdir()
+
+    def storescp(env) -> subprocess.Popen:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns.name, "/usr/bin/storescp", "-aet", "HOROS", "+uf", "-od",
+                                 str(out), str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import socket
+
+        def listening():  # storescp logs the probe as a failed association and goes on
+            with socket.socket() as s:
+                return s.connect_ex((ns.ns_ip, port)) == 0
+
+        wait_for(listening, 10, "storescp to listen")
+        return proc
+
+    def clear() -> None:
+        for p in out.iterdir():
+            p.unlink()
+
+    def dcmtk(batch, env) -> float:
+        clear()
+        t0 = time.perf_counter()
+        subprocess.run(["/usr/bin/storescu", "-aec", "HOROS", ns.ns_ip, str(port), *map(str, batch)], env=env,
+                       check=True, capture_output=True, timeout=600)
+        took = time.perf_counter() - t0
+        assert count_files(out) == len(batch)
+        return took
+
+    def ours(batch) -> float:
+        clear()
+        t0 = time.perf_counter()
+        report = StoreRequestor(ns.ns_ip, port, "HOROS", "MESHDCM").send([read_instance(p) for p in batch])
+        took = time.perf_counter() - t0
+        assert len(report.stored) == len(batch) and count_files(out) == len(batch)
+        return took
+
+    fig = {"viewer_instances": n, "viewer_bytes_per_instance": files[0].stat().st_size}
+    try:
+        scp = storescp(DCMTK_ENV)
+        try:
+            times = {"ours": [], "dcmtk": []}
+            for _ in range(repeats):  # interleaved: the machine is shared
+                times["dcmtk"].append(dcmtk(files, DCMTK_ENV))
+                times["ours"].append(ours(files))
+        finally:
+            scp.terminate()
+            scp.wait()
+        o, d = median(times["ours"]), median(times["dcmtk"])
+        fig.update(viewer_ours_s=round(o, 3), viewer_storescu_s=round(d, 3), viewer_ratio_vs_storescu=round(o / d, 3))
+        print(f"viewer send, {n} instances to storescp (no --fork): ours {o:.3f} s, storescu {d:.3f} s, "
+              f"ratio {o / d:.2f} (medians of {repeats})")
+        batch = files[:default_env_files] if default_env_files else files
+        default_env = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
+        scp = storescp(default_env)
+        try:
+            d_default, o_default = dcmtk(batch, default_env), ours(batch)
+        finally:
+            scp.terminate()
+            scp.wait()
+        fig.update(viewer_default_env_instances=len(batch), viewer_default_env_ours_s=round(o_default, 3),
+                   viewer_default_env_storescu_s=round(d_default, 3))
+        print(f"  DCMTK default environment (Nagle), {len(batch)} instances: ours {o_default:.3f} s, "
+              f"storescu {d_default:.3f} s")
+    finally:
+        ns.destroy()
+    return fig
+
+
 def _receiver_namespace(srv) -> tuple[str, str]:
     """A namespace for DCMTK storescp, linked to Orthanc's namespace by its own veth pair (10.231.250.x/30)."""
     pid = os.getpid()
@@ -314,7 +400,9 @@ def ingest_in_private_netns(src: Path, work: Path, repeats: int) -> dict:
 
 def main() -> None:
     p = parser(__doc__)
+    p.add_argument("--skip-ingest", action="store_true")
     p.add_argument("--skip-retrieve", action="store_true")
+    p.add_argument("--skip-viewer", action="store_true")
     p.add_argument("--ingest-only", nargs=3, metavar=("SRC", "OUT", "REPEATS"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.ingest_only:
@@ -327,11 +415,15 @@ def main() -> None:
     matrix, repeats = (256, 1) if args.quick else (512, 3)
     with tempfile.TemporaryDirectory(prefix="meshdcm-bench-pacs-") as tmp:
         work = Path(tmp)
-        files = synthetic.write_study(synthetic.head_ct(seed=11, slices=500, matrix=matrix), work / "src")
+        if not (args.skip_ingest and args.skip_retrieve):
+            files = synthetic.write_study(synthetic.head_ct(seed=11, slices=500, matrix=matrix), work / "src")
         fig = {"quick": args.quick, "matrix": matrix, "repeats": repeats}
-        fig.update(ingest_in_private_netns(work / "src", work, 2 if args.quick else 5))
+        if not args.skip_ingest:
+            fig.update(ingest_in_private_netns(work / "src", work, 2 if args.quick else 5))
         if not args.skip_retrieve:
             fig.update(bench_retrieve(files, work, repeats))
+        if not args.skip_viewer:
+            fig.update(bench_viewer(work, matrix, 3 if args.quick else 5, 40 if args.quick else None))
         emit("pacs", fig)
 
 

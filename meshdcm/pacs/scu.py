@@ -1,7 +1,8 @@
 """SCU operations against a PACS: C-ECHO, C-FIND, retrieve (C-MOVE, C-GET, WADO-RS) and store (C-STORE, STOW-RS).
 
 DIMSE services follow PS3.4 Annex C (Query/Retrieve, Study Root information model) and Annex B (Storage),
-implemented with pynetdicom. Instances are always written as received (no decode/re-encode for DIMSE;
+implemented with pynetdicom, except C-GET/C-MOVE (:mod:`meshdcm.pacs.upper`) and C-STORE
+(:mod:`meshdcm.pacs.storescu`), which run on our own upper layer. Instances are always written as received (no decode/re-encode for DIMSE;
 for WADO-RS the pixel data bytes are kept as sent, in their original transfer syntax).
 
 Failures raise :class:`~meshdcm.pacs.errors.PacsError` naming the PACS, the study and the reason;
@@ -32,7 +33,7 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
-from pynetdicom import AE, _config, evt
+from pynetdicom import AE, evt
 from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
@@ -42,18 +43,17 @@ from pynetdicom.sop_class import (
 
 from .config import Pacs
 from .errors import PacsError, PacsUnavailable, RetrieveIncomplete
+from .part10 import read_instance
 from .results import RetrieveResult, StoreResult
 from .incoming import DirectorySink, StoredInstance
 from .storage import StorageSCP
+from .storescu import StoreError, StoreReport, StoreRequestor
 
 __all__ = ["echo", "find", "count_instances", "retrieve", "store", "RetrieveResult", "StoreResult", "LEVELS"]
 
 LOGGER = logging.getLogger(__name__)
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
-
-# Stream files from disk when sending (no decode), PS3.7 allows the dataset as-is in the accepted syntax.
-_config.STORE_SEND_CHUNKED_DATASET = True
 
 _COMPRESSED = [JPEGLSLossless, JPEGLosslessSV1, JPEG2000Lossless, RLELossless, DeflatedExplicitVRLittleEndian,
                JPEGBaseline8Bit, JPEGExtended12Bit, JPEG2000, JPEGLSNearLossless]
@@ -453,48 +453,36 @@ def _headers(paths: Iterable[str | Path]) -> list[tuple[Path, Dataset]]:
 
 
 def store(pacs: Pacs, paths: Iterable[str | Path], method: str | None = None) -> StoreResult:
-    """Upload DICOM files by C-STORE (streamed from disk in their own transfer syntax) or STOW-RS."""
+    """Upload DICOM files by C-STORE (streamed from disk in their own transfer syntax) or STOW-RS.
+
+    C-STORE runs on our own upper layer (:class:`~meshdcm.pacs.storescu.StoreRequestor`, one association). A PACS
+    that cannot be reached, rejects the association or cuts it short raises :class:`PacsUnavailable` whose
+    ``result`` holds what was acknowledged before."""
     method = method or pacs.store_method
-    items = _headers(paths)
     if method == "stow":
         from .web import stow_store
 
-        return stow_store(pacs, [p for p, _ in items])
+        return stow_store(pacs, [p for p, _ in _headers(paths)])
     if method != "c-store":
         raise ValueError(f"unknown store method {method!r}; use 'c-store' or 'stow'")
-    result = StoreResult()
-    if not items:
-        return result
-    contexts: dict[str, set[str]] = {}
-    for _, ds in items:
-        contexts.setdefault(str(ds.SOPClassUID), set()).add(str(ds.file_meta.TransferSyntaxUID))
-    ae = _ae(pacs)
-    for sop_class, syntaxes in contexts.items():
-        for ts in sorted(syntaxes):
-            ae.add_requested_context(sop_class, [ts])
-    if len(ae.requested_contexts) > 128:
-        raise ValueError("too many SOP class/transfer syntax combinations (>128) for one association; store in batches")
-    study_uids = {str(ds.get("StudyInstanceUID", "")) for _, ds in items}
+    instances = [read_instance(p) for p in paths]
+    if not instances:
+        return StoreResult()
+    study_uids = {inst.study for inst in instances}
     study = next(iter(study_uids)) if len(study_uids) == 1 else None
-    assoc = _associate(ae, pacs, "C-STORE", study)
+    requestor = StoreRequestor(pacs.host, pacs.port, pacs.ae_title, pacs.calling_ae, max_pdu=pacs.max_pdu,
+                               timeout=pacs.timeout)
     try:
-        for path, ds in items:
-            sop = str(ds.SOPInstanceUID)
-            try:
-                status = assoc.send_c_store(path)
-            except ValueError as exc:  # no accepted context for this SOP class / transfer syntax
-                result.failed[sop] = f"not accepted by the PACS: {exc}"
-                continue
-            _check_alive(assoc, pacs, "C-STORE", study)
-            if status is None:
-                raise PacsUnavailable(pacs, f"no C-STORE response for instance {sop} (timed out)", study, "C-STORE")
-            if status.Status in (0x0000, 0xB000, 0xB007, 0xB006):
-                result.stored.append(sop)
-            else:
-                result.failed[sop] = f"C-STORE status {status.Status:#06x}"
-    finally:
-        if assoc.is_established:
-            assoc.release()
+        report = requestor.send(instances)
+    except StoreError as exc:
+        err = PacsUnavailable(pacs, exc.reason, study or None, "C-STORE")
+        err.result = _store_result(exc.report)
+        raise err from exc
+    result = _store_result(report)
     if result.failed:
-        LOGGER.warning("store to %s: %d of %d instances failed", pacs.name, len(result.failed), len(items))
+        LOGGER.warning("store to %s: %d of %d instances failed", pacs.name, len(result.failed), len(instances))
     return result
+
+
+def _store_result(report: StoreReport) -> StoreResult:
+    return StoreResult(stored=report.stored, failed={o.sop_instance: str(o) for o in report.refused})
