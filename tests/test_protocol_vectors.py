@@ -73,6 +73,8 @@ def test_filters_give_their_verdicts():
     assert len(data["cases"]) >= 10
     for case in data["cases"]:
         flt = parse(case["filter"])
+        assert str(flt) == case["canonical"], case  # the text a node advertises for the filter (its manifest)
+        assert str(parse(case["canonical"])) == case["canonical"]
         for name, body in bodies.items():
             assert flt.evaluate(Message("stored.series", body).view.get) is case["matches"][name], (case, name)
 

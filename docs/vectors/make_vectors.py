@@ -156,7 +156,7 @@ def _filters() -> list[dict]:
         for name, ds in bodies.items():
             msg = Message("stored.series", ds)
             verdicts[name] = flt.evaluate(msg.view.get)
-        out.append({"filter": text, "matches": verdicts})
+        out.append({"filter": text, "canonical": str(flt), "matches": verdicts})  # str(): what a node advertises
     return [{"bodies": {name: codec.encode(ds).hex() for name, ds in bodies.items()},
              "bodies_json": {name: ds.to_json_dict() for name, ds in bodies.items()}, "cases": out}]
 
