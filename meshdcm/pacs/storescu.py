@@ -36,14 +36,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from . import pdu
-from .part10 import InstanceFile
+from .part10 import EXPLICIT_LE, IMPLICIT_LE, InstanceFile, convert, uid_name
 
 __all__ = ["StoreRequestor", "Outcome", "StoreReport", "StoreError", "NotReached", "AssociationRejected",
            "AssociationAborted", "status_meaning"]
 
 LOGGER = logging.getLogger(__name__)
 
-EXPLICIT_LE, IMPLICIT_LE = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"
 _FALLBACK = (EXPLICIT_LE, IMPLICIT_LE)
 _MAX_CONTEXTS = 128  # odd context ids 1..255
 _ASSOCIATION_PDU_LIMIT = 1 << 16  # an A-ASSOCIATE-AC/RJ, A-RELEASE-RP or A-ABORT is never near this
@@ -380,15 +379,16 @@ class StoreRequestor:
             fb = plan.fallback[inst.sop_class]
             if accepted.results.get(fb) != 0:
                 why = pdu.CONTEXT_RESULTS.get(accepted.results.get(ctx, -1), "no answer for its context")
-                return Outcome(inst.sop_instance, None, f"the peer does not accept SOP class {_name(inst.sop_class)} "
-                                                        f"in {_name(inst.transfer_syntax)} ({why}), nor uncompressed")
+                return Outcome(inst.sop_instance, None,
+                               f"the peer does not accept SOP class {uid_name(inst.sop_class)} "
+                               f"in {uid_name(inst.transfer_syntax)} ({why}), nor uncompressed")
             ctx, converted = fb, accepted.syntaxes.get(fb, IMPLICIT_LE)
             try:
-                payload = _convert(inst, converted)
+                payload = convert(inst, converted)
             except Exception as exc:  # noqa: BLE001 - any decoder failure is a refusal of this one instance
                 return Outcome(inst.sop_instance, None,
-                               f"the peer does not accept {_name(inst.transfer_syntax)} for SOP class "
-                               f"{_name(inst.sop_class)}, and converting it to {_name(converted)} failed: {exc}")
+                               f"the peer does not accept {uid_name(inst.transfer_syntax)} for SOP class "
+                               f"{uid_name(inst.sop_class)}, and converting it to {uid_name(converted)} failed: {exc}")
         fh = None
         if payload is None:
             try:
@@ -496,25 +496,3 @@ def _blocks(fh, buf: bytearray, frag: int, total: int, inst: InstanceFile):
             raise _Lost(f"{inst.path} ended {left} bytes early (changed while being sent?)")
         left -= n
         yield view[:n]
-
-
-def _convert(inst: InstanceFile, ts: str) -> bytes:
-    """The dataset re-encoded in ``ts`` (Explicit or Implicit VR Little Endian), decompressed if need be."""
-    from pydicom import dcmread
-    from pydicom.uid import UID
-    from pynetdicom.dsutils import encode
-
-    ds = dcmread(inst.path)
-    if UID(inst.transfer_syntax).is_compressed:
-        ds.decompress(generate_instance_uid=False)  # the same instance in another transfer syntax (PS3.5 10)
-    data = encode(ds, ts == IMPLICIT_LE, True, False)
-    if data is None:
-        raise ValueError(f"pydicom could not encode it in {_name(ts)}")
-    return data
-
-
-def _name(uid: str) -> str:
-    from pydicom.uid import UID
-
-    name = UID(uid).name
-    return f"{name} ({uid})" if name and name != uid else uid
