@@ -253,7 +253,7 @@ def pdu_header(head: bytes, p_data_limit: int, other_limit: int = MAX_ASSOCIATIO
     kind, _, length = struct.unpack(">BBI", head)
     limit = p_data_limit if kind == P_DATA_TF else other_limit
     if length > limit:
-        raise PDUError(f"a PDU of {length} bytes (type 0x{kind:02x}; at most {limit} accepted)")
+        raise PDUError(f"a PDU of {length} bytes (type 0x{kind:02x}; at most {limit} allowed)")
     return kind, length
 
 
