@@ -24,7 +24,7 @@ def _pad(b: bytes, pad: bytes) -> bytes:
 
 def encode_file_meta(sop_class: str, sop_uid: str, transfer_syntax: str, source_ae: str = "") -> bytes:
     """Preamble, ``DICM`` and the File Meta Information group (PS3.10 7.1), Explicit VR Little Endian."""
-    from .upper import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
+    from .pdu import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION
 
     body = (_el(2, 1, b"OB", b"\x00\x01") + _el(2, 2, b"UI", _pad(sop_class.encode(), b"\x00"))
             + _el(2, 3, b"UI", _pad(sop_uid.encode(), b"\x00")) + _el(2, 0x10, b"UI", _pad(transfer_syntax.encode(), b"\x00"))

@@ -7,6 +7,9 @@ UID (0008,0016/0018, what a receiver such as DCMTK storescp checks against the C
 Instance UID (for messages) are scanned from the first dataset bytes. pydicom is the fallback (deflated or big
 endian datasets, an undefined length before (0008,0018), a header longer than what was read): it costs ~1 ms a
 file, about as much as sending a 130 KB instance, so the scan is hand-written.
+
+:func:`convert` re-encodes a file's dataset in Explicit or Implicit VR Little Endian (pydicom; decompressed where
+a decoder is installed), for a receiver that refuses the file's own transfer syntax.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["InstanceFile", "read_instance"]
+__all__ = ["InstanceFile", "read_instance", "convert", "uid_name", "EXPLICIT_LE", "IMPLICIT_LE"]
+
+EXPLICIT_LE, IMPLICIT_LE = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"
 
 _HEAD = 16384
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
@@ -108,3 +113,26 @@ def _with_pydicom(path: Path) -> dict[int, str]:
                 _STUDY: str(ds.get("StudyInstanceUID", ""))}
     except Exception as exc:
         raise ValueError(f"{path} is not a DICOM file with SOPClassUID and SOPInstanceUID: {exc}") from exc
+
+
+def convert(inst: InstanceFile, ts: str) -> bytes:
+    """The dataset re-encoded in ``ts`` (Explicit or Implicit VR Little Endian), decompressed if need be."""
+    from pydicom import dcmread
+    from pydicom.uid import UID
+    from pynetdicom.dsutils import encode
+
+    ds = dcmread(inst.path)
+    if UID(inst.transfer_syntax).is_compressed:
+        ds.decompress(generate_instance_uid=False)  # the same instance in another transfer syntax (PS3.5 10)
+    data = encode(ds, ts == IMPLICIT_LE, True, False)
+    if data is None:
+        raise ValueError(f"pydicom could not encode it in {uid_name(ts)}")
+    return data
+
+
+def uid_name(uid: str) -> str:
+    """A UID with its name where pydicom knows it, e.g. 'JPEG Baseline (Process 1) (1.2.840.10008.1.2.4.50)'."""
+    from pydicom.uid import UID
+
+    name = UID(uid).name
+    return f"{name} ({uid})" if name and name != uid else uid

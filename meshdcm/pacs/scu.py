@@ -1,7 +1,7 @@
 """SCU operations against a PACS: C-ECHO, C-FIND, retrieve (C-MOVE, C-GET, WADO-RS) and store (C-STORE, STOW-RS).
 
 DIMSE services follow PS3.4 Annex C (Query/Retrieve, Study Root information model) and Annex B (Storage),
-implemented with pynetdicom, except C-GET/C-MOVE (:mod:`meshdcm.pacs.upper`) and C-STORE
+implemented with pynetdicom, except C-GET/C-MOVE (:mod:`meshdcm.pacs.requestor`) and C-STORE
 (:mod:`meshdcm.pacs.storescu`), which run on our own upper layer. Instances are always written as received (no decode/re-encode for DIMSE;
 for WADO-RS the pixel data bytes are kept as sent, in their original transfer syntax).
 
@@ -343,7 +343,7 @@ def _retrieve_move(pacs, study_uid, series_uid, scp: StorageSCP, on_progress, on
                 on_progress(inst.series_uid, n, max(res.total, n))
 
     scp.add_listener(arrived)
-    from .upper import AssociationRefused, GetRequestor
+    from .requestor import AssociationRefused, GetRequestor
 
     def pending(counts: dict) -> None:
         res.total = max(res.total, sum(counts.get(k, 0) for k in ("remaining", "completed", "failed", "warning")))
@@ -389,8 +389,8 @@ def _retrieve_move(pacs, study_uid, series_uid, scp: StorageSCP, on_progress, on
 
 def _retrieve_get(pacs, study_uid, series_uid, dest: Path, on_progress, on_instance,
                   overwrite: bool = False) -> RetrieveResult:
-    """C-GET on our own association (:class:`~meshdcm.pacs.upper.GetRequestor`), sub-operations streamed to disk."""
-    from .upper import AssociationRefused, GetRequestor
+    """C-GET on our own association (:class:`~meshdcm.pacs.requestor.GetRequestor`), sub-operations streamed to disk."""
+    from .requestor import AssociationRefused, GetRequestor
 
     classes = _sop_classes_in_study(pacs, study_uid, series_uid) or _DEFAULT_STORAGE_CLASSES
     res = RetrieveResult(study_uid, "get", total=0)

@@ -6,7 +6,8 @@ through a queue it polls with 1 ms sleeps; under load its reactor can take a C-S
 whole DIMSE timeout and the association is aborted (docs/pacs.md, embedded PACS). Sent to a desktop viewer from
 the viewer node, that stalled every association and each retry started the series again. Here one thread does
 everything on one blocking socket: connect, negotiate, for each file a C-STORE-RQ whose dataset is the file's
-bytes after its meta information, read the response, release.
+bytes after its meta information, read the response, release. The PDUs are :mod:`meshdcm.pacs.pdu`'s; connecting
+and reading the answer to the association request are :mod:`meshdcm.pacs.requestor`'s (as for C-GET/C-MOVE).
 
 - **Presentation contexts** are proposed per (SOP class, transfer syntax) seen, one syntax each, so every file can
   go as it is stored; per SOP class one more context offers Explicit and Implicit VR Little Endian as a fallback.
@@ -31,22 +32,19 @@ from __future__ import annotations
 
 import logging
 import socket
-import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from . import pdu
-from .part10 import InstanceFile
+from .part10 import EXPLICIT_LE, IMPLICIT_LE, InstanceFile, convert, uid_name
+from .requestor import AssociationRefused, acceptance, connect
 
 __all__ = ["StoreRequestor", "Outcome", "StoreReport", "StoreError", "NotReached", "AssociationRejected",
            "AssociationAborted", "status_meaning"]
 
 LOGGER = logging.getLogger(__name__)
 
-EXPLICIT_LE, IMPLICIT_LE = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"
 _FALLBACK = (EXPLICIT_LE, IMPLICIT_LE)
-_MAX_CONTEXTS = 128  # odd context ids 1..255
-_ASSOCIATION_PDU_LIMIT = 1 << 16  # an A-ASSOCIATE-AC/RJ, A-RELEASE-RP or A-ABORT is never near this
 _COMMAND_LIMIT = 1 << 16
 _BLOCK = 256 * 1024  # bytes of dataset per scatter/gather write
 _IOV_LIMIT = 512
@@ -156,9 +154,9 @@ def plan_contexts(instances: Iterable[InstanceFile]) -> _Plan:
     contexts: list[pdu.PresentationContext] = []
 
     def add(abstract: str, syntaxes: tuple[str, ...]) -> int:
-        if len(contexts) >= _MAX_CONTEXTS:
-            raise ValueError(f"more than {_MAX_CONTEXTS} SOP class/transfer syntax combinations for one association; "
-                             "send the files in smaller batches")
+        if len(contexts) >= pdu.MAX_CONTEXTS:
+            raise ValueError(f"more than {pdu.MAX_CONTEXTS} SOP class/transfer syntax combinations for one "
+                             "association; send the files in smaller batches")
         cx = pdu.PresentationContext(2 * len(contexts) + 1, abstract, syntaxes)
         contexts.append(cx)
         return cx.id
@@ -236,29 +234,19 @@ class StoreRequestor:
     # -- association ----------------------------------------------------------------------------------------------
     def _open(self, plan: _Plan, report: StoreReport) -> pdu.Acceptance:
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=min(self.timeout, 10.0))
-        except OSError as exc:
-            why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc)).lower()
-            raise NotReached(f"no connection to {self.host}:{self.port} ({why})", report) from None
-        self._sock, self._rbuf = sock, bytearray()
+            self._sock, self._rbuf = connect(self.host, self.port, self.timeout), bytearray()
+        except AssociationRefused as exc:
+            raise NotReached(str(exc), report) from None
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(self.timeout)
-            sock.sendall(pdu.associate_rq(self.called_ae, self.calling_ae, plan.contexts, self.max_pdu))
-            kind, body = self._read_pdu(_ASSOCIATION_PDU_LIMIT)
-            if kind == pdu.A_ASSOCIATE_RJ:
-                raise AssociationRejected(f"the association was rejected: {pdu.rejection_reason(body)}", report)
-            if kind == pdu.A_ABORT:
-                raise AssociationRejected(f"the association request was answered with an {pdu.abort_reason(body)}", report)
-            if kind != pdu.A_ASSOCIATE_AC:
-                raise AssociationRejected(f"the association request was answered with PDU type 0x{kind:02x}", report)
-            accepted = pdu.parse_associate_ac(body)
-        except _Lost as exc:
+            self._sock.sendall(pdu.associate_rq(self.called_ae, self.calling_ae, plan.contexts, self.max_pdu))
+            try:
+                kind, body = self._read_pdu(pdu.MAX_ASSOCIATION_PDU)
+            except _Lost as exc:
+                raise AssociationRefused(f"the association request got no answer: {exc}", True) from None
+            accepted = acceptance(kind, body)
+        except AssociationRefused as exc:
             self._abort()
-            raise AssociationRejected(f"the association request got no answer: {exc}", report) from None
-        except pdu.PDUError as exc:
-            self._abort()
-            raise AssociationRejected(f"the answer to the association request was malformed: {exc}", report) from None
+            raise AssociationRejected(str(exc), report) from None
         except BaseException:
             self._abort()
             raise
@@ -277,7 +265,7 @@ class StoreRequestor:
             sock.sendall(pdu.release_rq())
             sock.settimeout(min(self.timeout, 5.0))
             for _ in range(4):  # a late P-DATA may come first; anything else ends it
-                kind, _ = self._read_pdu(max(self.max_pdu, _ASSOCIATION_PDU_LIMIT))
+                kind, _ = self._read_pdu(max(self.max_pdu, pdu.MAX_ASSOCIATION_PDU))
                 if kind != pdu.P_DATA_TF:
                     break
         except (OSError, _Lost, pdu.PDUError) as exc:  # every outcome is known; a rude release loses nothing
@@ -329,47 +317,41 @@ class StoreRequestor:
         return data
 
     def _read_pdu(self, limit: int) -> tuple[int, bytes]:
-        kind, _, length = struct.unpack(">BBI", self._recv_exact(6))
-        if kind not in (1, 2, 3, 4, 5, 6, 7):
+        try:
+            kind, length = pdu.pdu_header(self._recv_exact(6), limit, limit)
+        except pdu.PDUError as exc:
+            raise _Lost(f"protocol error: {exc}") from None
+        if not pdu.A_ASSOCIATE_RQ <= kind <= pdu.A_ABORT:
             raise _Lost(f"protocol error: unknown PDU type 0x{kind:02x}")
-        if length > limit:
-            raise _Lost(f"protocol error: a PDU of {length} bytes (type 0x{kind:02x}; at most {limit} allowed)")
         return kind, self._recv_exact(length)
 
     def _read_response(self, msg_id: int) -> dict[int, bytes]:
         """The next complete command set; datasets (none belong to a C-STORE-RSP) are skipped."""
         command = bytearray()
         while True:
-            kind, body = self._read_pdu(max(self.max_pdu, _ASSOCIATION_PDU_LIMIT))
+            kind, body = self._read_pdu(max(self.max_pdu, pdu.MAX_ASSOCIATION_PDU))
             if kind == pdu.A_ABORT:
                 raise _Lost(f"association aborted by the peer ({pdu.abort_reason(body)})")
             if kind == pdu.A_RELEASE_RQ:
                 raise _Lost("the peer asked to release the association before answering")
             if kind != pdu.P_DATA_TF:
                 raise _Lost(f"protocol error: PDU type 0x{kind:02x} where a C-STORE response was due")
-            i = 0
-            while i < len(body):
-                if i + 6 > len(body):
-                    raise _Lost("protocol error: truncated PDV item")
-                length, _ctx, flags = struct.unpack_from(">IBB", body, i)
-                if length < 2 or i + 4 + length > len(body):
-                    raise _Lost(f"protocol error: a PDV item of {length} bytes in a PDU of {len(body)}")
-                if flags & 0x01:
-                    command += body[i + 6: i + 4 + length]
+            try:
+                for _ctx, flags, data in pdu.pdvs(body):
+                    if not flags & pdu.COMMAND:
+                        continue
+                    command += data
                     if len(command) > _COMMAND_LIMIT:
                         raise _Lost(f"protocol error: a command set over {_COMMAND_LIMIT} bytes")
-                    if flags & 0x02:
-                        try:
-                            cmd = pdu.parse_command(bytes(command))
-                        except pdu.PDUError as exc:
-                            raise _Lost(f"protocol error: {exc}") from None
-                        field_ = struct.unpack("<H", cmd.get(0x0100, b"\x00\x00")[:2])[0]
-                        answered = struct.unpack("<H", cmd.get(0x0120, b"\x00\x00")[:2])[0]
-                        if field_ != 0x8001 or answered != msg_id:
+                    if flags & pdu.LAST:
+                        cmd = pdu.parse_command(command)
+                        field_, answered = pdu.read_us(cmd, 0x0100, 0), pdu.read_us(cmd, 0x0120, 0)
+                        if field_ != pdu.C_STORE_RSP or answered != msg_id:
                             raise _Lost(f"protocol error: got command 0x{field_:04x} answering message {answered} "
                                         f"where the C-STORE response to message {msg_id} was due")
                         return cmd
-                i += 4 + length
+            except pdu.PDUError as exc:
+                raise _Lost(f"protocol error: {exc}") from None
 
     # -- C-STORE ------------------------------------------------------------------------------------------------
     def _store(self, inst: InstanceFile, plan: _Plan, accepted: pdu.Acceptance) -> Outcome:
@@ -380,15 +362,16 @@ class StoreRequestor:
             fb = plan.fallback[inst.sop_class]
             if accepted.results.get(fb) != 0:
                 why = pdu.CONTEXT_RESULTS.get(accepted.results.get(ctx, -1), "no answer for its context")
-                return Outcome(inst.sop_instance, None, f"the peer does not accept SOP class {_name(inst.sop_class)} "
-                                                        f"in {_name(inst.transfer_syntax)} ({why}), nor uncompressed")
+                return Outcome(inst.sop_instance, None,
+                               f"the peer does not accept SOP class {uid_name(inst.sop_class)} "
+                               f"in {uid_name(inst.transfer_syntax)} ({why}), nor uncompressed")
             ctx, converted = fb, accepted.syntaxes.get(fb, IMPLICIT_LE)
             try:
-                payload = _convert(inst, converted)
+                payload = convert(inst, converted)
             except Exception as exc:  # noqa: BLE001 - any decoder failure is a refusal of this one instance
                 return Outcome(inst.sop_instance, None,
-                               f"the peer does not accept {_name(inst.transfer_syntax)} for SOP class "
-                               f"{_name(inst.sop_class)}, and converting it to {_name(converted)} failed: {exc}")
+                               f"the peer does not accept {uid_name(inst.transfer_syntax)} for SOP class "
+                               f"{uid_name(inst.sop_class)}, and converting it to {uid_name(converted)} failed: {exc}")
         fh = None
         if payload is None:
             try:
@@ -399,18 +382,18 @@ class StoreRequestor:
         msg_id = self._msg_id
         cmd = pdu.command([
             (0x0002, pdu.even(inst.sop_class.encode())),
-            (0x0100, struct.pack("<H", 0x0001)),
-            (0x0110, struct.pack("<H", msg_id)),
-            (0x0700, struct.pack("<H", 0x0000)),  # priority medium
-            (0x0800, struct.pack("<H", 0x0000)),  # a dataset follows
+            (0x0100, pdu.us(pdu.C_STORE_RQ)),
+            (0x0110, pdu.us(msg_id)),
+            (0x0700, pdu.us(0x0000)),  # priority medium
+            (0x0800, pdu.us(0x0000)),  # a dataset follows
             (0x1000, pdu.even(inst.sop_instance.encode())),
         ])
         frag = self._peer_max - 6  # PDU length = PDV item header (6) + fragment
         head: list = []
         for i in range(0, len(cmd), frag):  # the command, one PDU per fragment
             chunk = cmd[i: i + frag]
-            flags = 0x03 if i + frag >= len(cmd) else 0x01
-            head += [struct.pack(">BBIIBB", pdu.P_DATA_TF, 0, len(chunk) + 6, len(chunk) + 2, ctx, flags), chunk]
+            flags = pdu.COMMAND | pdu.LAST if i + frag >= len(cmd) else pdu.COMMAND
+            head += [pdu.p_data_header(ctx, flags, len(chunk)), chunk]
         if fh is None:
             self._send_blocks(ctx, head, [memoryview(payload)], len(payload), frag)
         else:
@@ -418,7 +401,7 @@ class StoreRequestor:
                 fh.seek(inst.offset)
                 self._send_blocks(ctx, head, _blocks(fh, self._buf, frag, inst.length, inst), inst.length, frag)
         rsp = self._read_response(msg_id)
-        status = struct.unpack("<H", rsp.get(0x0900, b"\xff\xff")[:2])[0]
+        status = pdu.read_us(rsp, 0x0900, 0xFFFF)
         comment = pdu.uid(rsp.get(0x0902, b""))  # Error Comment: free text (LO), trimmed like a UID
         return Outcome(inst.sop_instance, status, comment, converted)
 
@@ -431,9 +414,7 @@ class StoreRequestor:
             for i in range(0, len(block), frag):
                 chunk = block[i: i + frag]
                 sent += len(chunk)
-                flags = 0x02 if sent >= total else 0x00
-                iov += [struct.pack(">BBIIB", pdu.P_DATA_TF, 0, len(chunk) + 6, len(chunk) + 2, ctx) + bytes([flags]),
-                        chunk]
+                iov += [pdu.p_data_header(ctx, pdu.LAST if sent >= total else 0, len(chunk)), chunk]
                 if len(iov) >= _IOV_LIMIT:
                     self._sendmsg_all(iov)
                     iov = []
@@ -441,7 +422,7 @@ class StoreRequestor:
                 self._sendmsg_all(iov)
                 iov = []
         if total == 0:  # an empty dataset still ends with a last fragment
-            iov += [struct.pack(">BBIIBB", pdu.P_DATA_TF, 0, 6, 2, ctx, 0x02)]
+            iov += [pdu.p_data_header(ctx, pdu.LAST, 0)]
         if iov:
             self._sendmsg_all(iov)
 
@@ -496,25 +477,3 @@ def _blocks(fh, buf: bytearray, frag: int, total: int, inst: InstanceFile):
             raise _Lost(f"{inst.path} ended {left} bytes early (changed while being sent?)")
         left -= n
         yield view[:n]
-
-
-def _convert(inst: InstanceFile, ts: str) -> bytes:
-    """The dataset re-encoded in ``ts`` (Explicit or Implicit VR Little Endian), decompressed if need be."""
-    from pydicom import dcmread
-    from pydicom.uid import UID
-    from pynetdicom.dsutils import encode
-
-    ds = dcmread(inst.path)
-    if UID(inst.transfer_syntax).is_compressed:
-        ds.decompress(generate_instance_uid=False)  # the same instance in another transfer syntax (PS3.5 10)
-    data = encode(ds, ts == IMPLICIT_LE, True, False)
-    if data is None:
-        raise ValueError(f"pydicom could not encode it in {_name(ts)}")
-    return data
-
-
-def _name(uid: str) -> str:
-    from pydicom.uid import UID
-
-    name = UID(uid).name
-    return f"{name} ({uid})" if name and name != uid else uid
