@@ -120,3 +120,13 @@ def test_associations_beyond_the_limit_are_rejected_and_the_scp_serves_again_onc
         r = subprocess.run(["/usr/bin/storescu", "-aec", "ANY", "127.0.0.1", str(scp.port), str(src[0])],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
+
+
+def test_a_command_set_that_never_ends_is_aborted(tmp_path):
+    """Command fragments (PDVs without the last-fragment bit) were collected without a limit: a peer that never
+    ends its command set grew the SCP's memory without end. Over 64 KiB the association is aborted."""
+    fragment = struct.pack(">IBB", 2 + 32768, 1, 0x01) + b"\x00" * 32768  # a command fragment, never the last
+    flood = b"".join(struct.pack(">BBI", 0x04, 0, len(fragment)) + fragment for _ in range(3))
+    with StorageSCP(tmp_path / "rx") as scp:
+        took = _aborted_at_once(scp.port, True, flood)
+        assert took < 2

@@ -29,6 +29,7 @@ VERIFICATION = "1.2.840.10008.1.1"
 #: Longest association PDU (A-ASSOCIATE-RQ/AC/RJ, A-RELEASE, A-ABORT) we read. A request proposing all 128
 #: presentation contexts with long UIDs is under 20 KiB; a peer claiming more is not a DICOM peer.
 MAX_ASSOCIATION_PDU = 64 << 10
+MAX_COMMAND_SET = 64 << 10  # a command set (group 0000) is a few hundred bytes; more, in fragments, is an attack
 MAX_CONTEXTS = 128  # presentation contexts in one association: odd ids 1..255 (PS3.8 9.3.2.2)
 
 A_ASSOCIATE_RQ, A_ASSOCIATE_AC, A_ASSOCIATE_RJ = 0x01, 0x02, 0x03

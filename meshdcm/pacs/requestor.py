@@ -158,10 +158,16 @@ class GetRequestor(Association):
                         data_len, ctx, flags = self._pdv_header(remaining)
                     except pdu.PDUError as exc:
                         raise AssociationRefused(f"protocol error from the PACS: {exc}", True) from exc
-                    data = self._read(data_len)
+                    try:
+                        data = self._read(data_len)
+                    except (Closed, OSError) as exc:  # lost inside a PDU: as lost between two
+                        raise AssociationRefused(f"the association was aborted or timed out ({exc})", True) from exc
                     remaining -= 6 + data_len
                     if flags & pdu.COMMAND:
                         command += data
+                        if len(command) > pdu.MAX_COMMAND_SET:
+                            raise AssociationRefused(f"protocol error from the PACS: a command set of over "
+                                                     f"{pdu.MAX_COMMAND_SET} bytes", True)
                         if not flags & pdu.LAST:
                             continue
                         try:

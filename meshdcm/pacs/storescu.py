@@ -45,7 +45,7 @@ __all__ = ["StoreRequestor", "Outcome", "StoreReport", "StoreError", "NotReached
 LOGGER = logging.getLogger(__name__)
 
 _FALLBACK = (EXPLICIT_LE, IMPLICIT_LE)
-_COMMAND_LIMIT = 1 << 16
+_COMMAND_LIMIT = pdu.MAX_COMMAND_SET
 _BLOCK = 256 * 1024  # bytes of dataset per scatter/gather write
 _IOV_LIMIT = 512
 _READ_AHEAD = 1 << 16

@@ -119,6 +119,8 @@ class _Accepted(Association, threading.Thread):
                         remaining -= 6 + data_len
                         if flags & pdu.COMMAND:
                             command += data
+                            if len(command) > pdu.MAX_COMMAND_SET:
+                                raise pdu.PDUError(f"a command set of over {pdu.MAX_COMMAND_SET} bytes")
                             if flags & pdu.LAST:
                                 cmd = pdu.parse_command(command)
                                 command.clear()
