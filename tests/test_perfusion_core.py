@@ -110,3 +110,25 @@ def test_automatic_aif_prefers_early_narrow_arteries(phantom):  # noqa: F811
     assert not any(phantom.vein[tuple(v)] for v in aif.voxels)
     assert np.corrcoef(aif.curve, phantom.aif)[0, 1] > 0.99
 
+
+def test_tmax_is_interpolated_between_frames_and_follows_the_delay():
+    """At TR 1.5 s a delay of 0.5 s used to move Tmax by 0 or 1.5 s; the parabola through the residue's peak and
+    its neighbours follows it to a tenth of a second (the zero-delay offset of SVD residues stays, docs)."""
+    delays = np.arange(0.0, 8.01, 0.5)
+    aif, c = _curves(delays=delays, mtts=(4.5,), tr=1.5)
+    for method in ("csvd", "osvd"):
+        dec = deconvolve(c, aif, 1.5, method=method, xp=np)
+        offset = dec.tmax - delays
+        assert np.ptp(offset) < 0.2, (method, np.round(offset, 2))
+        assert 0.5 < offset[0] < 2.5
+    ssvd = deconvolve(c, aif, 1.5, method="ssvd", xp=np)
+    assert np.all(np.isfinite(ssvd.tmax)) and ssvd.tmax[0] >= 0  # Toeplitz residue: no wrap, ends not interpolated
+
+
+def test_tmax_wraps_to_negative_when_the_tissue_leads_the_aif():
+    aif, c = _curves(delays=(0.0, 3.0), mtts=(4.0,))
+    late = deconvolve(c, np.roll(aif, 8), 1.0, method="osvd", xp=np)  # the AIF 8 s late: tissue 8 s / 5 s ahead
+    on_time = deconvolve(c, aif, 1.0, method="osvd", xp=np)
+    assert np.all(late.tmax < 0)
+    np.testing.assert_allclose(late.tmax - on_time.tmax[0], [-8.0, -5.0], atol=0.2)
+
