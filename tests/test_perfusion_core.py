@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from perfusion_fixtures import phantom  # noqa: F401  (pytest fixture)
+from perfusion_fixtures import brain_phantom, phantom  # noqa: F401  (pytest fixtures)
 
 from meshdcm.perfusion import boxerman_correction, deconvolve, manual_aif, select_aif
 from meshdcm.perfusion.concentration import detect_baseline, otsu_threshold, signal_to_concentration
@@ -131,4 +131,22 @@ def test_tmax_wraps_to_negative_when_the_tissue_leads_the_aif():
     on_time = deconvolve(c, aif, 1.0, method="osvd", xp=np)
     assert np.all(late.tmax < 0)
     np.testing.assert_allclose(late.tmax - on_time.tmax[0], [-8.0, -5.0], atol=0.2)
+
+
+def test_the_brain_phantom_holds_the_truth_it_claims(brain_phantom):  # noqa: F811
+    """Its sinus carries the arterial curve's area, its AIF voxels 0.4 of it plus grey matter, and its maps the
+    GM/WM values and the delay."""
+    from meshdcm.perfusion.constants import KH, RHO
+
+    ph = brain_phantom
+    conc, _ = signal_to_concentration(ph.signal, ph.spec.te, (1, 11), xp=np)
+    true_area = float(ph.aif.sum())
+    assert float(conc[:, ph.vein].mean(1).sum()) == pytest.approx(true_area, rel=0.05)
+    gm_fraction = 0.045 * RHO / KH  # the GM curve's area relative to the arterial one (CBV 4.5 ml/100 g)
+    assert float(conc[:, ph.artery].mean(1).sum()) == pytest.approx((0.4 + 0.6 * gm_fraction) * true_area, rel=0.05)
+    gm, wm, late = ph.labels["GM"], ph.labels["WM"], ph.labels["delayed"]
+    assert set(np.unique(ph.cbf[gm])) == {60.0} and set(np.unique(ph.cbv[wm])) == {2.0}
+    assert np.allclose(ph.mtt[gm], 4.5) and np.allclose(ph.mtt[wm], 4.8)
+    assert set(np.unique(ph.delay[late])) == {8.0} and set(np.unique(ph.delay[(gm | wm) & ~late])) == {0.0}
+    assert not (ph.tissue & (ph.artery | ph.vein | ph.labels["CSF"])).any()
 
