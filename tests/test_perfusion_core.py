@@ -150,3 +150,11 @@ def test_the_brain_phantom_holds_the_truth_it_claims(brain_phantom):  # noqa: F8
     assert set(np.unique(ph.delay[late])) == {8.0} and set(np.unique(ph.delay[(gm | wm) & ~late])) == {0.0}
     assert not (ph.tissue & (ph.artery | ph.vein | ph.labels["CSF"])).any()
 
+
+def test_automatic_aif_is_not_fooled_by_a_sinus(brain_phantom):  # noqa: F811
+    """A voxel full of venous blood peaks higher than a partial-volume artery; the AIF is the earliest cluster."""
+    ph = brain_phantom
+    conc, _ = signal_to_concentration(ph.signal, ph.spec.te, (1, 10), xp=np)
+    assert conc[:, ph.vein].mean(1).max() > conc[:, ph.artery].mean(1).max()
+    aif = select_aif(conc, ph.tissue | ph.artery | ph.vein | ph.labels["CSF"], ph.times)
+    assert len(aif.voxels) >= 3 and all(ph.artery[tuple(v)] for v in aif.voxels)
