@@ -11,8 +11,9 @@ Output UIDs derive from the source series, the map and the software version, so 
 does not make a second series. Start several with the same ``--group`` to share the work.
 
 Options (``[nodes.perfusion]``): ``method`` (osvd, csvd or ssvd), ``where`` (a filter replacing the default),
-``work`` (folder for inputs and outputs), ``leakage_correction`` (false), ``keep_days`` (7: outputs are
-removed from ``work/out`` this many days after they were written).
+``work`` (folder for inputs and outputs), ``leakage_correction`` (false), ``vof_correction`` (true: scale the AIF
+by the venous output function, for absolute CBF/CBV), ``keep_days`` (7: outputs are removed from ``work/out``
+this many days after they were written).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class PerfusionOptions:
     where: str = DSC_FILTER
     work: str = ""
     leakage_correction: bool = False
+    vof_correction: bool = True
     keep_days: float = OUTPUT_DAYS
 
 
@@ -71,7 +73,8 @@ def create(config: NodeConfig) -> Node:
         try:
             result = analyse_series(source, work / "out" / str(series_uid),
                                     method=method, series_uid=series_uid,
-                                    leakage_correction=opts.leakage_correction)
+                                    leakage_correction=opts.leakage_correction,
+                                    vof_correction=opts.vof_correction)
         except PerfusionError as exc:
             raise HandlerError(f"perfusion analysis of series {series_uid} failed: {exc}",
                                action=getattr(exc, "action", None) or "check that it is a DSC series (>= 30 time "

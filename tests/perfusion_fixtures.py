@@ -35,3 +35,11 @@ def brain_dir(brain_phantom, tmp_path_factory):
     write_phantom_dicom(brain_phantom, d)
     return d
 
+
+@pytest.fixture(scope="session")
+def brain_result(brain_dir, tmp_path_factory):
+    """The brain phantom analysed end to end (DICOM in, automatic AIF, VOF correction, all outputs written)."""
+    from meshdcm.perfusion import analyse_series
+
+    out = tmp_path_factory.mktemp("brain_out")
+    return analyse_series(brain_dir, out, method="osvd", xp="numpy"), out

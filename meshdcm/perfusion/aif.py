@@ -33,11 +33,17 @@ __all__ = ["AIF", "select_aif", "manual_aif"]
 
 @dataclass
 class AIF:
-    """An arterial input function: ``curve`` (T,) in concentration units and the voxels it came from."""
+    """An arterial input function: ``curve`` (T,) in concentration units and the voxels it came from.
+
+    ``scale`` is the factor ``curve`` was multiplied by after it was measured and ``correction`` the record
+    of that partial-volume correction (:class:`~.vof.PartialVolumeCorrection`; ``None`` when none was tried).
+    """
 
     curve: np.ndarray
     voxels: np.ndarray  # (n, 3) z, y, x indices; empty for a curve given by hand
     method: str  # "auto" | "manual-curve" | "manual-voxels"
+    scale: float = 1.0
+    correction: object | None = None
 
 
 def _kmeans(x: np.ndarray, k: int, init_order: np.ndarray, iterations: int = 50) -> np.ndarray:

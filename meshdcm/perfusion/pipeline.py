@@ -1,13 +1,16 @@
 """One call from a DSC series to written perfusion maps: what a mesh node wraps.
 
 ``analyse_series`` loads the series, masks the brain, finds the baseline, converts to dR2*, optionally
-corrects leakage, selects (or takes) the AIF, deconvolves, computes maps, optionally normalises them to
-NAWM, and writes derived DICOM series, NIfTI files and PNG renderings under ``out_dir``::
+corrects leakage, selects (or takes) the AIF, scales it by the venous output function (partial-volume
+correction, on by default), deconvolves, computes maps, optionally normalises them to NAWM, and writes
+derived DICOM series, NIfTI files and PNG renderings under ``out_dir``::
 
     out_dir/dicom/<MAP>/<MAP>_0001.dcm ...   one derived series per map
     out_dir/nifti/<MAP>.nii.gz
     out_dir/png/<MAP>.png
     out_dir/perfusion.json                   the PerfusionResult summary (no patient data)
+
+perfusion.json: ``aif_scale``, ``vof_voxels`` and ``partial_volume_correction`` say what the VOF scaling did.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +35,7 @@ from .maps import MAP_UNITS, PerfusionMaps, compute_maps, normalise_to_nawm
 from .nifti import write_nifti
 from .render import render_map
 from .series import DSCSeries, load_dsc_series
+from .vof import PartialVolumeCorrection, correct_aif, select_vof
 from ..atomic import replacing
 
 logger = logging.getLogger(__name__)
@@ -66,6 +70,9 @@ class PerfusionResult:
     array_module: str
     seconds: float
     leakage_corrected: bool = False
+    aif_scale: float = 1.0
+    vof_voxels: list[list[int]] = field(default_factory=list)
+    partial_volume_correction: dict | None = None
     maps: PerfusionMaps | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
@@ -75,8 +82,14 @@ class PerfusionResult:
 
 
 def analyse_loaded(series: DSCSeries, method: str = "osvd", aif=None, xp=None, leakage_correction: bool = False,
-                   normalise: bool = False, nawm_mask=None, **deconv_kw) -> tuple[PerfusionMaps, AIF, tuple[int, int]]:
-    """Compute maps for a loaded series (no files written)."""
+                   normalise: bool = False, nawm_mask=None, vof_correction: bool = True,
+                   **deconv_kw) -> tuple[PerfusionMaps, AIF, tuple[int, int]]:
+    """Compute maps for a loaded series (no files written).
+
+    ``vof_correction``: scale an AIF measured in the series (automatic or given as voxels) so that its area
+    equals the venous output function's (:mod:`.vof`); a curve given by hand is taken as it is.  The returned
+    AIF is the one used, its ``scale`` and ``correction`` say what was done.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     xp = get_xp(xp)
@@ -99,6 +112,14 @@ def analyse_loaded(series: DSCSeries, method: str = "osvd", aif=None, xp=None, l
         chosen = aif
     else:
         chosen = manual_aif(aif, conc)
+    if not vof_correction:
+        chosen = replace(chosen, correction=PartialVolumeCorrection(False, reason="switched off (vof_correction=False)"))
+    elif chosen.method == "manual-curve":
+        chosen = replace(chosen, correction=PartialVolumeCorrection(False, reason="AIF curve given by hand: taken "
+                                                                                  "as the arterial concentration"))
+    else:
+        vof = select_vof(conc, mask, series.times, chosen, te=series.te, baseline=baseline)
+        chosen, _ = correct_aif(chosen, vof, series.times)
     pm = compute_maps(conc, chosen.curve, series.dt, mask, method=method, xp=xp, **deconv_kw)
     if normalise:
         normalise_to_nawm(pm, nawm_mask)
@@ -107,19 +128,20 @@ def analyse_loaded(series: DSCSeries, method: str = "osvd", aif=None, xp=None, l
 
 def analyse_series(source: str | Path | Sequence[Dataset] | DSCSeries, out_dir: str | Path, method: str = "osvd",
                    aif=None, xp=None, *, series_uid: str | None = None, leakage_correction: bool = False,
-                   normalise: bool = False, nawm_mask=None, write_dicom: bool = True, write_nifti_files: bool = True,
-                   write_png_files: bool = True, **deconv_kw) -> PerfusionResult:
+                   normalise: bool = False, nawm_mask=None, vof_correction: bool = True, write_dicom: bool = True,
+                   write_nifti_files: bool = True, write_png_files: bool = True, **deconv_kw) -> PerfusionResult:
     """Analyse a DSC series (folder, datasets or loaded series) and write the maps under ``out_dir``.
 
     ``aif``: None (automatic), an :class:`AIF`, a curve (T,) in dR2* units, a (Z, Y, X) boolean mask or
     (z, y, x) voxel triples.  ``xp``: array module (None = CuPy if a GPU is present, else NumPy).
+    ``vof_correction``: see :func:`analyse_loaded`.
     Raises :class:`~meshdcm.perfusion.errors.PerfusionError` (or a subclass) with what to do next.
     """
     t0 = time.perf_counter()
     xp_mod = get_xp(xp)
     series = source if isinstance(source, DSCSeries) else load_dsc_series(source, series_uid=series_uid)
     pm, chosen, baseline = analyse_loaded(series, method, aif, xp_mod, leakage_correction, normalise, nawm_mask,
-                                          **deconv_kw)
+                                          vof_correction, **deconv_kw)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, MapOutput] = {}
@@ -144,13 +166,16 @@ def analyse_series(source: str | Path | Sequence[Dataset] | DSCSeries, out_dir: 
         summary[f"mean_{name}"] = round(float(v.mean()), 4)
         summary[f"median_{name}"] = round(float(np.median(v)), 4)
     summary.update({k: round(float(v), 4) for k, v in pm.extra.items()})
+    correction = chosen.correction
     result = PerfusionResult(
         source_series_uid=series.series_uid, study_uid=series.study_uid, method=method, aif_method=chosen.method,
         aif_voxels=chosen.voxels.tolist(), baseline_frames=baseline, brain_voxels=int(m.sum()), summary=summary,
         outputs=outputs, png_encoder=encoder, array_module=xp_mod.__name__, seconds=round(time.perf_counter() - t0, 3),
-        leakage_corrected=leakage_correction, maps=pm)
+        leakage_corrected=leakage_correction, aif_scale=round(float(chosen.scale), 4),
+        vof_voxels=list(correction.vof_voxels) if correction is not None else [],
+        partial_volume_correction=correction.to_dict() if correction is not None else None, maps=pm)
     with replacing(out / "perfusion.json") as tmp:
         tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    logger.info("perfusion %s of series %s: %d brain voxels, mean CBF %.1f ml/100g/min, %.2f s", method,
-                series.series_uid, result.brain_voxels, summary["mean_CBF"], result.seconds)
+    logger.info("perfusion %s of series %s: %d brain voxels, AIF x%.2f, mean CBF %.1f ml/100g/min, %.2f s", method,
+                series.series_uid, result.brain_voxels, result.aif_scale, summary["mean_CBF"], result.seconds)
     return result
