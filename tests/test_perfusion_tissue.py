@@ -57,12 +57,13 @@ def test_perfusion_json_offers_per_tissue_medians_in_physiological_units(brain_r
     assert doc["notes"] == []
 
 
-def test_relative_maps_are_derived_series(brain_result):  # noqa: F811
+def test_relative_maps_are_derived_series_with_their_windows(brain_result):  # noqa: F811
     result, _ = brain_result
     for name in ("rCBV", "rCBF"):
         files = result.outputs[name].dicom_files
         ds = pydicom.dcmread(files[0])
         assert list(ds.ImageType) == ["DERIVED", "SECONDARY", name.upper()]
+        assert (float(ds.WindowCenter), float(ds.WindowWidth)) == (1.0, 2.0)  # 0..2
         assert result.outputs[name].png and result.outputs[name].nifti
     nawm = result.maps.tissue.nawm
     assert np.median(result.maps.maps["rCBF"][nawm]) == pytest.approx(1.0, abs=1e-3)

@@ -1,4 +1,4 @@
-"""Perfusion maps from concentration curves and an AIF: CBV, CBF, MTT, Tmax, TTP and their units.
+"""Perfusion maps from concentration curves and an AIF: CBV, CBF, MTT, Tmax, TTP; units and display windows.
 
 - CBV = kH/rho * 100 * integral(C_t) / integral(C_a)            [ml/100 g]   (Rempp et al. 1994)
 - CBF = kH/rho * 6000 * max_t(F R(t)) from SVD deconvolution     [ml/100 g/min] (Østergaard et al. 1996)
@@ -9,6 +9,10 @@
 Absolute units need the AIF in arterial concentration: the partial-volume correction of :mod:`.vof` scales
 a measured AIF before it gets here.  Relative maps (rCBV, rCBF, rMTT over normal-appearing white matter)
 and tissue classes are in :mod:`.tissue`.
+
+``DISPLAY_RANGES`` are the windows a map opens with (derived DICOM WindowCenter/WindowWidth, PNG renderings,
+web thumbnails), from each map's physiological range rather than its values: CBV 0-8 ml/100 g, CBF
+0-100 ml/100 g/min, MTT 0-15 s, Tmax 0-12 s, rCBV/rCBF 0-2, rMTT 0-3; TTP 0 to the series duration.
 """
 
 from __future__ import annotations
@@ -25,11 +29,20 @@ from .errors import PerfusionError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAP_NAMES", "MAP_UNITS", "PerfusionMaps", "compute_maps"]
+__all__ = ["MAP_NAMES", "MAP_UNITS", "DISPLAY_RANGES", "PerfusionMaps", "compute_maps", "display_range"]
 
 MAP_NAMES = ("CBV", "CBF", "MTT", "Tmax", "TTP")
 MAP_UNITS = {"CBV": "ml/100g", "CBF": "ml/100g/min", "MTT": "s", "Tmax": "s", "TTP": "s",
              "rCBV": "1", "rCBF": "1", "rMTT": "1"}
+DISPLAY_RANGES = {"CBV": (0.0, 8.0), "CBF": (0.0, 100.0), "MTT": (0.0, 15.0), "Tmax": (0.0, 12.0),
+                  "rCBV": (0.0, 2.0), "rCBF": (0.0, 2.0), "rMTT": (0.0, 3.0)}
+
+
+def display_range(name: str, duration: float | None = None) -> tuple[float, float] | None:
+    """The window (low, high) a map opens with; TTP spans the series ``duration``; ``None`` if unknown."""
+    if name == "TTP" and duration:
+        return (0.0, float(duration))
+    return DISPLAY_RANGES.get(name)
 
 
 @dataclass

@@ -37,7 +37,7 @@ from .deconvolution import METHODS
 from .derived import write_map_series
 from .leakage import boxerman_correction
 from .errors import PerfusionError
-from .maps import MAP_UNITS, PerfusionMaps, compute_maps
+from .maps import MAP_UNITS, PerfusionMaps, compute_maps, display_range
 from .nifti import write_nifti
 from .render import render_map
 from .series import DSCSeries, load_dsc_series
@@ -203,17 +203,20 @@ def analyse_series(source: str | Path | Sequence[Dataset] | DSCSeries, out_dir: 
     out.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, MapOutput] = {}
     encoder = None
+    duration = float(series.times[-1]) if series.times.size else None
     for number, (name, vol) in enumerate(pm.maps.items()):
         mo = MapOutput(name, MAP_UNITS.get(name, ""))
+        window = display_range(name, duration)
         if write_dicom:
-            uid, files = write_map_series(series, name, vol, out / "dicom" / name, method, series_number=9000 + number)
+            uid, files = write_map_series(series, name, vol, out / "dicom" / name, method, series_number=9000 + number,
+                                          window=window, mask=pm.mask)
             mo.series_uid, mo.dicom_files = uid, [str(f) for f in files]
         if write_nifti_files:
             mo.nifti = str(write_nifti(vol, series.affine_lps, out / "nifti" / f"{name}.nii.gz",
                                        f"{name} [{mo.unit}] {method}"))
         if write_png_files:
             (out / "png").mkdir(parents=True, exist_ok=True)
-            path, encoder = render_map(name, vol, pm.mask, out / "png" / f"{name}.png")
+            path, encoder = render_map(name, vol, pm.mask, out / "png" / f"{name}.png", value_range=window)
             mo.png = str(path)
         outputs[name] = mo
     summary = summarise(pm)
