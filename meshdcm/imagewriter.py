@@ -10,6 +10,7 @@ is particular to it (its acquisition attributes, its values)::
     image_pixels(ds, to_stored(values, slope, intercept, np.uint16))
     rescale(ds, slope, intercept, "US")
     window(ds, center, width)
+    pixel_padding(ds, value)        # only where pixels outside the object carry no value
     write_instance(ds, path)
 
 The modules are those of the MR and CT Image IODs (PS3.3 A.4, A.3): Patient and General Study (copied as the
@@ -45,6 +46,7 @@ __all__ = [
     "image_pixels",
     "image_plane",
     "pixel_module",
+    "pixel_padding",
     "rescale",
     "series_header",
     "to_stored",
@@ -198,6 +200,13 @@ def window(ds: Dataset, center, width, explanation=None) -> None:
     ds.WindowWidth = width
     if explanation is not None:
         ds.WindowCenterWidthExplanation = explanation
+
+
+def pixel_padding(ds: Dataset, stored_value: int) -> None:
+    """Pixel Padding Value (C.7.5.1.1.2): the stored value of pixels outside the object (no real-world value; a
+    viewer shows them as background). Its VR follows the Pixel Representation, so call it after the pixels."""
+    ds.PixelPaddingValue = int(stored_value)
+    ds["PixelPaddingValue"].VR = "SS" if ds.get("PixelRepresentation", 0) else "US"
 
 
 # --- file ---------------------------------------------------------------------------------------------------------

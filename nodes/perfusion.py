@@ -4,15 +4,18 @@ Listens to ``stored.series`` with the default filter :data:`meshdcm.perfusion.DS
 protocol naming perfusion/DSC/bolus, or EPI with a PERFUSION image type; never DERIVED images), fetches the series
 wherever its URIs say, computes the maps (oSVD by default; CuPy on a GPU node, NumPy elsewhere) and publishes one
 ``stored.series`` per map, with ``meshdcm://`` URIs of the DICOM, NIfTI and PNG outputs and, in ``meta``, the summary
-values (means in the brain mask), the method and ``derived_from`` (the source series).
+values (perfusion.json's ``summary``: parenchyma means/medians and per-tissue medians, docs/perfusion.md), the method
+and ``derived_from`` (the source series).
 
 It never reprocesses its own outputs: they are DERIVED (the filter excludes them) and carry ``derived_from``.
 Output UIDs derive from the source series, the map and the software version, so a message delivered twice
 does not make a second series. Start several with the same ``--group`` to share the work.
 
 Options (``[nodes.perfusion]``): ``method`` (osvd, csvd or ssvd), ``where`` (a filter replacing the default),
-``work`` (folder for inputs and outputs), ``leakage_correction`` (false), ``keep_days`` (7: outputs are
-removed from ``work/out`` this many days after they were written).
+``work`` (folder for inputs and outputs), ``leakage_correction`` (false), ``vof_correction`` (true: scale the AIF
+by the venous output function, for absolute CBF/CBV), ``normalise`` (true: also rCBV, rCBF, rMTT over normal-
+appearing white matter), ``keep_days`` (7: outputs are removed from ``work/out`` this many days after they were
+written).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ class PerfusionOptions:
     where: str = DSC_FILTER
     work: str = ""
     leakage_correction: bool = False
+    vof_correction: bool = True
+    normalise: bool = True
     keep_days: float = OUTPUT_DAYS
 
 
@@ -71,7 +76,8 @@ def create(config: NodeConfig) -> Node:
         try:
             result = analyse_series(source, work / "out" / str(series_uid),
                                     method=method, series_uid=series_uid,
-                                    leakage_correction=opts.leakage_correction)
+                                    leakage_correction=opts.leakage_correction,
+                                    vof_correction=opts.vof_correction, normalise=opts.normalise)
         except PerfusionError as exc:
             raise HandlerError(f"perfusion analysis of series {series_uid} failed: {exc}",
                                action=getattr(exc, "action", None) or "check that it is a DSC series (>= 30 time "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from perfusion_fixtures import phantom  # noqa: F401  (pytest fixture)
+from perfusion_fixtures import brain_phantom, phantom  # noqa: F401  (pytest fixtures)
 
 from meshdcm.perfusion import boxerman_correction, deconvolve, manual_aif, select_aif
 from meshdcm.perfusion.concentration import detect_baseline, otsu_threshold, signal_to_concentration
@@ -110,3 +110,51 @@ def test_automatic_aif_prefers_early_narrow_arteries(phantom):  # noqa: F811
     assert not any(phantom.vein[tuple(v)] for v in aif.voxels)
     assert np.corrcoef(aif.curve, phantom.aif)[0, 1] > 0.99
 
+
+def test_tmax_is_interpolated_between_frames_and_follows_the_delay():
+    """At TR 1.5 s a delay of 0.5 s used to move Tmax by 0 or 1.5 s; the parabola through the residue's peak and
+    its neighbours follows it to a tenth of a second (the zero-delay offset of SVD residues stays, docs)."""
+    delays = np.arange(0.0, 8.01, 0.5)
+    aif, c = _curves(delays=delays, mtts=(4.5,), tr=1.5)
+    for method in ("csvd", "osvd"):
+        dec = deconvolve(c, aif, 1.5, method=method, xp=np)
+        offset = dec.tmax - delays
+        assert np.ptp(offset) < 0.2, (method, np.round(offset, 2))
+        assert 0.5 < offset[0] < 2.5
+    ssvd = deconvolve(c, aif, 1.5, method="ssvd", xp=np)
+    assert np.all(np.isfinite(ssvd.tmax)) and ssvd.tmax[0] >= 0  # Toeplitz residue: no wrap, ends not interpolated
+
+
+def test_tmax_wraps_to_negative_when_the_tissue_leads_the_aif():
+    aif, c = _curves(delays=(0.0, 3.0), mtts=(4.0,))
+    late = deconvolve(c, np.roll(aif, 8), 1.0, method="osvd", xp=np)  # the AIF 8 s late: tissue 8 s / 5 s ahead
+    on_time = deconvolve(c, aif, 1.0, method="osvd", xp=np)
+    assert np.all(late.tmax < 0)
+    np.testing.assert_allclose(late.tmax - on_time.tmax[0], [-8.0, -5.0], atol=0.2)
+
+
+def test_the_brain_phantom_holds_the_truth_it_claims(brain_phantom):  # noqa: F811
+    """Its sinus carries the arterial curve's area, its AIF voxels 0.4 of it plus grey matter, and its maps the
+    GM/WM values and the delay."""
+    from meshdcm.perfusion.constants import KH, RHO
+
+    ph = brain_phantom
+    conc, _ = signal_to_concentration(ph.signal, ph.spec.te, (1, 11), xp=np)
+    true_area = float(ph.aif.sum())
+    assert float(conc[:, ph.vein].mean(1).sum()) == pytest.approx(true_area, rel=0.05)
+    gm_fraction = 0.045 * RHO / KH  # the GM curve's area relative to the arterial one (CBV 4.5 ml/100 g)
+    assert float(conc[:, ph.artery].mean(1).sum()) == pytest.approx((0.4 + 0.6 * gm_fraction) * true_area, rel=0.05)
+    gm, wm, late = ph.labels["GM"], ph.labels["WM"], ph.labels["delayed"]
+    assert set(np.unique(ph.cbf[gm])) == {60.0} and set(np.unique(ph.cbv[wm])) == {2.0}
+    assert np.allclose(ph.mtt[gm], 4.5) and np.allclose(ph.mtt[wm], 4.8)
+    assert set(np.unique(ph.delay[late])) == {8.0} and set(np.unique(ph.delay[(gm | wm) & ~late])) == {0.0}
+    assert not (ph.tissue & (ph.artery | ph.vein | ph.labels["CSF"])).any()
+
+
+def test_automatic_aif_is_not_fooled_by_a_sinus(brain_phantom):  # noqa: F811
+    """A voxel full of venous blood peaks higher than a partial-volume artery; the AIF is the earliest cluster."""
+    ph = brain_phantom
+    conc, _ = signal_to_concentration(ph.signal, ph.spec.te, (1, 10), xp=np)
+    assert conc[:, ph.vein].mean(1).max() > conc[:, ph.artery].mean(1).max()
+    aif = select_aif(conc, ph.tissue | ph.artery | ph.vein | ph.labels["CSF"], ph.times)
+    assert len(aif.voxels) >= 3 and all(ph.artery[tuple(v)] for v in aif.voxels)

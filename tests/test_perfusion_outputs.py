@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import zlib
 
@@ -140,3 +141,58 @@ def test_a_rewritten_map_never_tears_what_a_reader_has_open(phantom_dir, tmp_pat
         assert head + reader.read() == original  # the reader's file is whole
     assert first[0].read_bytes() != original  # and the path holds the new version
     assert not list(tmp_path.rglob(".part-*"))  # no temporary file left behind
+
+
+def test_maps_open_with_physiological_windows_and_an_unpainted_background(result, phantom):  # noqa: F811
+    """WindowCenter/WindowWidth from each map's physiological range (not its values), in the DICOM, the PNG and the
+    web viewer's thumbnail; outside the brain the stored value is the padding value and shows as background."""
+    from meshdcm.perfusion.render import colourise
+    from meshdcm.web.images import SeriesImages, index_series, slice_array
+
+    res, out = result
+    mask = res.maps.mask
+    expected = {"CBV": (4, 8), "CBF": (50, 100), "MTT": (7.5, 15), "Tmax": (6, 12), "rCBV": (1, 2), "rCBF": (1, 2),
+                "TTP": (29.5, 59)}
+    for name, (center, width) in expected.items():
+        ds = pydicom.dcmread(sorted(res.outputs[name].dicom_files)[0])
+        assert (float(ds.WindowCenter), float(ds.WindowWidth)) == (center, width), name
+        assert ds.PixelPaddingValue == 0 and float(ds.RescaleIntercept) == 0
+        z = int(ds.InstanceNumber) - 1
+        assert np.all(ds.pixel_array[~mask[z]] == 0) and np.all(ds.pixel_array[mask[z]] >= 1)
+        assert ds.RealWorldValueMappingSequence[0].RealWorldValueFirstValueMapped == 1
+    # the PNG: coloured over 0..100 for CBF, black outside the brain
+    with Image.open(res.outputs["CBF"].png) as im:
+        png = np.asarray(im)
+    h, w = mask.shape[1:]
+    first = png[:h, :w]
+    np.testing.assert_array_equal(first, colourise(res.maps.maps["CBF"][0], 0.0, 100.0, mask=mask[0]))
+    assert np.all(first[~mask[0]] == 0)
+    # the web viewer: the window of the file, NaN (drawn transparent) outside the brain, a black thumbnail background
+    folder = out / "dicom" / "MTT"
+    pixels = index_series("mtt", folder, map_unit="s")
+    assert (pixels.center, pixels.width, pixels.kind) == (7.5, 15.0, "map")
+    z = len(pixels.files) // 2
+    values = slice_array(pixels, z)
+    assert np.all(np.isnan(values[~mask[z]])) and np.all(np.isfinite(values[mask[z]]))
+    thumb = SeriesImages(lambda uid: (folder, "s")).thumbnail("mtt", size=256)
+    with Image.open(io.BytesIO(thumb)) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    assert rgb.shape[:2] == mask.shape[1:] and np.all(rgb[~mask[z]] == 0)
+
+
+def test_negative_map_values_are_stored_as_zero_and_inside_values_exactly(phantom_dir, tmp_path):  # noqa: F811
+    from meshdcm.perfusion.derived import write_map_series
+    from meshdcm.perfusion.series import load_dsc_series
+
+    series = load_dsc_series(phantom_dir)
+    shape = series.signal.shape[1:]
+    volume = np.broadcast_to(np.linspace(-2.0, 12.0, shape[2], dtype=np.float32), shape).copy()
+    mask = np.zeros(shape, bool)
+    mask[:, 5:20, 5:20] = True
+    _, files = write_map_series(series, "Tmax", volume, tmp_path, "osvd", mask=mask)
+    ds = pydicom.dcmread(files[0])
+    values = ds.pixel_array * float(ds.RescaleSlope)
+    inside = mask[0]
+    assert values[inside].min() > 0 and volume[0][inside].min() < 0  # negatives: the smallest code, not padding
+    np.testing.assert_allclose(values[inside], np.clip(volume[0][inside], 0, None), atol=1.01 * float(ds.RescaleSlope))
+    assert np.all(values[~inside] == 0) and (float(ds.WindowCenter), float(ds.WindowWidth)) == (6, 12)

@@ -41,3 +41,25 @@ def test_a_fetch_ends_counted_whole_whatever_order_the_workers_saw_its_answers()
             view.on_message(msg)
         study = view.study(STUDY)
         assert (study.state, study.done, study.total) == ("complete", 10, 10), seed
+
+
+def test_perfusion_measurements_are_offered_per_tissue_with_units():
+    """The report offers a map's median per tissue (and the hypoperfused volume) rather than a brain-mask mean."""
+    view = MeshView(Node("web-view-test", mesh="test-web-view"), Hub())
+    tissues = {"GM": {"CBF": 55.2, "CBV": 4.4, "MTT": 4.8, "Tmax": 2.0, "voxels": 2600, "volume_ml": 42.7},
+               "WM": {"CBF": 22.1, "CBV": 1.9, "MTT": 5.2, "Tmax": 2.2, "voxels": 3400, "volume_ml": 55.6},
+               "hypoperfused": {"CBF": 24.4, "CBV": 2.4, "MTT": 5.1, "Tmax": 10.1, "voxels": 1374, "volume_ml": 22.3}}
+    summary = {"region": "parenchyma", "mean_CBF": 40.0, "median_CBF": 38.0, "mean_Tmax": 3.5, "median_Tmax": 2.1,
+               "tissues": tissues}
+    for number, (name, unit) in enumerate((("CBF", "ml/100g/min"), ("Tmax", "s"))):
+        ds = Dataset()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = STUDY, f"1.2.826.0.1.3680043.8.498.{10 + number}"
+        ds.SeriesDescription, ds.ImageType = f"{name} (OSVD)", ["DERIVED", "SECONDARY", name.upper()]
+        view.on_message(Message("stored.series", ds, meta={"derived_from": SERIES[0], "map": name, "unit": unit,
+                                                           "method": "osvd", "summary": summary, "instances": 4}))
+    got = {m["label"]: (m["value"], m["unit"]) for m in view.measurements(STUDY)}
+    assert got["CBF GM median"] == (55.2, "ml/100g/min") and got["CBF WM median"] == (22.1, "ml/100g/min")
+    assert got["CBF hypoperfused median"] == (24.4, "ml/100g/min") and got["Tmax GM median"] == (2.0, "s")
+    assert got["hypoperfused volume (Tmax > 6 s)"] == (22.3, "ml")
+    assert got["CBF mean (parenchyma)"] == (40.0, "ml/100g/min")
+    assert not any("brain mask" in label for label in got)

@@ -7,8 +7,10 @@ Comput Methods Programs Biomed 104:e148):
    least 20 voxels), of which the 25 % most irregular curves (largest integral of squared second
    difference relative to the area) are dropped as noise-dominated or truncated;
 2. k-means (k = 5, deterministic initialisation by first-moment quantiles) on the area-normalised
-   curves; the cluster with the best score ``mean peak / mean first moment`` (high, early and narrow:
-   the first moment grows with arrival time and width) is kept; the clustering is repeated once on it;
+   curves; of the clusters whose mean peak is at least a quarter of the highest, the one with the smallest
+   mean first moment (earliest and narrowest, as Mouridsen et al. choose) is kept; the clustering is
+   repeated once on it.  (A score ``peak / first moment`` was used before: a voxel wholly inside the
+   sagittal sinus peaks higher than a partial-volume artery and won it, tests/test_perfusion_core.py);
 3. the AIF is the mean raw curve of the final cluster (at most ``n_voxels`` voxels of highest peak).
 
 k-means is hand-written (a dozen lines of NumPy on at most a few thousand curves) to keep SciPy and
@@ -31,11 +33,17 @@ __all__ = ["AIF", "select_aif", "manual_aif"]
 
 @dataclass
 class AIF:
-    """An arterial input function: ``curve`` (T,) in concentration units and the voxels it came from."""
+    """An arterial input function: ``curve`` (T,) in concentration units and the voxels it came from.
+
+    ``scale`` is the factor ``curve`` was multiplied by after it was measured and ``correction`` the record
+    of that partial-volume correction (:class:`~.vof.PartialVolumeCorrection`; ``None`` when none was tried).
+    """
 
     curve: np.ndarray
     voxels: np.ndarray  # (n, 3) z, y, x indices; empty for a curve given by hand
     method: str  # "auto" | "manual-curve" | "manual-voxels"
+    scale: float = 1.0
+    correction: object | None = None
 
 
 def _kmeans(x: np.ndarray, k: int, init_order: np.ndarray, iterations: int = 50) -> np.ndarray:
@@ -61,13 +69,11 @@ def _best_cluster(curves: np.ndarray, times: np.ndarray, k: int) -> np.ndarray:
     norm = curves / area[:, None]
     fm = (norm * times[None]).sum(1) / norm.sum(1)
     labels = _kmeans(norm, k, np.argsort(fm))
-    best, best_score = None, -np.inf
-    for j in np.unique(labels):
-        sel = labels == j
-        score = curves[sel].max(1).mean() / max(fm[sel].mean(), 1e-6)
-        if score > best_score:
-            best, best_score = sel, score
-    return best
+    ids = np.unique(labels)
+    peak = np.array([curves[labels == j].max(1).mean() for j in ids])
+    moment = np.array([fm[labels == j].mean() for j in ids])
+    eligible = peak >= 0.25 * peak.max()
+    return labels == ids[eligible][np.argmin(moment[eligible])]
 
 
 def select_aif(conc: np.ndarray, mask: np.ndarray, times: np.ndarray, n_voxels: int = 10,

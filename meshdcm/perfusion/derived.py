@@ -3,8 +3,13 @@
 One series per map, one instance per source slice, with the source's Patient/Study modules, Frame of
 Reference and Image Plane geometry (PS3.3 C.7.6.2), float values stored as 16-bit integers with
 RescaleSlope/RescaleIntercept (C.11.1.1.2) and units in a Real World Value Mapping (C.7.6.16.2.11,
-UCUM).  References: ReferencedSeriesSequence to the source series and SourceImageSequence to the
-slice's first-time-point instance.  The SeriesInstanceUID is derived from (source series UID, map
+UCUM).  Values: stored 0 is the background (outside the brain mask), marked by Pixel Padding Value
+(C.7.5.1.1.2) so that a viewer leaves it unpainted, and it reads as 0 with the rescale (intercept 0) for one
+that does not; brain voxels are stored as 1..65534, values below 0 (noise, or tissue leading the AIF) as the
+smallest, so the DICOM maps are >= 0 (the NIfTI files keep the raw floats).  WindowCenter/WindowWidth come
+from the map's physiological range (:data:`~.maps.DISPLAY_RANGES`), not from its values.  References:
+ReferencedSeriesSequence to the source series and SourceImageSequence to the slice's first-time-point
+instance.  The SeriesInstanceUID is derived from (source series UID, map
 name, software version) and each SOPInstanceUID from (that series UID, slice index), so a re-run writes
 the same UIDs and overwrites the same files instead of creating a second series.  MR Image Storage (not
 the Parametric Map IOD) is used because every PACS and viewer displays it.
@@ -20,8 +25,12 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import MRImageStorage
 
-from ..imagewriter import image_instance, image_pixels, rescale, series_header, to_stored, write_instance
+from ..imagewriter import (
+    ds_text, image_instance, image_pixels, pixel_padding, rescale, series_header, to_stored, write_instance,
+)
+from ..imagewriter import window as voi_window
 from ._uid import stable_uid
+from .maps import display_range
 from .series import DSCSeries
 
 __all__ = ["derived_series_uid", "write_map_series", "SOFTWARE_VERSION"]
@@ -47,20 +56,32 @@ def derived_series_uid(source_series_uid: str, map_name: str, method: str = "") 
     return stable_uid("derived-series", source_series_uid, map_name, method, SOFTWARE_VERSION)
 
 
-def _rescale(values: np.ndarray) -> tuple[np.ndarray, float, float]:
-    lo = float(min(0.0, np.nanmin(values)))
-    hi = float(np.nanmax(values))
-    slope = (hi - lo) / 65535.0 if hi > lo else 1.0
-    return to_stored(np.nan_to_num(values), slope, lo, np.uint16), slope, lo
+def _rescale(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
+    """(uint16 stored values, slope): 0 outside ``mask``, 1..65534 inside, intercept 0 (module docstring)."""
+    v = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0), 0, None)
+    hi = float(v[mask].max()) if mask.any() else 0.0
+    slope = float(f"{hi / 65534.0:.8g}") if hi > 0 else 1.0
+    stored = np.clip(to_stored(v, slope, 0.0, np.uint16), 1, 65534).astype(np.uint16)
+    stored[~mask] = 0
+    return stored, slope
 
 
 def write_map_series(series: DSCSeries, name: str, volume: np.ndarray, out_dir: str | Path, method: str,
-                     series_number: int = 9000) -> tuple[str, list[Path]]:
-    """Write ``volume`` (Z, Y, X) as a derived series under ``out_dir``; returns (series UID, files)."""
+                     series_number: int = 9000, window: tuple[float, float] | None = None,
+                     mask: np.ndarray | None = None) -> tuple[str, list[Path]]:
+    """Write ``volume`` (Z, Y, X) as a derived series under ``out_dir``; returns (series UID, files).
+
+    ``window`` (low, high) becomes WindowCenter/WindowWidth (default: the map's :func:`~.maps.display_range`);
+    voxels outside ``mask`` (default: none) are background, stored as the padding value 0.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     uid = derived_series_uid(series.series_uid, name, method)
-    stored, slope, intercept = _rescale(volume)
+    inside = np.ones(volume.shape, bool) if mask is None else np.asarray(mask, bool)
+    stored, slope = _rescale(volume, inside)
+    intercept = 0.0
+    if window is None:
+        window = display_range(name, float(series.times[-1]) if series.times.size else None)
     label, ucum = _UCUM.get(name, (name, "1"))
     now = _dt.datetime.now()
     paths = []
@@ -95,8 +116,8 @@ def write_map_series(series: DSCSeries, name: str, volume: np.ndarray, out_dir: 
         ref_series.ReferencedInstanceSequence = DicomSequence([ref_inst])
         ds.ReferencedSeriesSequence = DicomSequence([ref_series])
         rwv = Dataset()
-        rwv.RealWorldValueFirstValueMapped = 0
-        rwv.RealWorldValueLastValueMapped = 65535
+        rwv.RealWorldValueFirstValueMapped = 1  # 0 is the padding: no value
+        rwv.RealWorldValueLastValueMapped = 65534
         rwv.RealWorldValueSlope = slope
         rwv.RealWorldValueIntercept = intercept
         rwv.LUTExplanation = name
@@ -108,6 +129,10 @@ def write_map_series(series: DSCSeries, name: str, volume: np.ndarray, out_dir: 
         rwv.MeasurementUnitsCodeSequence = DicomSequence([unit])
         ds.RealWorldValueMappingSequence = DicomSequence([rwv])
         image_pixels(ds, stored[z])
-        rescale(ds, f"{slope:.8g}", f"{intercept:.8g}", "US")
+        pixel_padding(ds, 0)
+        rescale(ds, f"{slope:.8g}", "0", "US")
+        if window is not None:
+            lo, hi = window
+            voi_window(ds, ds_text((lo + hi) / 2.0), ds_text(hi - lo), f"{name} {lo:g}-{hi:g} {label}")
         paths.append(write_instance(ds, out / f"{name}_{z + 1:04d}.dcm"))
     return uid, paths

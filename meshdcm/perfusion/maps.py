@@ -1,15 +1,18 @@
-"""Perfusion maps from concentration curves and an AIF: CBV, CBF, MTT, Tmax, TTP (+ NAWM-relative).
+"""Perfusion maps from concentration curves and an AIF: CBV, CBF, MTT, Tmax, TTP; units and display windows.
 
 - CBV = kH/rho * 100 * integral(C_t) / integral(C_a)            [ml/100 g]   (Rempp et al. 1994)
 - CBF = kH/rho * 6000 * max_t(F R(t)) from SVD deconvolution     [ml/100 g/min] (Østergaard et al. 1996)
 - MTT = 60 * CBV / CBF (central volume theorem)                    [s]
-- Tmax = time of the residue maximum                               [s]
+- Tmax = time of the residue maximum, interpolated between frames [s]
 - TTP = time of the concentration peak after the first frame       [s]
 
-Normalisation to normal-appearing white matter (NAWM): each map divided by its median in a NAWM mask.
-Without a given mask, NAWM is estimated as the in-mask voxels whose CBV lies between the 10th and the
-40th percentile (white matter has about half the CBV of grey matter) and whose Tmax is at most 2 s
-(not hypoperfused) — a heuristic; pass ``nawm_mask`` where a segmentation exists.
+Absolute units need the AIF in arterial concentration: the partial-volume correction of :mod:`.vof` scales
+a measured AIF before it gets here.  Relative maps (rCBV, rCBF, rMTT over normal-appearing white matter)
+and tissue classes are in :mod:`.tissue`.
+
+``DISPLAY_RANGES`` are the windows a map opens with (derived DICOM WindowCenter/WindowWidth, PNG renderings,
+web thumbnails), from each map's physiological range rather than its values: CBV 0-8 ml/100 g, CBF
+0-100 ml/100 g/min, MTT 0-15 s, Tmax 0-12 s, rCBV/rCBF 0-2, rMTT 0-3; TTP 0 to the series duration.
 """
 
 from __future__ import annotations
@@ -26,16 +29,28 @@ from .errors import PerfusionError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAP_NAMES", "MAP_UNITS", "PerfusionMaps", "compute_maps", "normalise_to_nawm", "estimate_nawm"]
+__all__ = ["MAP_NAMES", "MAP_UNITS", "DISPLAY_RANGES", "PerfusionMaps", "compute_maps", "display_range"]
 
 MAP_NAMES = ("CBV", "CBF", "MTT", "Tmax", "TTP")
 MAP_UNITS = {"CBV": "ml/100g", "CBF": "ml/100g/min", "MTT": "s", "Tmax": "s", "TTP": "s",
              "rCBV": "1", "rCBF": "1", "rMTT": "1"}
+DISPLAY_RANGES = {"CBV": (0.0, 8.0), "CBF": (0.0, 100.0), "MTT": (0.0, 15.0), "Tmax": (0.0, 12.0),
+                  "rCBV": (0.0, 2.0), "rCBF": (0.0, 2.0), "rMTT": (0.0, 3.0)}
+
+
+def display_range(name: str, duration: float | None = None) -> tuple[float, float] | None:
+    """The window (low, high) a map opens with; TTP spans the series ``duration``; ``None`` if unknown."""
+    if name == "TTP" and duration:
+        return (0.0, float(duration))
+    return DISPLAY_RANGES.get(name)
 
 
 @dataclass
 class PerfusionMaps:
-    """Maps as NumPy float32 (Z, Y, X) arrays (0 outside ``mask``), plus the mask and per-voxel details."""
+    """Maps as NumPy float32 (Z, Y, X) arrays (0 outside ``mask``), plus the mask and per-voxel details.
+
+    ``tissue`` holds the :class:`~.tissue.TissueClasses` once they are computed; ``notes`` what could not be done.
+    """
 
     method: str
     maps: dict[str, np.ndarray]
@@ -43,6 +58,8 @@ class PerfusionMaps:
     threshold: np.ndarray | None = None
     oscillation: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+    tissue: object | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def compute_maps(conc, aif, dt: float, mask: np.ndarray, method: str = "osvd", xp=None, **deconv_kw) -> PerfusionMaps:
@@ -78,31 +95,3 @@ def compute_maps(conc, aif, dt: float, mask: np.ndarray, method: str = "osvd", x
     oi = np.full(mask.size, np.nan, np.float32)
     oi[flat_idx] = to_numpy(dec.oscillation)
     return PerfusionMaps(method, out, mask, thr.reshape(mask.shape), oi.reshape(mask.shape))
-
-
-def estimate_nawm(maps: PerfusionMaps) -> np.ndarray:
-    """Heuristic normal-appearing white matter mask (see the module docstring)."""
-    m = maps.mask
-    cbv = maps.maps["CBV"]
-    v = cbv[m]
-    lo, hi = np.percentile(v, [10, 40])
-    nawm = m & (cbv >= lo) & (cbv <= hi) & (maps.maps["Tmax"] <= 2.0)
-    if nawm.sum() < 10:
-        raise PerfusionError("could not estimate a normal-appearing white matter mask (fewer than 10 voxels); "
-                             "pass nawm_mask= to normalise")
-    return nawm
-
-
-def normalise_to_nawm(maps: PerfusionMaps, nawm_mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """rCBV, rCBF, rMTT: maps divided by their median in NAWM; also stored in ``maps.maps``."""
-    nawm = estimate_nawm(maps) if nawm_mask is None else np.asarray(nawm_mask, bool) & maps.mask
-    rel = {}
-    for name in ("CBV", "CBF", "MTT"):
-        ref = float(np.median(maps.maps[name][nawm]))
-        if ref <= 0:
-            raise PerfusionError(f"median {name} in normal-appearing white matter is {ref}; cannot normalise")
-        rel["r" + name] = np.where(maps.mask, maps.maps[name] / ref, 0).astype(np.float32)
-        maps.extra[f"nawm_{name}"] = ref
-    maps.extra["nawm_voxels"] = int(nawm.sum())
-    maps.maps.update(rel)
-    return rel

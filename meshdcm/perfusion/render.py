@@ -4,6 +4,10 @@ The colour map is a perceptually ordered black-blue-green-yellow-red-white ramp 
 anchors (no Matplotlib dependency).  PNG encoding uses Pillow when it is installed; otherwise a small
 writer built on zlib (PNG is a signature plus IHDR/IDAT/IEND chunks with CRC-32), so rendering works
 with NumPy alone.  ``write_png`` returns which encoder it used.
+
+Each map is coloured over its physiological window (:data:`~.maps.DISPLAY_RANGES`, the same the derived
+DICOM series carry as WindowCenter/WindowWidth), never over its value range; outside the brain mask the
+image is black (not a colour of the ramp).
 """
 
 from __future__ import annotations
@@ -15,13 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import replacing
+from .maps import DISPLAY_RANGES, display_range
 
 __all__ = ["colourise", "montage", "write_png", "write_png_zlib", "render_map", "DEFAULT_RANGES"]
 
 _ANCHORS = np.array([[0, 0, 0], [0, 0, 160], [0, 130, 255], [0, 200, 80], [255, 230, 0], [255, 60, 0],
                      [255, 255, 255]], dtype=np.float64)
-DEFAULT_RANGES = {"CBV": (0.0, 8.0), "CBF": (0.0, 100.0), "MTT": (0.0, 15.0), "Tmax": (0.0, 12.0),
-                  "rCBV": (0.0, 3.0), "rCBF": (0.0, 3.0), "rMTT": (0.0, 3.0)}
+DEFAULT_RANGES = DISPLAY_RANGES  # the name this module exported first
 
 
 def colourise(image: np.ndarray, vmin: float, vmax: float, mask: np.ndarray | None = None) -> np.ndarray:
@@ -77,9 +81,10 @@ def write_png(rgb: np.ndarray, path: str | Path) -> str:
 
 def render_map(name: str, volume: np.ndarray, mask: np.ndarray, path: str | Path,
                value_range: tuple[float, float] | None = None) -> tuple[Path, str]:
-    """Colour montage of one map; the range defaults to DEFAULT_RANGES or 0..99th percentile in mask."""
+    """Colour montage of one map; the range defaults to :func:`~.maps.display_range`, for a map without one
+    to 0..99th percentile in the mask."""
     if value_range is None:
-        value_range = DEFAULT_RANGES.get(name)
+        value_range = display_range(name)
     if value_range is None:
         vals = volume[mask]
         value_range = (0.0, float(np.percentile(vals, 99)) if vals.size else 1.0)

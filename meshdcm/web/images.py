@@ -145,7 +145,7 @@ def index_series(uid: str, folder: Path, *, map_unit: str | None = None) -> Seri
     image_type = [str(v).upper() for v in (getattr(first, "ImageType", None) or [])]
     modality = str(getattr(first, "Modality", ""))
     is_map = map_unit is not None or ("DERIVED" in image_type and modality != "CT" and
-                                      any(t in image_type for t in ("CBV", "CBF", "MTT", "TMAX", "TTP")))
+                                      any(t in image_type for t in ("CBV", "CBF", "MTT", "TMAX", "TTP", "RCBV", "RCBF", "RMTT")))
     kind = "map" if is_map else ("ct" if modality == "CT" else "mr")
     pixels = SeriesPixels(uid, [p for _, p in headers], int(first.Rows), int(first.Columns), kind,
                           "float32" if is_map or float(getattr(first, "RescaleSlope", 1) or 1) % 1 else "int16",
@@ -154,7 +154,8 @@ def index_series(uid: str, folder: Path, *, map_unit: str | None = None) -> Seri
     center, width = _window(first)
     if center is None:
         middle = slice_array(pixels, len(pixels.files) // 2)
-        lo, hi = (np.percentile(middle, [1, 99.5]) if middle.size else (0.0, 1.0))
+        finite = middle[np.isfinite(middle)] if middle.size else middle
+        lo, hi = (np.percentile(finite, [1, 99.5]) if finite.size else (0.0, 1.0))
         center, width = (float(lo + hi) / 2, float(max(hi - lo, 1e-6)))
     pixels.center, pixels.width = center, width
     return pixels
@@ -177,7 +178,11 @@ def slice_array(pixels: SeriesPixels, index: int) -> np.ndarray:
     slope = float(getattr(ds, "RescaleSlope", 1) or 1)
     intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
     if pixels.dtype == "float32":
-        return (arr.astype(np.float32) * np.float32(slope) + np.float32(intercept))
+        values = arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+        padding = getattr(ds, "PixelPaddingValue", None)
+        if padding is not None:  # background without a value (a map outside the brain): NaN, drawn transparent
+            values[arr == int(padding)] = np.nan
+        return values
     if slope == 1 and intercept == 0 and arr.dtype == np.int16:
         return arr
     return np.clip(arr.astype(np.int32) * int(slope) + int(intercept), -32768, 32767).astype(np.int16)
@@ -337,8 +342,13 @@ class SeriesImages:
         arr = np.frombuffer(middle, "<f4" if pixels.dtype == "float32" else "<i2").reshape(pixels.rows, pixels.cols)
         arr = arr.astype(np.float32)
         lo = pixels.center - pixels.width / 2
-        grey = np.clip((arr - lo) / max(pixels.width, 1e-6) * 255.0, 0, 255).astype(np.uint8)
-        img = Image.fromarray(colour(grey) if pixels.kind == "map" else grey)
+        grey = np.clip(np.nan_to_num((arr - lo) / max(pixels.width, 1e-6) * 255.0), 0, 255).astype(np.uint8)
+        if pixels.kind == "map":
+            rgb = colour(grey)
+            rgb[np.isnan(arr)] = 0  # background (padding) black, not the colour of the window's low end
+            img = Image.fromarray(rgb)
+        else:
+            img = Image.fromarray(grey)
         img.thumbnail((size, size))
         buf = io.BytesIO()
         img.save(buf, format="PNG", compress_level=1)

@@ -343,21 +343,33 @@ class MeshView:
         return sorted(events.values(), key=lambda e: e["time"])
 
     def measurements(self, uid: str) -> list[dict]:
-        """Values analysis nodes published for the study's derived series, with their provenance."""
+        """Values analysis nodes published for the study's derived series, with their provenance: for a perfusion
+        map its median per tissue (GM, WM, hypoperfused region; the Tmax map also gives that region's volume), then
+        its mean and median over the region the summary names (the parenchyma; an older node: the brain mask)."""
         out = []
         with self.lock:
             study = self.study(uid)
             for s in study.series.values():
                 if not s["map"] or not s["summary"]:
                     continue
-                for stat in ("mean", "median"):
-                    value = s["summary"].get(f"{stat}_{s['map']}")
-                    if value is None:
+                summary, name = s["summary"], s["map"]
+                source = study.series.get(s["derived_from"] or "", {}).get("description") or s["derived_from"]
+                values = []
+                tissues = summary.get("tissues") if isinstance(summary.get("tissues"), dict) else {}
+                for tissue, entry in tissues.items():
+                    if not isinstance(entry, dict) or not entry.get("voxels"):
                         continue
-                    source = study.series.get(s["derived_from"] or "", {}).get("description") or s["derived_from"]
-                    out.append({"label": f"{s['map']} {stat} (brain mask)", "value": value, "unit": s["unit"],
-                                "series": s["uid"], "series_description": s["description"], "node": s["node"],
-                                "method": s["method"], "source_series": source})
+                    if entry.get(name) is not None:
+                        values.append((f"{name} {tissue} median", entry[name], s["unit"]))
+                    if tissue == "hypoperfused" and name == "Tmax" and entry.get("volume_ml") is not None:
+                        values.append(("hypoperfused volume (Tmax > 6 s)", entry["volume_ml"], "ml"))
+                for stat in ("mean", "median"):
+                    if summary.get(f"{stat}_{name}") is not None:
+                        values.append((f"{name} {stat} ({summary.get('region') or 'brain mask'})",
+                                       summary[f"{stat}_{name}"], s["unit"]))
+                out.extend({"label": label, "value": value, "unit": unit, "series": s["uid"],
+                            "series_description": s["description"], "node": s["node"], "method": s["method"],
+                            "source_series": source} for label, value, unit in values)
         return out
 
     def rates_summary(self, window: float = 10.0) -> dict:

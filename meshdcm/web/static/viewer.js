@@ -59,6 +59,7 @@ async function draw() {
   const img = ctx.createImageData(info.cols, info.rows);
   const d = img.data, lo = viewer.center - viewer.width / 2, scale = 255 / viewer.width, map = info.kind === "map";
   for (let i = 0, j = 0; i < px.length; i++, j += 4) {
+    if (px[i] !== px[i]) { d[j + 3] = 0; continue; }  // NaN: a map's background (padding), left transparent
     let v = (px[i] - lo) * scale; v = v < 0 ? 0 : v > 255 ? 255 : v | 0;
     if (map) { d[j] = JET[3 * v]; d[j + 1] = JET[3 * v + 1]; d[j + 2] = JET[3 * v + 2]; }
     else { d[j] = d[j + 1] = d[j + 2] = v; }
@@ -100,5 +101,5 @@ viewer.canvas.addEventListener("mousemove", (ev) => {
   const px = viewer.slices[viewer.index];
   if (!px || x < 0 || y < 0 || x >= info.cols || y >= info.rows) return;
   const v = px[y * info.cols + x];
-  $("#cursor-value").textContent = `(${x}, ${y}) = ${info.dtype === "float32" ? v.toFixed(2) : v} ${info.unit || ""}`;
+  $("#cursor-value").textContent = `(${x}, ${y}) = ${info.dtype === "float32" ? (v === v ? v.toFixed(2) : "none") : v} ${info.unit || ""}`;
 });
