@@ -271,8 +271,10 @@ def test_the_image_cache_stays_within_its_size_and_fetches_a_removed_series_agai
             header = dcmread(files[0], stop_before_pixels=True)
             holder.publish("stored.series", header, uris=[holder.uri_for(files[0].parent)],
                            meta={"instances": len(files), "complete": True})
-        for uid in series:  # a page opens each series in turn
-            assert client.get(f"/api/series/{uid}/info").json()["count"] == 8
+        for uid in series:  # a page opens each series in turn, once the web node has heard of it
+            info = wait_until(lambda u=uid: (r := client.get(f"/api/series/{u}/info")).status_code == 200 and r.json(),
+                              30, what=f"series {uid} known to the web node")
+            assert info["count"] == 8
             assert client.get(f"/api/series/{uid}/slices/0").status_code == 200
         cached = wait_until(lambda: (c := {p.name for p in cache.iterdir()}) and len(c) <= 5 and c, 30,
                             what="the cache within 4 series in memory + 1 just fetched")
