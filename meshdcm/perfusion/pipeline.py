@@ -66,6 +66,9 @@ class PerfusionResult:
     array_module: str
     seconds: float
     leakage_corrected: bool = False
+    aif_curve: list[float] = field(default_factory=list)  # the AIF (dR2*, 1/s) at ``times``
+    aif_points_lps: list[list[float]] = field(default_factory=list)  # the AIF voxels' centres (LPS, mm)
+    times: list[float] = field(default_factory=list)  # s from the first time point
     maps: PerfusionMaps | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
@@ -148,9 +151,20 @@ def analyse_series(source: str | Path | Sequence[Dataset] | DSCSeries, out_dir: 
         source_series_uid=series.series_uid, study_uid=series.study_uid, method=method, aif_method=chosen.method,
         aif_voxels=chosen.voxels.tolist(), baseline_frames=baseline, brain_voxels=int(m.sum()), summary=summary,
         outputs=outputs, png_encoder=encoder, array_module=xp_mod.__name__, seconds=round(time.perf_counter() - t0, 3),
-        leakage_corrected=leakage_correction, maps=pm)
+        leakage_corrected=leakage_correction, aif_curve=[round(float(v), 5) for v in chosen.curve],
+        aif_points_lps=_points_lps(series, chosen), times=[round(float(t), 3) for t in series.times], maps=pm)
     with replacing(out / "perfusion.json") as tmp:
         tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     logger.info("perfusion %s of series %s: %d brain voxels, mean CBF %.1f ml/100g/min, %.2f s", method,
                 series.series_uid, result.brain_voxels, summary["mean_CBF"], result.seconds)
     return result
+
+
+def _points_lps(series: DSCSeries, aif: AIF) -> list[list[float]]:
+    """The AIF voxels (z, y, x) as points in the patient (LPS, mm): where any viewer finds them, whatever its own
+    slice order."""
+    if not len(aif.voxels):
+        return []
+    zyx = np.asarray(aif.voxels, dtype=float).reshape(-1, 3)
+    ijk1 = np.column_stack([zyx[:, 2], zyx[:, 1], zyx[:, 0], np.ones(len(zyx))])
+    return [[round(float(v), 3) for v in p[:3]] for p in ijk1 @ series.affine_lps.T]
