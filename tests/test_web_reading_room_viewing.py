@@ -28,7 +28,7 @@ from web_fixtures import CHROMIUM_ARGS, Screenshots, chromium_or_skip, login_csr
 
 TOKEN = "viewing-test-token"  # noqa: S105 - a test's own login token
 REG_STUDY = "1.2.826.0.1.3680043.10.77.20"
-WAIT = 60_000  # ms: a loaded 2-core machine; waits end on the condition, not on a guess
+WAIT = 8_000  # ms: a loaded 2-core machine; waits end on the condition, not on a guess
 
 
 def _without_window(src: Path, dest: Path) -> Path:
@@ -176,12 +176,12 @@ def test_mr_opens_at_the_series_window_and_offers_mr_and_ct_presets(room, page):
     shot = Screenshots("test_mr_opens_at_the_series_window_and_offers_mr_and_ct_presets")
     study_page(room, page, room.mr_study)
     canvas = open_series(room, page, room.uid["t2"])
-    info = room.client.get(f"/api/series/{room.uid['t2']}/info").json()
-    own = dcmread(sorted(room.folders[room.uid["t2"]].iterdir())[0], stop_before_pixels=True)
-    assert window_of(canvas) == (float(own.WindowCenter), float(own.WindowWidth)) and info["window_from"] == "series"
     values = slice_values(room, room.uid["t2"], int(canvas.get_attribute("data-slice")))
     c, w = window_of(canvas)
     assert values.max() >= 1400 and values.max() < c + w / 2  # the ventricles' CSF is bright, not saturated
+    info = room.client.get(f"/api/series/{room.uid['t2']}/info").json()
+    own = dcmread(sorted(room.folders[room.uid["t2"]].iterdir())[0], stop_before_pixels=True)
+    assert (c, w) == (float(own.WindowCenter), float(own.WindowWidth)) and info["window_from"] == "series"
     names = page.locator(".preset").evaluate_all("bs => bs.map(b => b.dataset.preset)")
     assert names == ["series", "auto", "T1", "T2/FLAIR", "DWI"], names
     shot(page, "t2-opens-at-its-own-window", element=page.locator("#viewer"))
@@ -406,10 +406,10 @@ def test_a_perfusion_map_over_the_anatomy_with_opacity(room, page):
     study_page(room, page, room.mr_study)
     # over the series it was made from: the same geometry
     canvas = open_series(room, page, room.uid["dsc"])
-    room.expect(page.locator("#curve-plot")).to_have_attribute("data-aif", re.compile(r"[1-9]"))
-    anatomy = _coloured_pixels(page, "viewer-canvas")  # grey, but for the AIF voxels marked in red
     room.expect(page.locator(f"#overlay-series option[value='{cbf['uid']}']")).to_have_text(
         "CBF map of ep2d_perf_DSC")
+    room.expect(page.locator("#curve-plot")).to_have_attribute("data-aif", re.compile(r"[1-9]"))
+    anatomy = _coloured_pixels(page, "viewer-canvas")  # grey, but for the AIF voxels marked in red
     page.select_option("#overlay-series", cbf["uid"])
     room.expect(canvas).to_have_attribute("data-overlay", cbf["uid"])
     room.expect(canvas).to_have_attribute("data-overlay-slice", "1")
