@@ -96,6 +96,7 @@ async function openSeries(uid, pane = activePane()) {
   Object.assign(pane, {info, data, t: 0, center: info.center, width: info.width, zoom: 1, panX: 0, panY: 0,
                        overlay: null, aif: null, z: info.first});
   if (linkedTo) { const near = nearestSlice(info, sliceCentre(linkedTo.info, linkedTo.z)); if (near) pane.z = near.z; }
+  if (pane === activePane()) $("#cursor-value").textContent = "";  // the last series' value is no value of this one
   const labels = orientationLabels(info) || {};
   for (const side of ["top", "bottom", "left", "right"]) pane.orient[side].textContent = labels[side] || "";
   pane.corner.tl.textContent = seriesTitle(uid);
