@@ -215,7 +215,7 @@ def _mr_series_header(seed: int, patient: Patient, study_uid: str, series_uid: s
     ds.VariableFlipAngleFlag = "N"
     ds.SAR = "0.45"
     ds.dBdt = "0"
-    window(ds, "600", "1200")
+    window(ds, *_scanner_window(spec["contrast"]))
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
     return ds
@@ -380,17 +380,27 @@ def _mr_slice(header: Dataset, spec: dict, sop_uid: str, number: int, index: int
                         spacing=spec["pixel_spacing"], thickness=spec["thickness"], step=spec["spacing_between"])
 
 
+#: (background, scalp/skull, brain, CSF, lesion) intensities per contrast (DWI: b0, then b1000)
+_MR_TISSUES = {
+    "t1": [(0, 250, 650, 150, 550)],
+    "t2": [(0, 300, 500, 1500, 1100)],
+    "flair": [(0, 250, 550, 60, 1300)],
+    "dwi": [(0, 150, 500, 900, 1000), (0, 20, 250, 40, 700)],
+    "dsc": [(0, 200, 800, 1300, 900)],
+}
+
+
+def _scanner_window(contrast: str) -> tuple[str, str]:
+    """The window a scanner writes into a series: from black to a little above its brightest tissue (so the CSF
+    of a T2 or a FLAIR lesion is not white-saturated), not one window for every contrast."""
+    top = 1.1 * max(max(t) for t in _MR_TISSUES[contrast])
+    return f"{top / 2:.0f}", f"{top:.0f}"
+
+
 def _mr_signal(spec: dict, tis: dict[str, np.ndarray], rng: np.random.Generator, bvalue: int = 0,
                drop: float = 0.0) -> np.ndarray:
     c = spec["contrast"]
-    # (background, scalp/skull, brain, CSF, lesion) intensities per contrast
-    table = {
-        "t1": (0, 250, 650, 150, 550),
-        "t2": (0, 300, 500, 1500, 1100),
-        "flair": (0, 250, 550, 60, 1300),
-        "dwi": (0, 150, 500, 900, 1000) if bvalue == 0 else (0, 20, 250, 40, 700),
-        "dsc": (0, 200, 800, 1300, 900),
-    }[c]
+    table = _MR_TISSUES[c][1 if c == "dwi" and bvalue else 0]
     img = np.full(tis["head"].shape, float(table[0]), dtype=np.float32)
     img[tis["head"]] = table[1]
     img[tis["brain"]] = table[2] * (1.0 - drop)

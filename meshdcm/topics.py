@@ -48,6 +48,8 @@ STORED_SERIES = _t("stored.series", "event", "a series on disk: its header; meta
                                              "a derived one also `derived_from`, `map`, `unit`, `summary`")
 STORED_SERIES_NII = _t("stored.series.nii", "event", "a NIfTI rendition of a series (convert node): meta `uris`, "
                                                      "`derived_from`")
+WAITING_SERIES = _t("waiting.series", "event", "a node holds a series back until something arrives (the register node: "
+                                              "its study's reference series): meta `reason`, `waiting_for`")
 STORED_STUDY = _t("stored.study", "event", "a study retrieved or received: meta `instances`, `complete`, `pacs`")
 STORE_INSTANCE = _t("store.instance", "request", "upload the instance its URIs name into a PACS")
 STORE_SERIES = _t("store.series", "request", "upload the series its URIs name into a PACS (a signed report, too)")

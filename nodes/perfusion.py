@@ -4,8 +4,9 @@ Listens to ``stored.series`` with the default filter :data:`meshdcm.perfusion.DS
 protocol naming perfusion/DSC/bolus, or EPI with a PERFUSION image type; never DERIVED images), fetches the series
 wherever its URIs say, computes the maps (oSVD by default; CuPy on a GPU node, NumPy elsewhere) and publishes one
 ``stored.series`` per map, with ``meshdcm://`` URIs of the DICOM, NIfTI and PNG outputs and, in ``meta``, the summary
-values (perfusion.json's ``summary``: parenchyma means/medians and per-tissue medians, docs/perfusion.md), the method
-and ``derived_from`` (the source series).
+values (perfusion.json's ``summary``: parenchyma means/medians and per-tissue medians, docs/perfusion.md), the method,
+``derived_from`` (the source series) and ``aif`` (the arterial input function: how it was chosen, its voxels as
+(z, y, x) indices and as LPS points in mm, its dR2* curve and the times).
 
 It never reprocesses its own outputs: they are DERIVED (the filter excludes them) and carry ``derived_from``.
 Output UIDs derive from the source series, the map and the software version, so a message delivered twice
@@ -95,7 +96,10 @@ def create(config: NodeConfig) -> Node:
             meta = {"derived_from": series_uid, "map": name, "unit": output.unit, "method": result.method,
                     "summary": result.summary, "array_module": result.array_module,
                     "nifti": node.uri_for(output.nifti) if output.nifti else None,
-                    "png": node.uri_for(output.png) if output.png else None, "instances": len(output.dicom_files)}
+                    "png": node.uri_for(output.png) if output.png else None, "instances": len(output.dicom_files),
+                    "aif": {"method": result.aif_method, "voxels": result.aif_voxels,
+                            "points_lps": result.aif_points_lps, "curve": result.aif_curve, "times": result.times,
+                            "unit": "dR2* (1/s)"}}
             node.publish(topics.STORED_SERIES, header, reply_to=msg, uris=uris, meta=meta)
         log.info("series %s: %d maps by %s in %.2f s (%s)", series_uid, len(result.outputs), result.method,
                  result.seconds, result.array_module)

@@ -4,8 +4,9 @@ On ``stored.series`` matching :data:`meshdcm.imaging.DEFAULT_FILTER`:
 - a thin 3D series (slice thickness <= ``reformat_below_mm``, default 1.5 mm; the 3D T1 or the thinnest CT) becomes
   the study's reference, and its coronal and sagittal reformats (``reformat_mm`` thick, default 3 mm) are published;
 - every other series of the study is registered onto the reference (rigid mutual information; SimpleITK on CPU,
-  CuPy on a GPU node) and published resampled, SeriesDescription suffixed " [reg]". Series that arrive before their
-  study's reference wait for it.
+  CuPy on a GPU node) and published resampled, SeriesDescription suffixed " [reg]", with meta ``reference`` (the
+  reference series). Series that arrive before their study's reference wait for it, and ``waiting.series`` says so
+  (meta ``reason``: no series is a 3D volume with slices <= ``reformat_below_mm``).
 The choice of reference and the series waiting for one are kept under ``work`` (``references.json`` and
 ``waiting/<study>/<series>.msg|.folder``), so a restarted node goes on where it stopped.
 Outputs are derived ``stored.series`` with ``derived_from``; UIDs derive from the inputs, so redelivery makes no
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 
 from meshdcm import (
     FolderRetention, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, days_option, node_options,
@@ -126,6 +128,7 @@ class Coregistration:
             if reference is None:
                 self.references.wait(study_uid, msg, folder)
                 log.info("series %s waits for a reference series of its study", series_uid)
+                self.say_waiting(msg)
                 return
             self.inputs.used(self.references.input_name(reference))
         self.register_onto(reference, msg, folder)
@@ -138,15 +141,23 @@ class Coregistration:
             raise HandlerError(f"series {msg.get('SeriesInstanceUID')} could not be registered: {exc}",
                                action="meshdcm register FIXED MOVING OUT shows the problem") from exc
         self.publish_folder(out, msg, f"registered onto {result.fixed_series_uid} ({result.backend}, "
-                                      f"{result.seconds:.1f} s)")
+                                      f"{result.seconds:.1f} s)", reference=result.fixed_series_uid)
 
-    def publish_folder(self, folder: Path, source: Message, what: str) -> None:
+    def say_waiting(self, msg: Message) -> None:
+        """``waiting.series``: why this series is not registered yet (pages show it on the study)."""
+        body = Dataset()
+        body.StudyInstanceUID, body.SeriesInstanceUID = msg.get("StudyInstanceUID"), msg.get("SeriesInstanceUID")
+        self.node.publish(topics.WAITING_SERIES, body, reply_to=msg, meta={
+            "waiting_for": "reference", "reason": "waiting for a reference series: none of the series is a 3D "
+                                                  f"volume with <= {self.thin:g} mm slices"})
+
+    def publish_folder(self, folder: Path, source: Message, what: str, reference: str | None = None) -> None:
         files = sorted(folder.glob("*.dcm")) or sorted(p for p in folder.rglob("*") if p.is_file())
         header = dcmread(files[0], stop_before_pixels=True)
         self.node.publish(topics.STORED_SERIES, header, reply_to=source,
                           uris=[self.node.uri_for(folder), folder.resolve().as_uri()],
                           meta={"derived_from": source.get("SeriesInstanceUID"), "derivation": what,
-                                "instances": len(files)})
+                                "instances": len(files), **({"reference": reference} if reference else {})})
 
     def forget_references(self, gone: list[str]) -> None:
         """The retention removed these ``work/in`` entries: the references into them are forgotten."""

@@ -52,6 +52,52 @@ def test_the_fast_header_scan_agrees_with_pydicom_and_leaves_other_syntaxes_to_i
     assert pixels.files == [rle] and slice_array(pixels, 0).shape == (ds.Rows, ds.Columns)
 
 
+def test_a_dynamic_series_is_arranged_as_slices_by_phases_whatever_its_files_say(tmp_path):
+    """3 slices x 50 time points in one folder: by TemporalPositionIdentifier, or without it by AcquisitionNumber;
+    image phase * slices + slice is that slice at that time point; times from the frames' acquisition."""
+    files = synthetic.write_study(synthetic.mr_brain(seed=2, size="small", series=("dsc",)), tmp_path / "src")
+    rng = np.random.default_rng(1)
+    for strip in (False, True):
+        folder = tmp_path / f"shuffled-{strip}"
+        folder.mkdir()
+        for i, path in enumerate(rng.permutation(files)):
+            ds = dcmread(path)
+            if strip:
+                del ds.TemporalPositionIdentifier, ds.TriggerTime
+            ds.save_as(folder / f"{i:03d}.dcm")
+        pixels = index_series("dsc", folder)
+        stack = pixels.stack
+        assert (stack.slices, stack.phases, stack.positions) == (3, 50, [-26.0, 0.0, 26.0])
+        assert stack.phase_kind == "time" and stack.times[:3] == [0.0, 1.5, 3.0] and pixels.first_index == 1
+        for index, path in enumerate(pixels.files):
+            ds = dcmread(path, stop_before_pixels=True)
+            assert (int(ds.AcquisitionNumber) - 1, float(ds.ImagePositionPatient[2])) == \
+                (index // 3, stack.positions[index % 3])
+    dwi = index_series("dwi", synthetic.write_study(synthetic.mr_brain(seed=2, size="small", series=("dwi",)),
+                                                    tmp_path / "dwi")[0].parent)
+    assert (dwi.stack.slices, dwi.stack.phases, dwi.stack.phase_kind, dwi.stack.times) == (4, 2, "volume", None)
+
+
+def test_windows_come_from_the_series_else_its_head_voxels_and_presets_by_modality(ct_files, tmp_path):
+    t2 = synthetic.write_study(synthetic.mr_brain(seed=2, size="small", series=("t2",)), tmp_path / "t2")
+    pixels = index_series("t2", t2[0].parent)
+    assert (pixels.center, pixels.width, pixels.window_from) == (825.0, 1650.0, "series")
+    assert list(pixels.presets) == ["series", "auto", "T1", "T2/FLAIR", "DWI"]
+    for path in t2:
+        ds = dcmread(path)
+        del ds.WindowCenter, ds.WindowWidth
+        ds.save_as(path)
+    pixels = index_series("t2", t2[0].parent)
+    values = np.concatenate([dcmread(p).pixel_array.ravel() for p in t2]).astype(float)
+    head = values[values > 0.05 * np.percentile(values, 99.5)]
+    lo, hi = np.percentile(head, [1, 99])
+    assert pixels.window_from == "histogram" and "series" not in pixels.presets
+    assert np.isclose(pixels.center, (lo + hi) / 2, atol=0.01) and np.isclose(pixels.width, hi - lo, atol=0.01)
+    ct = index_series("ct", ct_files[0].parent)
+    assert ct.presets == {"series": (40.0, 80.0), "brain": (40.0, 80.0), "subdural": (75.0, 215.0),
+                          "stroke": (40.0, 40.0), "bone": (600.0, 2800.0)}
+
+
 def test_series_images_serve_bytes_thumbnails_and_clear_errors(ct_files):
     folder = ct_files[0].parent
 

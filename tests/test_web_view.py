@@ -63,3 +63,33 @@ def test_perfusion_measurements_are_offered_per_tissue_with_units():
     assert got["hypoperfused volume (Tmax > 6 s)"] == (22.3, "ml")
     assert got["CBF mean (parenchyma)"] == (40.0, "ml/100g/min")
     assert not any("brain mask" in label for label in got)
+
+
+def _series(topic: str, uid: str, description: str, **meta) -> Message:
+    ds = Dataset()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SeriesDescription, ds.Modality = STUDY, uid, description, "MR"
+    return Message(topic, ds, meta=meta)
+
+
+def test_derived_series_say_what_they_are_and_held_back_series_why():
+    """Renditions, registrations (with the reference named, or only in the derivation text of an older register
+    node) and reformats in words; the register node's reason while a series waits, gone once it is registered."""
+    view = MeshView(Node("web-view-test", mesh="test-web-view"), Hub())
+    t1, t2, reg, cor = (f"1.2.826.0.1.3680043.8.498.{n}" for n in (11, 12, 13, 14))
+    reason = "waiting for a reference series: none of the series is a 3D volume with <= 1.5 mm slices"
+    for msg in (_series("stored.series", t1, "T1 3D", instances=3), _series("stored.series", t2, "T2 axial"),
+                _series("waiting.series", t2, "", reason=reason, waiting_for="reference"),
+                _series("stored.series.nii", t2, "T2 axial", derived_from=t2, files=["2_T2_axial.nii.gz"])):
+        view.on_message(msg)
+    study = view.study(STUDY).summary()
+    assert [(n["reason"], n["series"]) for n in study["notes"]] == [(reason, ["T2 axial"])]
+    assert [(r["provenance"], r["files"]) for r in study["renditions"]] == [("NIfTI rendition of T2 axial",
+                                                                             ["2_T2_axial.nii.gz"])]
+    view.on_message(_series("stored.series", reg, "T2 axial [reg]", derived_from=t2,
+                            derivation=f"registered onto {t1} (SimpleITK, 2.0 s)"))  # no `reference`: older node
+    view.on_message(_series("stored.series", cor, "T1 3D COR 3mm", derived_from=t1, derivation="coronal reformat 3 mm"))
+    study = view.study(STUDY).summary()
+    provenance = {s["uid"]: s["provenance"] for s in study["series"]}
+    assert provenance == {t1: "", t2: "", reg: "registered to T1 3D, from T2 axial",
+                          cor: "coronal reformat 3 mm of T1 3D"}
+    assert study["notes"] == []

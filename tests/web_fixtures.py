@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -59,3 +60,27 @@ def keep_artifacts(folder: Path, name: str) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(folder, target)
     return target
+
+
+#: Where browser tests keep their screenshots (git-ignored by default): $MESHDCM_ARTIFACTS, else artifacts/screenshots.
+ARTIFACTS_ENV = "MESHDCM_ARTIFACTS"
+
+
+def artifacts_dir() -> Path:
+    return Path(os.environ.get(ARTIFACTS_ENV) or Path(__file__).resolve().parents[1] / "artifacts" / "screenshots")
+
+
+class Screenshots:
+    """A browser test's screenshots, kept after the run: ``<artifacts_dir()>/<test>/<NN>-<step>.png``."""
+
+    def __init__(self, test: str):
+        self.folder = artifacts_dir() / test
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+        self.taken: list[Path] = []
+
+    def __call__(self, page, step: str, *, full_page: bool = False, element=None) -> Path:
+        path = self.folder / f"{len(self.taken) + 1:02d}-{step}.png"
+        (element or page).screenshot(path=str(path), **({} if element else {"full_page": full_page}))
+        self.taken.append(path)
+        return path

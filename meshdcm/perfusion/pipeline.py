@@ -83,6 +83,9 @@ class PerfusionResult:
     vof_voxels: list[list[int]] = field(default_factory=list)
     partial_volume_correction: dict | None = None
     notes: list[str] = field(default_factory=list)
+    aif_curve: list[float] = field(default_factory=list)  # the AIF (dR2*, 1/s) at ``times``
+    aif_points_lps: list[list[float]] = field(default_factory=list)  # the AIF voxels' centres (LPS, mm)
+    times: list[float] = field(default_factory=list)  # s from the first time point
     maps: PerfusionMaps | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
@@ -228,10 +231,21 @@ def analyse_series(source: str | Path | Sequence[Dataset] | DSCSeries, out_dir: 
         leakage_corrected=leakage_correction, aif_scale=round(float(chosen.scale), 4),
         vof_voxels=list(correction.vof_voxels) if correction is not None else [],
         partial_volume_correction=correction.to_dict() if correction is not None else None, notes=list(pm.notes),
-        maps=pm)
+        aif_curve=[round(float(v), 5) for v in chosen.curve],
+        aif_points_lps=_points_lps(series, chosen), times=[round(float(t), 3) for t in series.times], maps=pm)
     with replacing(out / "perfusion.json") as tmp:
         tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     logger.info("perfusion %s of series %s: %d brain voxels, AIF x%.2f, %s mean CBF %.1f ml/100g/min, %.2f s", method,
                 series.series_uid, result.brain_voxels, result.aif_scale, summary["region"], summary["mean_CBF"],
                 result.seconds)
     return result
+
+
+def _points_lps(series: DSCSeries, aif: AIF) -> list[list[float]]:
+    """The AIF voxels (z, y, x) as points in the patient (LPS, mm): where any viewer finds them, whatever its own
+    slice order."""
+    if not len(aif.voxels):
+        return []
+    zyx = np.asarray(aif.voxels, dtype=float).reshape(-1, 3)
+    ijk1 = np.column_stack([zyx[:, 2], zyx[:, 1], zyx[:, 0], np.ones(len(zyx))])
+    return [[round(float(v), 3) for v in p[:3]] for p in ijk1 @ series.affine_lps.T]

@@ -24,7 +24,7 @@ from meshdcm import Node
 from . import auth
 from .common import CACHE_MAX_AGE, CACHE_MAX_BYTES, STATIC, Web, WebConfig
 from .routes.events import events
-from .routes.images import series_info, series_slice, thumbnail
+from .routes.images import series_aif, series_curve, series_info, series_slice, thumbnail
 from .routes.login import home, login, login_page, logout, me
 from .routes.monitor import dead_action, dead_letters, mesh
 from .routes.reports import draft, protocol, sign
@@ -90,6 +90,8 @@ def create_app(node: Node, config: WebConfig) -> Starlette:
         Route("/api/series/{uid}/info", series_info),
         Route("/api/series/{uid}/slices/{index}", series_slice),
         Route("/api/series/{uid}/thumbnail", thumbnail),
+        Route("/api/series/{uid}/curve", series_curve),
+        Route("/api/series/{uid}/aif", series_aif),
         Route("/api/mesh", mesh),
         Route("/api/dead/list", dead_letters, methods=["POST"]),
         Route("/api/dead/{action}", dead_action, methods=["POST"]),

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,21 +24,24 @@ from pydicom.datadict import tag_for_keyword
 
 from meshdcm.dataview import DataView
 
+from .stack import Stack, arrange, normal_of
+from .windows import SAMPLE_SLICES, series_windows
+
 log = logging.getLogger("meshdcm.web.images")
 
-#: Window presets (center, width) in HU, as the viewer offers them.
-PRESETS = {"brain": (40, 80), "subdural": (75, 215), "stroke": (32, 8), "bone": (600, 2800)}
 HEADER_TAGS = ("InstanceNumber", "ImagePositionPatient", "ImageOrientationPatient", "Rows", "Columns",
                "RescaleSlope", "RescaleIntercept", "WindowCenter", "WindowWidth", "Modality", "ImageType",
-               "SeriesDescription", "PixelSpacing", "TemporalPositionIdentifier", "SOPInstanceUID")
+               "SeriesDescription", "PixelSpacing", "TemporalPositionIdentifier", "SOPInstanceUID",
+               "AcquisitionNumber", "AcquisitionTime", "TriggerTime", "SliceLocation", "FrameOfReferenceUID")
 SLICE_CACHE = 4  # series whose slices are kept in memory
 PREFETCH_PAUSE = 0.2  # seconds the prefetch stays quiet after a page's request
 HEAD_BYTES = 16 * 1024
 TRANSFER_SYNTAX = 0x00020010
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
-#: what orders the slices (read from every file; the rest comes from the middle file's full header)
-SCAN_TAGS = {name: int(tag_for_keyword(name)) for name in ("InstanceNumber", "ImagePositionPatient",
-                                                           "ImageOrientationPatient", "TemporalPositionIdentifier")}
+#: what arranges the slices (read from every file; the rest comes from the middle file's full header)
+SCAN_TAGS = {name: int(tag_for_keyword(name)) for name in (
+    "InstanceNumber", "ImagePositionPatient", "ImageOrientationPatient", "TemporalPositionIdentifier",
+    "AcquisitionNumber", "AcquisitionTime", "TriggerTime", "SliceLocation")}
 
 
 class ImageError(Exception):
@@ -47,10 +50,10 @@ class ImageError(Exception):
 
 @dataclass
 class SeriesPixels:
-    """The ordered files of one series and what the viewer needs to know about them."""
+    """The arranged files of one series (:class:`~meshdcm.web.stack.Stack`) and what the viewer needs to know."""
 
     uid: str
-    files: list[Path]
+    stack: Stack
     rows: int
     cols: int
     kind: str              # "ct", "mr" or "map"
@@ -58,32 +61,50 @@ class SeriesPixels:
     center: float
     width: float
     unit: str
-    spacing: tuple[float, float]
+    spacing: tuple[float, float]  # PixelSpacing: between rows, between columns (mm)
+    window_from: str = "series"   # "series" (its own WindowCenter/Width) or "histogram"
+    presets: dict = field(default_factory=dict)
+    frame: str = ""               # FrameOfReferenceUID
+
+    @property
+    def files(self) -> list[Path]:
+        return self.stack.files
+
+    @property
+    def first_index(self) -> int:
+        """The image a page shows first: the middle slice (of the first phase)."""
+        return self.stack.slices // 2
+
+    def voxel_at(self, point) -> tuple[int, int, int] | None:
+        """(slice, row, col) of the voxel holding ``point`` (LPS, mm), or None when it is outside the series."""
+        s = self.stack
+        normal = normal_of(s.orientation)
+        if normal is None or any(o is None for o in s.origins) or any(p is None for p in s.positions):
+            return None
+        p = np.asarray(point, dtype=float)
+        along = float(np.dot(normal, p))
+        z = int(np.argmin([abs(pos - along) for pos in s.positions]))
+        gap = float(np.median(np.abs(np.diff(s.positions)))) if s.slices > 1 else max(self.spacing)
+        if abs(s.positions[z] - along) > gap / 2 + 1e-3:
+            return None
+        d = p - np.asarray(s.origins[z], dtype=float)
+        col = int(round(float(np.dot(d, s.orientation[:3])) / self.spacing[1]))
+        row = int(round(float(np.dot(d, s.orientation[3:])) / self.spacing[0]))
+        return (z, row, col) if 0 <= row < self.rows and 0 <= col < self.cols else None
 
     def describe(self) -> dict:
-        return {"uid": self.uid, "count": len(self.files), "rows": self.rows, "cols": self.cols, "kind": self.kind,
+        s = self.stack
+        return {"uid": self.uid, "count": len(s.files), "rows": self.rows, "cols": self.cols, "kind": self.kind,
                 "dtype": self.dtype, "center": self.center, "width": self.width, "unit": self.unit,
-                "spacing": list(self.spacing), "presets": PRESETS if self.kind == "ct" else {}}
-
-
-def _normal(ds) -> tuple[float, float, float] | None:
-    ori = getattr(ds, "ImageOrientationPatient", None)
-    if ori is None or len(ori) != 6:
-        return None
-    r, c = [float(v) for v in ori[:3]], [float(v) for v in ori[3:]]
-    return (r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0])
-
-
-def _order_key(ds, normal) -> tuple:
-    pos = getattr(ds, "ImagePositionPatient", None)
-    along = 0.0
-    if pos is not None and normal is not None and len(pos) == 3:
-        along = sum(n * float(p) for n, p in zip(normal, pos, strict=True))
-    return (int(getattr(ds, "TemporalPositionIdentifier", 0) or 0), along, int(getattr(ds, "InstanceNumber", 0) or 0))
+                "spacing": list(self.spacing), "presets": {k: list(v) for k, v in self.presets.items()},
+                "window_from": self.window_from, "slices": s.slices, "phases": s.phases, "phase_kind": s.phase_kind,
+                "times": s.times, "positions": s.positions, "origins": s.origins, "orientation": s.orientation,
+                "frame": self.frame, "first": self.first_index}
 
 
 class _Header:
-    """The few header values the viewer needs, as attributes (what ``_order_key`` and ``index_series`` read)."""
+    """The few header values the viewer needs, as attributes (what :func:`meshdcm.web.stack.arrange` and
+    ``index_series`` read)."""
 
     def __init__(self, values: dict):
         self.__dict__.update({k: v for k, v in values.items() if v is not None})
@@ -97,8 +118,8 @@ def _tuple(v):
 
 
 def scan_header(path: Path) -> _Header | None:
-    """The values that order the slices, from the first 16 KiB of a PS3.10 file in Explicit VR Little Endian, read with
-    :class:`meshdcm.dataview.DataView` (~30x faster than pydicom, which matters for a 200-slice series the
+    """The values that arrange the slices, from the first 16 KiB of a PS3.10 file in Explicit VR Little Endian, read
+    with :class:`meshdcm.dataview.DataView` (~30x faster than pydicom, which matters for a 200-slice series the
     radiologist just clicked); None for any other file, which then goes through pydicom."""
     with open(path, "rb") as fh:
         head = fh.read(HEAD_BYTES)
@@ -131,8 +152,6 @@ def index_series(uid: str, folder: Path, *, map_unit: str | None = None) -> Seri
                 continue
         if isinstance(ds, _Header) or getattr(ds, "Rows", None):
             headers.append((ds, path))
-    normal = _normal(headers[0][0]) if headers else None
-    headers.sort(key=lambda item: _order_key(item[0], normal))
     first = None
     while headers and first is None:  # the middle file's full header (a file that is no image is dropped)
         middle = headers[len(headers) // 2][1]
@@ -142,32 +161,23 @@ def index_series(uid: str, folder: Path, *, map_unit: str | None = None) -> Seri
             first = None
     if not headers or first is None:
         raise ImageError(f"series {uid} has no images in {folder}")
+    stack = arrange(headers)
     image_type = [str(v).upper() for v in (getattr(first, "ImageType", None) or [])]
     modality = str(getattr(first, "Modality", ""))
     is_map = map_unit is not None or ("DERIVED" in image_type and modality != "CT" and
                                       any(t in image_type for t in ("CBV", "CBF", "MTT", "TMAX", "TTP", "RCBV", "RCBF", "RMTT")))
     kind = "map" if is_map else ("ct" if modality == "CT" else "mr")
-    pixels = SeriesPixels(uid, [p for _, p in headers], int(first.Rows), int(first.Columns), kind,
+    pixels = SeriesPixels(uid, stack, int(first.Rows), int(first.Columns), kind,
                           "float32" if is_map or float(getattr(first, "RescaleSlope", 1) or 1) % 1 else "int16",
                           0.0, 0.0, map_unit or ("HU" if kind == "ct" else ""),
-                          tuple(float(v) for v in (getattr(first, "PixelSpacing", None) or (1.0, 1.0))))
-    center, width = _window(first)
-    if center is None:
-        middle = slice_array(pixels, len(pixels.files) // 2)
-        finite = middle[np.isfinite(middle)] if middle.size else middle
-        lo, hi = (np.percentile(finite, [1, 99.5]) if finite.size else (0.0, 1.0))
-        center, width = (float(lo + hi) / 2, float(max(hi - lo, 1e-6)))
-    pixels.center, pixels.width = center, width
+                          tuple(float(v) for v in (getattr(first, "PixelSpacing", None) or (1.0, 1.0))),
+                          frame=str(getattr(first, "FrameOfReferenceUID", "") or ""))
+    samples = []
+    if kind != "ct":  # MR presets and windows come from the histogram of a few slices of the first phase
+        step = max(1, stack.slices // SAMPLE_SLICES)
+        samples = [slice_array(pixels, i) for i in range(step // 2, stack.slices, step)][:SAMPLE_SLICES]
+    (pixels.center, pixels.width), pixels.window_from, pixels.presets = series_windows(kind, first, samples)
     return pixels
-
-
-def _window(ds) -> tuple[float | None, float | None]:
-    c, w = getattr(ds, "WindowCenter", None), getattr(ds, "WindowWidth", None)
-    if c is None or w is None:
-        return None, None
-    c = c[0] if isinstance(c, (list, tuple)) or type(c).__name__ == "MultiValue" else c
-    w = w[0] if isinstance(w, (list, tuple)) or type(w).__name__ == "MultiValue" else w
-    return float(c), float(w)
 
 
 def slice_array(pixels: SeriesPixels, index: int) -> np.ndarray:
@@ -296,6 +306,34 @@ class SeriesImages:
                 self._slices.popitem(last=False)
         return data
 
+    def curve(self, uid: str, slice_index: int, row: int, col: int) -> dict:
+        """The values of one voxel (``row``, ``col`` of slice ``slice_index``) in every phase of the series: a DSC
+        series' signal-time curve."""
+        pixels = self.pixels(uid)
+        stack = pixels.stack
+        if not (0 <= slice_index < stack.slices and 0 <= row < pixels.rows and 0 <= col < pixels.cols):
+            raise ImageError(f"series {uid} has {stack.slices} slices of {pixels.rows}x{pixels.cols}: there is no "
+                             f"voxel ({row}, {col}) in slice {slice_index + 1}")
+        fmt = "<f4" if pixels.dtype == "float32" else "<i2"
+        offset = row * pixels.cols + col
+        values = [float(np.frombuffer(self.slice_bytes(uid, t * stack.slices + slice_index), fmt)[offset])
+                  for t in range(stack.phases)]
+        return {"slice": slice_index, "row": row, "col": col, "values": values, "times": stack.times,
+                "phase_kind": stack.phase_kind, "unit": pixels.unit}
+
+    def aif_signal(self, uid: str, aif: dict) -> dict:
+        """Where the arterial input function an analysis node chose lies in this series (its points in LPS mm,
+        else its voxel indices), and the mean signal of those voxels in every phase."""
+        pixels = self.pixels(uid)
+        voxels = [pixels.voxel_at(p) for p in aif.get("points_lps") or []]
+        if not voxels:
+            voxels = [tuple(int(i) for i in v) for v in aif.get("voxels") or [] if len(v) == 3]
+        voxels = sorted({v for v in voxels if v is not None and 0 <= v[0] < pixels.stack.slices
+                         and 0 <= v[1] < pixels.rows and 0 <= v[2] < pixels.cols})
+        curves = [self.curve(uid, *v)["values"] for v in voxels]
+        signal = [round(float(x), 3) for x in np.mean(curves, axis=0)] if curves else []
+        return {"voxels": [list(v) for v in voxels], "signal": signal}
+
     def prefetch(self, uid: str) -> None:
         """Queue the series for the prefetch thread: it indexes the series and reads every slice into memory,
         middle slice first (the one the viewer shows first), then outwards, one series at a time, and steps aside
@@ -318,8 +356,8 @@ class SeriesImages:
                 return
             try:
                 pixels = self.pixels(uid)
-                n = len(pixels.files)
-                order = [n // 2] + [i for d in range(1, n) for i in (n // 2 + d, n // 2 - d) if 0 <= i < n]
+                n, first = len(pixels.files), pixels.first_index
+                order = [first] + [i for d in range(1, n) for i in (first + d, first - d) if 0 <= i < n]
                 for k, i in enumerate(order):
                     while not self._page_quiet() and not self._closed.is_set():
                         time.sleep(0.02)
@@ -338,7 +376,7 @@ class SeriesImages:
         from PIL import Image
 
         pixels = self.pixels(uid)
-        middle = self._slice_bytes(uid, len(pixels.files) // 2)
+        middle = self._slice_bytes(uid, pixels.first_index)
         arr = np.frombuffer(middle, "<f4" if pixels.dtype == "float32" else "<i2").reshape(pixels.rows, pixels.cols)
         arr = arr.astype(np.float32)
         lo = pixels.center - pixels.width / 2

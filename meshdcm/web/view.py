@@ -10,6 +10,7 @@ node the sections stay empty and the timeline is the web node's own.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -34,6 +35,9 @@ TIMELINE_MAX = 2000
 RATE_WINDOW = 60.0
 MAX_REQUESTS = 5000  # requests whose answers are still routed to their study, search or page
 MAX_STUDIES = 500  # studies kept in memory (the index node is the mesh's long memory)
+#: the register node's ``derivation`` of a registered series (before it also sent ``reference``)
+REGISTERED_ONTO = re.compile(r"registered onto (\S+)")
+RENDITION_NAMES = {"nii": "NIfTI"}  # stored.series.<format>: the format as the page names it
 
 
 def iso(ns: int | None = None) -> str:
@@ -68,13 +72,54 @@ class Study:
     priors: list[dict] = field(default_factory=list)
     priors_state: str = "none"              # none (no index answered), asked, done
     evidence: Dataset | None = None         # one instance header of the study (for the SR)
+    renditions: dict[tuple[str, str], dict] = field(default_factory=dict)  # (series, format) -> a rendition
+    waiting: dict[tuple[str, str], dict] = field(default_factory=dict)     # (node, series) -> why it waits
 
     def summary(self) -> dict:
+        series = sorted(self.series.values(), key=lambda s: (s["derived"], _num(s["number"]), s["description"]))
         return {"uid": self.uid, "info": self.info, "state": self.state, "done": self.done, "total": self.total,
-                "series": sorted(self.series.values(), key=lambda s: (s["derived"], _num(s["number"]),
-                                                                      s["description"])),
-                "errors": self.errors[-50:], "reports": self.reports, "priors": self.priors,
+                "series": [dict(s, provenance=self.provenance(s)) for s in series],
+                "renditions": [dict(r, provenance=f"{r['format']} rendition of {self.describe(r['of'])}")
+                               for r in self.renditions.values()],
+                "notes": self.notes(), "errors": self.errors[-50:], "reports": self.reports, "priors": self.priors,
                 "priors_state": self.priors_state}
+
+    def describe(self, uid: str | None) -> str:
+        """A series of the study as the radiologist knows it: its description (else its number, else its UID)."""
+        row = self.series.get(uid or "")
+        if row is None:
+            return uid or "an unknown series"
+        return row["description"] or (f"series #{row['number']}" if row["number"] else uid)
+
+    def provenance(self, row: dict) -> str:
+        """What a derived series is, in words: "CBF map of <series>", "registered to <reference>", "coronal
+        reformat 3 mm of <series>"; "" for an original series."""
+        if not row["derived"]:
+            return ""
+        source = self.describe(row["derived_from"]) if row["derived_from"] else None
+        derivation = row.get("derivation") or ""
+        if row["map"]:
+            return f"{row['map']} map of {source}" if source else f"{row['map']} map"
+        if derivation.startswith("registered"):
+            found = REGISTERED_ONTO.match(derivation)
+            reference = row.get("reference") or (found.group(1) if found else None)
+            return f"registered to {self.describe(reference)}" + (f", from {source}" if source else "")
+        if derivation:
+            return f"{derivation} of {source}" if source else derivation
+        return f"derived from {source}" if source else "derived"
+
+    def notes(self) -> list[dict]:
+        """Why a node holds series of this study back (the register node waiting for a reference series), one
+        note per node and reason, for the series not yet registered."""
+        registered = {s["derived_from"] for s in self.series.values() if (s.get("derivation") or "").startswith(
+            "registered")}
+        notes: dict[tuple[str, str], dict] = {}
+        for (node, series), w in self.waiting.items():
+            if series in registered:
+                continue
+            note = notes.setdefault((node, w["reason"]), {"node": node, "reason": w["reason"], "series": []})
+            note["series"].append(self.describe(series))
+        return list(notes.values())
 
 
 def _num(v) -> float:
@@ -95,6 +140,7 @@ class MeshView:
         self.requests: dict[str, tuple[str, str]] = {}   # message id -> (what, key)
         self.answers: dict[str, list[Message]] = {}      # request id -> replies (dead letters)
         self.series_uris: dict[str, tuple[list[str], str | None]] = {}
+        self.aifs: dict[str, dict] = {}                  # source series -> the AIF its maps were made with
         self.errors: deque[dict] = deque(maxlen=100)
         self.rates: deque[tuple[float, str, str]] = deque(maxlen=50000)
         self._names: dict[str, str] = {}
@@ -166,6 +212,10 @@ class MeshView:
                 self._progress(study, msg)
             elif topic == "stored.series" and study is not None:
                 self._series(study, msg, sender, expected=False)
+            elif topic.startswith("stored.series.") and study is not None:
+                self._rendition(study, msg, sender)
+            elif topic == "waiting.series" and study is not None:
+                self._waiting(study, msg, sender)
             elif topic == "stored.study" and study is not None and study.state == "fetching":
                 complete = msg.meta.get("complete") is not False
                 study.state = "complete" if complete else "incomplete"
@@ -226,7 +276,8 @@ class MeshView:
         row = study.series.setdefault(uid, {"uid": uid, "number": "", "description": "", "modality": "",
                                             "expected": 0, "arrived": 0, "complete": None, "derived": False,
                                             "derived_from": None, "node": None, "map": None, "unit": None,
-                                            "summary": {}, "method": None, "thumbnail": False})
+                                            "summary": {}, "method": None, "thumbnail": False,
+                                            "derivation": None, "reference": None})
         row["number"] = text(ds.get("SeriesNumber", row["number"]))
         row["description"] = text(ds.get("SeriesDescription", row["description"]))
         row["modality"] = text(ds.get("Modality", row["modality"]))
@@ -245,7 +296,11 @@ class MeshView:
             row["unit"] = meta.get("unit")
             row["summary"] = meta.get("summary") or {}
             row["method"] = meta.get("method")
+            row["derivation"] = meta.get("derivation")
+            row["reference"] = meta.get("reference")
             row["thumbnail"] = True
+            if isinstance(meta.get("aif"), dict) and meta.get("derived_from"):
+                self.aifs[str(meta["derived_from"])] = dict(meta["aif"], node=sender)
             if not row["derived"] and "SOPInstanceUID" in ds:
                 study.evidence = ds
                 study.info.update({k: v for k, v in attrs(ds, STUDY_KEYS).items() if v and k not in study.info})
@@ -253,6 +308,32 @@ class MeshView:
                 self.series_uris[uid] = (list(msg.uris), meta.get("unit") if meta.get("map") else None)
                 self.on_series(uid, list(msg.uris), meta.get("unit") if meta.get("map") else None)
         self.hub.emit("study", study.uid)
+
+    def _rendition(self, study: Study, msg: Message, sender: str) -> None:
+        """``stored.series.<format>``: the series in another format (the convert node's NIfTI files); the body is
+        the source series' header."""
+        uid = msg.meta.get("derived_from") or text(msg.dataset.get("SeriesInstanceUID", ""))
+        if not uid:
+            return
+        fmt = msg.topic.split(".", 2)[2]
+        files = msg.meta.get("files") or [u.rsplit("/", 1)[-1] for u in msg.uris]
+        study.renditions[(uid, fmt)] = {"of": uid, "format": RENDITION_NAMES.get(fmt, fmt), "topic": msg.topic,
+                                        "node": sender, "files": list(files),
+                                        "warnings": list(msg.meta.get("warnings") or [])}
+        self.hub.emit("study", study.uid)
+
+    def _waiting(self, study: Study, msg: Message, sender: str) -> None:
+        """``waiting.series``: a node holds a series back until something arrives, and says why."""
+        series = text(msg.dataset.get("SeriesInstanceUID", ""))
+        study.waiting[(sender, series)] = {"reason": str(msg.meta.get("reason") or "waiting"),
+                                           "waiting_for": msg.meta.get("waiting_for"), "time": iso(msg.timestamp_ns)}
+        self.hub.emit("study", study.uid)
+
+    def aif(self, series_uid: str) -> dict | None:
+        """The arterial input function an analysis node used for the maps of ``series_uid`` (its ``aif`` meta)."""
+        with self.lock:
+            found = self.aifs.get(series_uid)
+            return dict(found) if found else None
 
     def _progress(self, study: Study, msg: Message) -> None:
         series = msg.uids.get("series")

@@ -21,16 +21,18 @@ const refreshStudy = later(async () => {
   $("#study-progress > div").style.width = pct + "%";
   $("#study-progress").classList.toggle("done", s.state === "complete");
   $("#study-state").textContent = `${s.state}${s.total ? ` · ${s.done}/${s.total} images` : ""}`;
-  renderSeries(s.series);
+  renderSeries(s.series, s.renditions || []);
+  renderNotes(s.notes || []);
+  viewerStudyChanged();
   prefillProtocol(s);
   renderErrors($("#study-errors"), s.errors);
   renderReports(s.reports);
   renderPriors(s);
   refreshMeasurements();
 }, 250);
-function renderSeries(list) {
+function renderSeries(list, renditions) {
   const grid = $("#series");
-  const cards = new Map([...grid.children].map(c => [c.dataset.series, c]));
+  const cards = new Map([...grid.children].map(c => [c.dataset.series || c.dataset.rendition, c]));
   for (const s of list) {
     let card = cards.get(s.uid);
     if (!card) {
@@ -40,18 +42,40 @@ function renderSeries(list) {
     }
     card.dataset.derived = s.derived ? "true" : "false";
     card.dataset.complete = s.complete ? "true" : "false";
+    card.dataset.kind = seriesKind(s);
     if (s.thumbnail && !card.querySelector("img")) {
       const img = el("img", {src: `/api/series/${s.uid}/thumbnail`, alt: s.description, loading: "lazy"});
       card.firstChild.replaceWith(img);
     }
     card.querySelector(".desc").replaceChildren(`${s.modality} #${s.number} ${s.description}`,
-      s.derived ? el("div", {}, el("span", {class: "badge"}, s.map ? `${s.map} map` : "derived"), ` by ${s.node || "?"}`) : "");
+      s.derived ? el("div", {}, el("span", {class: "badge"}, s.map ? `${s.map} map` : card.dataset.kind), ` by ${s.node || "?"}`) : "",
+      s.provenance ? el("div", {class: "provenance"}, s.provenance) : "");
     const expected = s.expected || s.arrived || 1;
     const pct = s.complete ? 100 : Math.min(100, Math.round(100 * s.arrived / expected));
     card.querySelector(".bar > div").style.width = pct + "%";
     card.querySelector(".bar").classList.toggle("done", !!s.complete);
     card.querySelector(".meta").textContent = `${s.arrived}/${s.expected || "?"} images` + (s.complete ? " ✓" : "");
   }
+  for (const r of renditions) {  // the series in another format (NIfTI): listed with its provenance, not viewed here
+    const key = `${r.of}:${r.topic}`;
+    const card = cards.get(key) || grid.appendChild(el("div", {class: "series-card rendition", dataset: {rendition: key, kind: "rendition", derived: "true"}}));
+    card.replaceChildren(el("div", {class: "noimg"}, r.format), el("div", {class: "desc"},
+      el("div", {}, el("span", {class: "badge"}, r.format), ` by ${r.node || "?"}`), el("div", {class: "provenance"}, r.provenance)),
+      el("div", {class: "dim meta", title: r.files.join("\n")}, `${r.files.length} file${r.files.length === 1 ? "" : "s"}: ${r.files.join(", ")}`));
+  }
+  markCards();
+}
+// What a series is, for the card's badge: original, map, registration, reformat, or another derived series.
+function seriesKind(s) {
+  if (!s.derived) return "original";
+  if (s.map) return "map";
+  if (/^registered/.test(s.provenance || "")) return "registration";
+  if (/reformat/.test(s.derivation || "")) return "reformat";
+  return "derived";
+}
+function renderNotes(notes) {
+  $("#study-notes").replaceChildren(...notes.map(n => el("li", {class: "note", dataset: {node: n.node}},
+    `${n.node}: ${n.reason}`, el("div", {class: "dim"}, `series held back: ${n.series.join(", ")}`))));
 }
 function renderErrors(list, errors) {
   list.replaceChildren(...errors.map(e => el("li", {class: "error"},
