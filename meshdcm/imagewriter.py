@@ -38,6 +38,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 from .atomic import replacing
 
 __all__ = [
+    "diffusion",
     "ds_text",
     "encode_values",
     "file_meta",
@@ -198,6 +199,16 @@ def window(ds: Dataset, center, width, explanation=None) -> None:
     ds.WindowWidth = width
     if explanation is not None:
         ds.WindowCenterWidthExplanation = explanation
+
+
+# --- acquisition ----------------------------------------------------------------------------------------------
+
+def diffusion(ds: Dataset, b_value: float, *, directionality: str | None = None) -> None:
+    """The diffusion weighting of a diffusion-weighted MR image (MR Diffusion Macro, PS3.3 C.8.13.5.9, whose
+    attributes single-frame MR images carry too): ``b_value`` in s/mm2; ``directionality`` ISOTROPIC for a trace
+    image, NONE for b = 0 (the default), DIRECTIONAL or BMATRIX."""
+    ds.DiffusionBValue = float(b_value)
+    ds.DiffusionDirectionality = directionality or ("ISOTROPIC" if b_value else "NONE")
 
 
 # --- file ---------------------------------------------------------------------------------------------------------
