@@ -16,7 +16,7 @@ template scaled by ``scale`` (0.92 makes a 1.3 l brain) and placed in each scann
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -40,7 +40,6 @@ class Anatomy:
     fields: dict[str, np.ndarray]
     affine: np.ndarray
     spacing: float
-    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     def fraction(self, name: str) -> np.ndarray:
         return self.fields[name].astype(np.float32) / 255.0
@@ -93,11 +92,6 @@ class HeadView:
         if data.dtype == np.uint8:
             out *= np.float32(1.0 / 255.0)
         return out
-
-    def mni_of(self, points_lps: np.ndarray) -> np.ndarray:
-        """MNI RAS mm of scanner LPS points (N, 3)."""
-        m = self.scanner_to_mni
-        return points_lps @ m[:3, :3].T + m[:3, 3]
 
 
 def smooth_noise(shape, rng: np.random.Generator, *, cells: int = 8, terms: int = 6) -> np.ndarray:

@@ -77,4 +77,5 @@ def studies_folder(variant: str = "full", *, root: str | Path | None = None) -> 
             os.rename(partial, target)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
+    log.info("the %s study set is ready in %s", variant, target)
     return target

@@ -26,7 +26,7 @@ from .headers import SERIES_NUMBERS
 from .layout import PATIENTS, STUDIES, uid
 from .lesion import lesion_labels, lesion_volumes_ml
 from .protocol import variant as variant_spec
-from .template import load_template, template_files
+from .template import load_template
 from .tissues import zone_fields
 from .truth import study_truth, write_json
 from .vessels import middle_cerebral_artery, sagittal_sinus, vessel_field
@@ -101,12 +101,3 @@ def _make(out: Path, variant: str) -> dict:
     log.info("studies %s: %d instances made in %.1f s into %s", variant, manifest["instances"], manifest["seconds"],
              out)
     return manifest
-
-
-def template_present() -> bool:
-    """Whether the brain template is installed (without reading it)."""
-    try:
-        template_files()
-    except Exception:
-        return False
-    return True
