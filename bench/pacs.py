@@ -1,13 +1,17 @@
 """PACS benchmarks (same-run ratios against Orthanc and DCMTK).
 
-1. Durable C-STORE ingest: DCMTK ``storescu`` pushes the same 500 instances into our StorageSCP, into Orthanc and
+The instances are one study of the realistic stroke patient (docs/studies.md, made once and cached): the MR study
+(1,501 instances: 3D T1, T2, FLAIR, DWI, ADC and a 1,200-instance DSC series) or, with ``--quick``, the CT study
+(192 instances of 512 x 512).
+
+1. Durable C-STORE ingest: DCMTK ``storescu`` pushes the same instances into our StorageSCP, into Orthanc and
    into DCMTK ``storescp`` (all on the loopback of a namespace of the bench's own), with 1 and with 4 parallel
    associations. Ours and Orthanc answer success only once the instance is committed (ours: file data and
    folder entry fsynced; Orthanc: its file written and its SQLite index committed), so **Orthanc is the anchor**:
    goal >= 1.5x Orthanc's instances/s. ``storescp`` never syncs; its ratio is printed for context. DCMTK tools
    (and Orthanc, which is built on DCMTK) run with ``TCP_NODELAY=1`` in their environment, their best case
    (without it DCMTK's receiver stalls ~50 ms per instance on Nagle/delayed-ACK; that figure is reported too).
-2. get.study of a 500-instance study from a real Orthanc (own network namespace) by C-MOVE and by C-GET,
+2. get.study of that study from a real Orthanc (own network namespace) by C-MOVE and by C-GET,
    ours vs DCMTK ``movescu`` (to a DCMTK storescp) and ``getscu``. Figure: seconds; goal <= 1.2x.
 """
 
@@ -27,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._report import emit, median, parser  # noqa: E402
-from meshdcm import synthetic  # noqa: E402
+from meshdcm.studies import StudySet, studies_folder  # noqa: E402
 from meshdcm.pacs import Pacs, StorageSCP, retrieve  # noqa: E402
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
@@ -154,7 +158,7 @@ def ingest_orthanc(files, work: Path, assocs: int) -> float:
 
 def bench_ingest(files, work: Path, repeats: int) -> dict:
     n = len(files)
-    fig = {"ingest_instances": n, "ingest_bytes_per_instance": files[0].stat().st_size}
+    fig = {"ingest_instances": n, "ingest_bytes_per_instance": round(sum(f.stat().st_size for f in files) / n)}
     have_orthanc = os.path.exists(ORTHANC)
     for assocs in (1, 4):
         ours, dcm, orth = [], [], []
@@ -324,12 +328,13 @@ def main() -> None:
         return
     if not os.path.exists(ORTHANC):
         print(f"Orthanc, the durable-ingest anchor, is not installed ({ORTHANC}): apt-get install orthanc")
-    matrix, repeats = (256, 1) if args.quick else (512, 3)
+    study, repeats = ("ct", 1) if args.quick else ("mr", 3)
     with tempfile.TemporaryDirectory(prefix="meshdcm-bench-pacs-") as tmp:
         work = Path(tmp)
-        files = synthetic.write_study(synthetic.head_ct(seed=11, slices=500, matrix=matrix), work / "src")
-        fig = {"quick": args.quick, "matrix": matrix, "repeats": repeats}
-        fig.update(ingest_in_private_netns(work / "src", work, 2 if args.quick else 5))
+        src = StudySet(studies_folder("full")).root / "stroke" / study  # read only; its truth/ holds no DICOM
+        files = sorted(src.rglob("*.dcm"))
+        fig = {"quick": args.quick, "study": f"realistic stroke {study.upper()} (docs/studies.md)", "repeats": repeats}
+        fig.update(ingest_in_private_netns(src, work, 2 if args.quick else 5))
         if not args.skip_retrieve:
             fig.update(bench_retrieve(files, work, repeats))
         emit("pacs", fig)
