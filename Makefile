@@ -42,8 +42,11 @@ python-deps: $(VENV)/.installed
 $(PYTHON):
 	bash scripts/venv.sh $(VENV)
 
+# nilearn is installed as a data package only (the MNI ICBM152 brain the realistic studies are made of,
+# docs/studies.md): --no-deps keeps its scikit-learn/pandas out, and meshdcm never imports it.
 $(VENV)/.installed: $(PYTHON) pyproject.toml constraints.txt
 	$(PIP) -c constraints.txt -e '.[dev]'
+	$(PIP) -c constraints.txt --no-deps nilearn
 	touch $@
 
 lint: python-deps
@@ -58,6 +61,7 @@ lock:
 	rm -rf .venv-lock
 	bash scripts/venv.sh .venv-lock
 	.venv-lock/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	.venv-lock/bin/python -m pip install -q --disable-pip-version-check --no-deps nilearn
 	{ echo "# Versions \`make test\` passed with (pip constraints; refresh with \`make lock\`)."; \
 	  .venv-lock/bin/python -m pip freeze --exclude-editable; } > constraints.txt
 	rm -rf .venv-lock

@@ -1,15 +1,19 @@
 """PACS benchmarks (same-run ratios against Orthanc and DCMTK).
 
-1. Durable C-STORE ingest: DCMTK ``storescu`` pushes the same 500 instances into our StorageSCP, into Orthanc and
+The instances are one study of the realistic stroke patient (docs/studies.md, made once and cached): the MR study
+(1,501 instances: 3D T1, T2, FLAIR, DWI, ADC and a 1,200-instance DSC series) or, with ``--quick``, the CT study
+(192 instances of 512 x 512).
+
+1. Durable C-STORE ingest: DCMTK ``storescu`` pushes the same instances into our StorageSCP, into Orthanc and
    into DCMTK ``storescp`` (all on the loopback of a namespace of the bench's own), with 1 and with 4 parallel
    associations. Ours and Orthanc answer success only once the instance is committed (ours: file data and
    folder entry fsynced; Orthanc: its file written and its SQLite index committed), so **Orthanc is the anchor**:
    goal >= 1.5x Orthanc's instances/s. ``storescp`` never syncs; its ratio is printed for context. DCMTK tools
    (and Orthanc, which is built on DCMTK) run with ``TCP_NODELAY=1`` in their environment, their best case
    (without it DCMTK's receiver stalls ~50 ms per instance on Nagle/delayed-ACK; that figure is reported too).
-2. get.study of a 500-instance study from a real Orthanc (own network namespace) by C-MOVE and by C-GET,
+2. get.study of that study from a real Orthanc (own network namespace) by C-MOVE and by C-GET,
    ours vs DCMTK ``movescu`` (to a DCMTK storescp) and ``getscu``. Figure: seconds; goal <= 1.2x.
-3. A study of 200 instances sent to a desktop viewer: DCMTK ``storescp`` without ``--fork`` (one association at a
+3. The realistic stroke CT study (192 instances of 512x512) sent to a desktop viewer: DCMTK ``storescp`` without ``--fork`` (one association at a
    time, as Horos/Weasis) in a network namespace of its own, over a veth pair; our C-STORE SCU (the viewer node's,
    ``StoreRequestor``, file headers read included) vs DCMTK ``storescu`` to the same storescp. Figure: seconds;
    goal <= 1.2x. Also with DCMTK's default environment (Nagle on both DCMTK ends), as in the field report.
@@ -31,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._report import emit, median, parser  # noqa: E402
-from meshdcm import synthetic  # noqa: E402
+from meshdcm.studies import StudySet, studies_folder  # noqa: E402
 from meshdcm.pacs import Pacs, StorageSCP, retrieve  # noqa: E402
 
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
@@ -158,7 +162,7 @@ def ingest_orthanc(files, work: Path, assocs: int) -> float:
 
 def bench_ingest(files, work: Path, repeats: int) -> dict:
     n = len(files)
-    fig = {"ingest_instances": n, "ingest_bytes_per_instance": files[0].stat().st_size}
+    fig = {"ingest_instances": n, "ingest_bytes_per_instance": round(sum(f.stat().st_size for f in files) / n)}
     have_orthanc = os.path.exists(ORTHANC)
     for assocs in (1, 4):
         ours, dcm, orth = [], [], []
@@ -282,7 +286,7 @@ def bench_retrieve(files, work: Path, repeats: int) -> dict:
     return fig
 
 
-def bench_viewer(work: Path, matrix: int, repeats: int, default_env_files: int | None) -> dict:
+def bench_viewer(work: Path, files: list[Path], repeats: int, default_env_files: int | None) -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
     from pacs_fixtures import NetNs, netns_available
 
@@ -293,7 +297,6 @@ def bench_viewer(work: Path, matrix: int, repeats: int, default_env_files: int |
     if reason:
         print(f"viewer bench skipped: {reason}")
         return {"viewer_skipped": reason}
-    files = synthetic.write_study(synthetic.head_ct(seed=13, slices=200, matrix=matrix), work / "viewer-src")
     n, port = len(files), 11112
     ns = NetNs.create()
     out = work / "viewer-rx"
@@ -412,18 +415,19 @@ def main() -> None:
         return
     if not os.path.exists(ORTHANC):
         print(f"Orthanc, the durable-ingest anchor, is not installed ({ORTHANC}): apt-get install orthanc")
-    matrix, repeats = (256, 1) if args.quick else (512, 3)
+    study, repeats = ("ct", 1) if args.quick else ("mr", 3)
     with tempfile.TemporaryDirectory(prefix="meshdcm-bench-pacs-") as tmp:
         work = Path(tmp)
-        if not (args.skip_ingest and args.skip_retrieve):
-            files = synthetic.write_study(synthetic.head_ct(seed=11, slices=500, matrix=matrix), work / "src")
-        fig = {"quick": args.quick, "matrix": matrix, "repeats": repeats}
+        src = StudySet(studies_folder("full")).root / "stroke" / study  # read only; its truth/ holds no DICOM
+        files = sorted(src.rglob("*.dcm"))
+        fig = {"quick": args.quick, "study": f"realistic stroke {study.upper()} (docs/studies.md)", "repeats": repeats}
         if not args.skip_ingest:
-            fig.update(ingest_in_private_netns(work / "src", work, 2 if args.quick else 5))
+            fig.update(ingest_in_private_netns(src, work, 2 if args.quick else 5))
         if not args.skip_retrieve:
             fig.update(bench_retrieve(files, work, repeats))
         if not args.skip_viewer:
-            fig.update(bench_viewer(work, matrix, 3 if args.quick else 5, 40 if args.quick else None))
+            viewer_study = sorted((src.parent / "ct").rglob("*.dcm"))  # the stroke CT: 192 instances of 512x512
+            fig.update(bench_viewer(work, viewer_study, 3 if args.quick else 5, 40 if args.quick else None))
         emit("pacs", fig)
 
 

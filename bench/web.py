@@ -1,6 +1,6 @@
 """Web UI image serving against Orthanc's rendered-image endpoint, same instances, same run.
 
-A 200-slice 512x512 CT (the synthetic head CT) is announced to a fresh web node (``stored.series`` with a
+A 160-slice 512x512 CT (the realistic stroke patient's 1 mm head CT, docs/studies.md) is announced to a fresh web node (``stored.series`` with a
 ``file://`` URI, as the pacs node does on this machine) and uploaded to a real Orthanc (own network namespace,
 reached over a veth pair). Measured from an HTTP client with keep-alive, as a browser asks:
 
@@ -35,8 +35,9 @@ import httpx  # noqa: E402
 from pydicom import dcmread  # noqa: E402
 
 from bench._report import emit, median, parser  # noqa: E402
-from meshdcm import Node, synthetic  # noqa: E402
+from meshdcm import Node  # noqa: E402
 from meshdcm.config import NodeConfig  # noqa: E402
+from meshdcm.studies import StudySet, studies_folder  # noqa: E402
 
 TOKEN = "bench-token"  # noqa: S105 - the bench's own login token
 
@@ -247,7 +248,7 @@ def main() -> None:
     repeats = 5 if args.quick else 9
     with tempfile.TemporaryDirectory(prefix="meshdcm-bench-web-") as tmp:
         work = Path(tmp)
-        files = synthetic.write_study(synthetic.head_ct(seed=21, size="full"), work / "src")
+        files = sorted(StudySet(studies_folder("full")).series("stroke", "ct", "ct_thin").glob("*.dcm"))
         fig = {"quick": args.quick, "slices": len(files), "matrix": 512, "repeats": repeats}
         fig.update(bench_ours(files, work, repeats))
         fig.update(bench_orthanc(files, work, repeats, browser_bench(files, work, repeats)))

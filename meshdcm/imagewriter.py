@@ -39,6 +39,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 from .atomic import replacing
 
 __all__ = [
+    "diffusion",
     "ds_text",
     "encode_values",
     "file_meta",
@@ -207,6 +208,16 @@ def pixel_padding(ds: Dataset, stored_value: int) -> None:
     viewer shows them as background). Its VR follows the Pixel Representation, so call it after the pixels."""
     ds.PixelPaddingValue = int(stored_value)
     ds["PixelPaddingValue"].VR = "SS" if ds.get("PixelRepresentation", 0) else "US"
+
+
+# --- acquisition ----------------------------------------------------------------------------------------------
+
+def diffusion(ds: Dataset, b_value: float, *, directionality: str | None = None) -> None:
+    """The diffusion weighting of a diffusion-weighted MR image (MR Diffusion Macro, PS3.3 C.8.13.5.9, whose
+    attributes single-frame MR images carry too): ``b_value`` in s/mm2; ``directionality`` ISOTROPIC for a trace
+    image, NONE for b = 0 (the default), DIRECTIONAL or BMATRIX."""
+    ds.DiffusionBValue = float(b_value)
+    ds.DiffusionDirectionality = directionality or ("ISOTROPIC" if b_value else "NONE")
 
 
 # --- file ---------------------------------------------------------------------------------------------------------

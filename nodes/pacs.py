@@ -19,7 +19,9 @@ URIs for nodes on the same machine.
 
 Options (``[nodes.pacs]``): ``ae_title`` (MESHDCM), ``scp_host`` (127.0.0.1), ``scp_port`` (0: ephemeral),
 ``storage`` (folder), ``instance_events`` (false), ``quiet_seconds`` (10), ``embedded`` (false: start the embedded
-PACS with the synthetic studies), ``embedded_size`` (small or full: the synthetic studies' size),
+PACS with demo studies), ``embedded_size`` (which: ``small`` or ``full``, the synthetic toy studies; ``realistic``
+or ``realistic-small``, the stroke studies of docs/studies.md, made once and cached; ``meshdcm up`` asks for
+``realistic``),
 ``embedded_retrieve`` (get; docs/pacs.md says why not move), ``use`` (names of the PACS to use; default all), and
 one table per PACS in ``[nodes.pacs.servers.NAME]`` with ``ae_title``, ``host``, ``port``, ``dicomweb_url``,
 ``retrieve``, ``store_method``;
@@ -62,6 +64,8 @@ WORKLIST_KEYS = {
     "IMAGE": ("InstanceNumber", "SOPClassUID", "SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"),
 }
 SERIES_KEYS = ("SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "Modality", "NumberOfSeriesRelatedInstances")
+#: ``embedded_size``: the synthetic toys (small, full) or the realistic stroke studies (meshdcm.studies' variants).
+EMBEDDED_STUDIES = ("small", "full", "realistic", "realistic-small")
 
 
 def header_only(ds: Dataset) -> Dataset:
@@ -119,6 +123,14 @@ def servers_from(opts: PacsOptions) -> dict[str, Pacs]:
     return servers
 
 
+def realistic_variant(embedded_size: str) -> str | None:
+    """The set of realistic studies ``embedded_size`` asks for (``full``, ``small``), or None for the synthetic
+    toys; a ConfigError names the choices."""
+    if embedded_size not in EMBEDDED_STUDIES:
+        raise ConfigError(f"[nodes.pacs] embedded_size = {embedded_size!r}: use one of {', '.join(EMBEDDED_STUDIES)}")
+    return {"realistic": "full", "realistic-small": "small"}.get(embedded_size)
+
+
 class PacsBridge:
     """One pacs node: the PACS it uses, its storage SCP and store folder, and the handlers that answer the mesh.
 
@@ -130,6 +142,7 @@ class PacsBridge:
             logging.getLogger("pynetdicom").setLevel(logging.WARNING)
         opts = node_options("pacs", PacsOptions, config.options)
         self.servers = servers_from(opts)
+        realistic_variant(opts.embedded_size)
         self.ae_title = opts.ae_title
         self.announce_instances = opts.instance_events
         self.archive_derived, self.archive_to = opts.archive_derived, opts.archive_to
@@ -155,14 +168,26 @@ class PacsBridge:
         self.node.task(self.run)
 
     def _start_embedded(self, opts: PacsOptions) -> EmbeddedPacs:
-        """The embedded PACS with the synthetic studies, as the PACS ``embedded``."""
+        """The embedded PACS with the demo studies, as the PACS ``embedded``."""
+        studies, variant = None, realistic_variant(opts.embedded_size)
+        if variant is not None:
+
+            def studies():
+                from meshdcm.studies import StudiesError, studies_folder
+
+                try:
+                    return studies_folder(variant)  # made once (about 1.5 min for full), then cached
+                except StudiesError as exc:
+                    raise ConfigError(f"[nodes.pacs] embedded_size = {opts.embedded_size!r}: {exc}") from exc
+
         embedded = EmbeddedPacs(self.storage.parent / f"{self.storage.name}-embedded-pacs",
-                                destinations={self.ae_title: self.scp_address}, size=opts.embedded_size)
+                                destinations={self.ae_title: self.scp_address}, size=opts.embedded_size,
+                                studies=studies)
         host, port = embedded.start()
         self.servers["embedded"] = Pacs("embedded", ae_title=embedded.ae_title, host=host, port=port,
                                         retrieve=opts.embedded_retrieve, calling_ae=self.ae_title,
                                         move_destination=self.ae_title)
-        log.info("embedded PACS %s on %s:%d (synthetic studies)", embedded.ae_title, host, port)
+        log.info("embedded PACS %s on %s:%d (%s studies)", embedded.ae_title, host, port, opts.embedded_size)
         return embedded
 
     def run(self, stopping: threading.Event) -> None:

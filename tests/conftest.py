@@ -176,6 +176,23 @@ def mesh(request, tmp_path):
         m.show_logs()
 
 
+@pytest.fixture(scope="session")
+def realistic_studies():
+    """The realistic study set (meshdcm.studies, docs/studies.md) that `meshdcm up` serves: made once per machine
+    (about 1.5 min) and cached in ~/.cache/meshdcm/studies, like `meshdcm up` does."""
+    from meshdcm.studies import StudySet, studies_folder
+
+    return StudySet(studies_folder("full"))
+
+
+@pytest.fixture(scope="session")
+def small_studies():
+    """The same studies with coarse matrices, for tests that need speed (seconds the first time)."""
+    from meshdcm.studies import StudySet, studies_folder
+
+    return StudySet(studies_folder("small"))
+
+
 def read_records(path: Path) -> list[list[str]]:
     if not path.exists():
         return []

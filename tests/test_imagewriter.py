@@ -119,3 +119,13 @@ def test_implementation_version_names_the_writer(tmp_path):
                                          (1e17 / 3, "3.33333333e+16")])
 def test_ds_text_fits_a_decimal_string(value, text):
     assert w.ds_text(value) == text and len(text) <= 16
+
+
+def test_a_diffusion_weighted_image_says_its_b_value(tmp_path):
+    b0, trace = _instance(1), _instance(2)
+    w.diffusion(b0, 0)
+    w.diffusion(trace, 1000)
+    for ds in (b0, trace):
+        w.image_pixels(ds, np.zeros((4, 4), np.uint16))
+    back = [pydicom.dcmread(w.write_instance(ds, tmp_path / f"{ds.InstanceNumber}.dcm")) for ds in (b0, trace)]
+    assert [(ds.DiffusionBValue, ds.DiffusionDirectionality) for ds in back] == [(0.0, "NONE"), (1000.0, "ISOTROPIC")]

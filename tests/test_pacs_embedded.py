@@ -46,6 +46,25 @@ def test_loaded_with_synthetic_studies_and_findable(embedded):
     assert ct_uid in r.stdout + r.stderr
 
 
+def test_loaded_with_the_realistic_studies(small_studies, tmp_path):
+    """What `meshdcm up` serves: the stroke patient's CT and MR and the control's MR, as the PACS files them."""
+    with EmbeddedPacs(tmp_path / "store", studies=lambda: small_studies.root) as p:
+        q = Dataset()
+        q.PatientID = "MESHDCM-1*"
+        q.PatientName = ""
+        q.AccessionNumber = ""
+        q.StudyInstanceUID = ""
+        q.ModalitiesInStudy = ""
+        q.NumberOfStudyRelatedInstances = ""
+        found = {str(s.StudyInstanceUID): s for s in find(_cfg(p), "STUDY", q)}
+        for entry in small_studies.manifest["studies"]:
+            study = found.pop(entry["StudyInstanceUID"])
+            assert (str(study.PatientName), study.AccessionNumber, study.ModalitiesInStudy) == (
+                entry["PatientName"], entry["AccessionNumber"], entry["Modality"])
+            assert int(study.NumberOfStudyRelatedInstances) == sum(s["instances"] for s in entry["series"])
+        assert not found
+
+
 def test_move_and_get_from_embedded(embedded, tmp_path):
     p, scp = embedded
     ct = list(synthetic.head_ct(seed=1, size="small"))

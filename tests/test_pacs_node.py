@@ -142,3 +142,13 @@ def test_a_configuration_mistake_stops_the_node_at_start_naming_it(mesh, tmp_pat
         cfg = mesh.config("pacs", storage=str(tmp_path / "store"), **options)
     result = mesh.run("node", "pacs", "--config", cfg, check=False, timeout=60)
     assert result.returncode == 2 and says in result.stderr, result.stderr
+
+
+def test_embedded_size_chooses_the_demo_studies():
+    from meshdcm.errors import ConfigError
+    from nodes.pacs import realistic_variant
+
+    assert [realistic_variant(s) for s in ("small", "full", "realistic", "realistic-small")] == [
+        None, None, "full", "small"]
+    with pytest.raises(ConfigError, match="embedded_size = 'huge': use one of small, full, realistic, realistic-small"):
+        realistic_variant("huge")

@@ -1,4 +1,7 @@
-"""`meshdcm up`, the README's main job: every node kind plus an embedded PACS on loopback, stopped by Ctrl-C."""
+"""`meshdcm up`, the README's main job: every node kind plus an embedded PACS on loopback, stopped by Ctrl-C.
+
+The embedded PACS serves the realistic stroke studies (docs/studies.md), as `meshdcm up` does for a user: the
+session fixture makes them once per machine (about 1.5 min) into the cache the pacs node reads."""
 
 from __future__ import annotations
 
@@ -6,10 +9,10 @@ import json
 import signal
 
 
-def test_up_serves_a_search_and_stops_cleanly(mesh, tmp_path):
+def test_up_serves_the_realistic_studies_and_stops_cleanly(mesh, tmp_path, realistic_studies):
     up = mesh.start("up", "--state", tmp_path / "state", "--mesh", mesh.name)
     up.wait_for_output("stop with Ctrl-C", timeout=60)
-    assert "embedded one, with synthetic studies" in up.output
+    assert "embedded one, with the realistic stroke studies" in up.output
     assert "web UI: http://127.0.0.1:" in up.output and "login token: " in up.output
     # every hint names the mesh: typed as printed, it reaches this mesh and no other
     assert f"meshdcm peers --mesh {mesh.name}" in up.output
@@ -23,18 +26,23 @@ def test_up_serves_a_search_and_stops_cleanly(mesh, tmp_path):
 
     peers = wait_until(ready, 60, interval=0.5, what="the pacs node with its embedded PACS")
     assert {"monitor", "pacs", "perfusion", "index", "web"} <= {p["kind"] for p in peers}
-    tail = mesh.start("tail", "--topic", "found", "--json", "--count", "3", "--timeout", "30")
-    plain = mesh.start("tail", "--topic", "found", "--count", "3", "--timeout", "30")
+    tail = mesh.start("tail", "--topic", "found", "--json", "--count", "4", "--timeout", "30")
+    plain = mesh.start("tail", "--topic", "found", "--count", "4", "--timeout", "30")
     tail.wait_for_output("# tail")
     plain.wait_for_output("# tail")
-    mesh.run("publish", "find.studies", "--set", "PatientName=MESH*", "--set", "StudyInstanceUID=",
+    mesh.run("publish", "find.studies", "--set", "PatientName=MUSTERMANN*", "--set", "StudyInstanceUID=",
              "--set", "StudyDescription=")
     assert tail.popen.wait(timeout=40) == 0 and plain.popen.wait(timeout=40) == 0
-    assert "count=2 status=ok" in next(x for x in plain.output.splitlines() if "found.end" in x)
+    assert "count=3 status=ok" in next(x for x in plain.output.splitlines() if "found.end" in x)
     lines = [json.loads(line) for line in tail.output.splitlines() if line.startswith("{")]
-    assert [line["topic"] for line in lines] == ["found.study", "found.study", "found.end"]
-    for found in lines[:2]:  # what a worklist shows, not only the UID
+    assert [line["topic"] for line in lines] == ["found.study"] * 3 + ["found.end"]
+    for found in lines[:3]:  # what a worklist shows, not only the UID
         assert {"PatientName", "StudyDate", "ModalitiesInStudy", "StudyInstanceUID"} <= set(found["attributes"])
+    found = {line["attributes"]["StudyInstanceUID"]: line["attributes"] for line in lines[:3]}
+    for entry in realistic_studies.manifest["studies"]:  # the stroke patient's CT and MR, the control's MR
+        study = found[entry["StudyInstanceUID"]]
+        assert study["StudyDescription"] == entry["StudyDescription"]
+        assert study["NumberOfStudyRelatedInstances"] == str(sum(s["instances"] for s in entry["series"]))
     assert up.stop(signal.SIGINT, timeout=30) == 0
     assert "meshdcm up: stopped" in up.output
 

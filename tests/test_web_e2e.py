@@ -21,7 +21,9 @@ def test_the_whole_story_in_a_browser(mesh, tmp_path):
     chromium = chromium_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
-    up = mesh.start("up", "--state", tmp_path / "state", "--mesh", mesh.name, "--web-port", free_port())
+    # the small synthetic studies (the story below is written for them; test_up.py runs up with the realistic ones)
+    up = mesh.start("up", "--state", tmp_path / "state", "--mesh", mesh.name, "--web-port", free_port(),
+                    "--config", mesh.config("pacs", embedded_size="small"))
     out = up.wait_for_output("stop with Ctrl-C", timeout=30)
     url, token = re.search(r"web UI: (\S+)\s+\(login token: (\S+)\)", out).groups()
     assert url.startswith("http://127.0.0.1:")

@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("convert", "DICOM <-> NIfTI: to-nifti SERIES_DIR OUT_DIR | to-dicom IMAGE REFERENCE_DIR OUT_DIR"),
                        ("register", "register a series onto another: FIXED_DIR MOVING_DIR OUT_DIR"),
                        ("reformat", "multiplanar reformat of a series: SERIES_DIR OUT_DIR --plane coronal"),
-                       ("index", "ask the index node: query studies|series|reports|timeline [--json]")):
+                       ("index", "ask the index node: query studies|series|reports|timeline [--json]"),
+                       ("studies", "realistic stroke studies with ground truth: make [--variant small|full] [--out DIR]")):
         c = sub.add_parser(name, help=text, add_help=False, description=f"meshdcm {name} --help for details")
         c.add_argument("args", nargs=argparse.REMAINDER)
 
@@ -125,6 +126,7 @@ _DELEGATED = {
     "register": ("meshdcm.imaging.cli", "main_register"),
     "reformat": ("meshdcm.imaging.cli", "main_reformat"),
     "index": ("meshdcm.index.cli", "main"),
+    "studies": ("meshdcm.studies.cli", "main"),
 }
 
 

@@ -97,7 +97,9 @@ def cmd_node(args) -> int:
 def cmd_up(args) -> int:
     """Start every node kind on this machine, on loopback, until Ctrl-C: the main job.
 
-    Without --pacs the pacs node starts an embedded PACS loaded with the synthetic studies; with --pacs NAME it
+    Without --pacs the pacs node starts an embedded PACS loaded with the realistic stroke studies (docs/studies.md;
+    made on the first start, about 1.5 min, then cached; [nodes.pacs] embedded_size = "small" serves the small
+    synthetic ones instead); with --pacs NAME it
     uses that PACS from the config's [nodes.pacs.servers.NAME]. The viewer node starts only when the config names a
     viewer ([nodes.viewer.viewers.NAME]): it has nothing to send to otherwise."""
     import tomllib
@@ -126,6 +128,7 @@ def cmd_up(args) -> int:
         pacs_opts["use"] = args.pacs
     else:
         pacs_opts["embedded"] = True
+        pacs_opts.setdefault("embedded_size", "realistic")
     settings["nodes"].setdefault("index", {}).setdefault("path", str(state / "index.sqlite3"))
     for kind in ("convert", "perfusion", "register", "viewer"):  # work folders of this mesh's own
         settings["nodes"].setdefault(kind, {}).setdefault("work", str(state / kind))
@@ -142,7 +145,10 @@ def cmd_up(args) -> int:
         children.append(_Child(kind, base + [kind] + extra, env, fds))
     print(f"meshdcm up: {len(children)} node(s) on 127.0.0.1 in mesh {mesh}: "
           + ", ".join(f"{c.kind} (pid {c.proc.pid})" for c in children))
-    print(f"PACS: {'the embedded one, with synthetic studies' if not args.pacs else args.pacs}; store {pacs_opts['storage']}")
+    studies = {"realistic": "the realistic stroke studies (docs/studies.md; the first start makes them, about 1.5 min)",
+               "realistic-small": "the realistic stroke studies, small"}.get(pacs_opts.get("embedded_size"),
+                                                                           "the synthetic studies")
+    print(f"PACS: {f'the embedded one, with {studies}' if not args.pacs else args.pacs}; store {pacs_opts['storage']}")
     if web_url:
         print(f"web UI: {web_url}  (login token: {web_env['MESHDCM_WEB_TOKEN']})")
     m = f" --mesh {shlex.quote(mesh)}"

@@ -2,8 +2,9 @@
 
 For demos and meshes without a site PACS. Received instances go through the same durable
 :class:`~meshdcm.pacs.storage.StorageSCP` writer; queries run over an in-memory index of the headers (rebuilt
-from the folder at start). On first start an empty folder is loaded with the synthetic studies
-(:mod:`meshdcm.synthetic`), so a demo has something to find.
+from the folder at start). On first start an empty folder is loaded with studies, so a demo has something to find:
+the small synthetic toys (:mod:`meshdcm.synthetic`), or the DICOM files of a folder the caller names (``meshdcm up``
+names the realistic studies of :mod:`meshdcm.studies`).
 
 Matching is :func:`meshdcm.cfind.matches` (PS3.4 C.2.2.2 subset), shared with the index node.
 """
@@ -13,7 +14,8 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pydicom import dcmread
@@ -36,16 +38,17 @@ class EmbeddedPacs:
     """A small PACS serving ``directory`` at ``host:port`` as AE ``ae_title``.
 
     ``destinations`` maps AE titles to ``(host, port)`` for C-MOVE. With ``load_synthetic`` an empty folder is
-    filled with the synthetic head CT and MR brain studies (``size`` small or full) on first start.
+    filled on first start: with the DICOM files under the folder ``studies()`` returns (called only then: making
+    the studies may take a while), else with the synthetic head CT and MR brain studies (``size`` small or full).
     """
 
     def __init__(self, directory: str | Path, ae_title: str = "MESHPACS", host: str = "127.0.0.1", port: int = 0,
                  destinations: dict[str, tuple[str, int]] | None = None, load_synthetic: bool = True,
-                 size: str = "small"):
+                 size: str = "small", studies: Callable[[], Path] | None = None):
         self.directory = Path(directory)
         self.ae_title, self.host, self.port = ae_title, host, port
         self.destinations = dict(destinations or {})
-        self.load_synthetic, self.size = load_synthetic, size
+        self.load_synthetic, self.size, self.studies = load_synthetic, size, studies
         self._writer = InstanceWriter(self.directory)
         self._index: dict[str, tuple[Path, Dataset]] = {}
         self._lock = threading.Lock()
@@ -55,7 +58,10 @@ class EmbeddedPacs:
     def start(self) -> tuple[str, int]:
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.load_synthetic and not any(self.directory.rglob("*.dcm")):
-            self._load_synthetic()
+            if self.studies is not None:
+                self._load_folder(Path(self.studies()))
+            else:
+                self._load_synthetic()
         self._reindex()
         ae = AE(ae_title=self.ae_title)
         ae.maximum_pdu_size = 4 << 20
@@ -95,6 +101,21 @@ class EmbeddedPacs:
             buf = io.BytesIO()
             ds.save_as(buf, enforce_file_format=True)
             write_durably(folder / f"{ds.SOPInstanceUID}.dcm", buf.getbuffer(), fsync=False)
+
+    def _load_folder(self, source: Path) -> None:
+        """Copy every DICOM file under ``source`` into the store's layout (study/series/instance)."""
+        from .storage import write_durably
+
+        started, count = time.monotonic(), 0
+        for path in sorted(source.rglob("*.dcm")):
+            data = path.read_bytes()
+            h = dcmread(io.BytesIO(data), stop_before_pixels=True,
+                        specific_tags=["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
+            folder = self.directory / str(h.StudyInstanceUID) / str(h.SeriesInstanceUID)
+            folder.mkdir(parents=True, exist_ok=True)
+            write_durably(folder / f"{h.SOPInstanceUID}.dcm", data, fsync=False)
+            count += 1
+        LOGGER.info("embedded PACS: loaded %d instances of %s in %.1f s", count, source, time.monotonic() - started)
 
     def _reindex(self) -> None:
         index = {}
