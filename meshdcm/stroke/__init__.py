@@ -15,7 +15,11 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
+    "ADC_FILTER": "adc", "ADCMap": "adc", "load_adc": "adc",
+    "analyse_dsc": "analysis", "output_uids": "analysis",
     "ADCError": "errors", "StrokeError": "errors",
+    "LESIONS": "phantom", "StrokePhantom": "phantom", "StrokePhantomSpec": "phantom", "make_stroke_phantom": "phantom",
+    "write_stroke_phantom": "phantom",
     "ALGORITHM_NAME": "rules", "ALGORITHM_VERSION": "rules", "DEFAULT_RULES": "rules", "StrokeRules": "rules",
     "StrokeMasks": "volumes", "StrokeResult": "volumes", "analyse_stroke": "volumes", "defuse3": "volumes",
     "remove_small_components": "volumes", "voxel_volume_ml": "volumes",
