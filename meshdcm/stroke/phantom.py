@@ -9,7 +9,7 @@ arterial voxels near the midline and venous voxels in a posterior sinus, as in t
 automatic AIF works the same way).
 
 Lesion.  Three concentric spheres in the left hemisphere (patient left, +x), clipped to the brain:
-- ``tmax6`` (outer shell): delay 6 s and dispersion (exponential kernel, 1 s): true Tmax about 7.5 s; CBF 90 %,
+- ``tmax6`` (outer shell): delay 5 s and dispersion (exponential kernel, 1 s): true Tmax about 7.3 s; CBF 90 %,
   CBV 110 % of the tissue's normal (oligaemia with autoregulation);
 - ``tmax10`` (middle shell): delay 11 s, same dispersion, true Tmax about 12.5 s; CBF 80 %, CBV 100 %;
 - ``core`` (centre): delay 11 s, dispersion 1 s, CBF 15 % and CBV 45 % of normal (< 30 %: core by rCBF).
@@ -36,9 +36,10 @@ LESIONS = {"none": None, "small": (14.0, 22.0, 30.0), "medium": (22.0, 30.0, 40.
 _SEEDS = {"none": 1900, "small": 1901, "medium": 1902, "large": 1903}  # distinct seeds: distinct study/series UIDs
 
 NORMAL = {"gm": (60.0, 4.0), "wm": (22.0, 2.2)}  # CBF ml/100 g/min, CBV ml/100 g
+ARTERIES_MM = ((-35.0, -10.0), (-20.0, 15.0), (0.0, -40.0), (-25.0, 45.0))  # (x, y) in the right hemisphere
 ADC_VALUES = {"gm": 800.0, "wm": 720.0, "csf": 3000.0, "core": 450.0}  # x10^-6 mm^2/s
 # region: (delay s, dispersion time constant s, CBF factor, CBV factor)
-LESION_TISSUE = {"tmax6": (6.0, 1.0, 0.90, 1.10), "tmax10": (11.0, 1.0, 0.80, 1.00), "core": (11.0, 1.0, 0.15, 0.45)}
+LESION_TISSUE = {"tmax6": (5.0, 1.0, 0.90, 1.10), "tmax10": (11.0, 1.0, 0.80, 1.00), "core": (11.0, 1.0, 0.15, 0.45)}
 
 
 @dataclass
@@ -152,11 +153,10 @@ def make_stroke_phantom(spec: StrokePhantomSpec | None = None) -> StrokePhantom:
     brain, wm, csf = anatomy["brain"], anatomy["wm"], anatomy["csf"]
     artery = np.zeros_like(brain)
     vein = np.zeros_like(brain)
-    for k in range(nz):  # a few voxels per slice: two right-sided MCA-like spots and one midline ACA-like spot
-        for (px, py) in ((-35.0, -10.0), (-20.0, 15.0), (0.0, -40.0)):
+    for k in range(nz):  # per slice: 2 x 2 voxels at right-sided MCA/PCA-like and midline ACA-like spots
+        for (px, py) in ARTERIES_MM:
             i, j = int(np.argmin(abs(x - px))), int(np.argmin(abs(y - py)))
-            if brain[k, j, i]:
-                artery[k, j, i] = True
+            artery[k, j:j + 2, i:i + 2] = brain[k, j:j + 2, i:i + 2]
         j_sinus = int(np.argmin(abs(y - 0.9 * spec.brain_axes_mm[1])))
         i_mid = int(np.argmin(abs(x)))
         if brain[k, j_sinus, i_mid]:
