@@ -66,6 +66,7 @@ class PerfusionResult:
     array_module: str
     seconds: float
     leakage_corrected: bool = False
+    stroke: dict | None = None  # core, Tmax > 6/10 s, mismatch, DEFUSE-3, SEG/SR/summary files (meshdcm.stroke)
     maps: PerfusionMaps | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
@@ -108,11 +109,12 @@ def analyse_loaded(series: DSCSeries, method: str = "osvd", aif=None, xp=None, l
 def analyse_series(source: str | Path | Sequence[Dataset] | DSCSeries, out_dir: str | Path, method: str = "osvd",
                    aif=None, xp=None, *, series_uid: str | None = None, leakage_correction: bool = False,
                    normalise: bool = False, nawm_mask=None, write_dicom: bool = True, write_nifti_files: bool = True,
-                   write_png_files: bool = True, **deconv_kw) -> PerfusionResult:
+                   write_png_files: bool = True, adc: str | Path | None = None, **deconv_kw) -> PerfusionResult:
     """Analyse a DSC series (folder, datasets or loaded series) and write the maps under ``out_dir``.
 
     ``aif``: None (automatic), an :class:`AIF`, a curve (T,) in dR2* units, a (Z, Y, X) boolean mask or
-    (z, y, x) voxel triples.  ``xp``: array module (None = CuPy if a GPU is present, else NumPy).
+    (z, y, x) voxel triples.  ``xp``: array module (None = CuPy if a GPU is present, else NumPy).  ``adc``: folder
+    of the session's ADC series for the stroke core (else the core is rCBF < 30 %; docs/stroke.md).
     Raises :class:`~meshdcm.perfusion.errors.PerfusionError` (or a subclass) with what to do next.
     """
     t0 = time.perf_counter()
@@ -149,6 +151,8 @@ def analyse_series(source: str | Path | Sequence[Dataset] | DSCSeries, out_dir: 
         aif_voxels=chosen.voxels.tolist(), baseline_frames=baseline, brain_voxels=int(m.sum()), summary=summary,
         outputs=outputs, png_encoder=encoder, array_module=xp_mod.__name__, seconds=round(time.perf_counter() - t0, 3),
         leakage_corrected=leakage_correction, maps=pm)
+    from ..stroke.hook import stroke_object  # the stroke analysis and its SEG/SR/summary (docs/stroke.md)
+    result.stroke = stroke_object(series, pm, baseline, out, method=method, adc=adc, write_dicom=write_dicom)
     with replacing(out / "perfusion.json") as tmp:
         tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     logger.info("perfusion %s of series %s: %d brain voxels, mean CBF %.1f ml/100g/min, %.2f s", method,
