@@ -89,6 +89,19 @@ def test_adc_core_from_a_series_on_another_grid(tmp_path):
     assert r.reference["adc_series_uid"] == str(pydicom.dcmread(next((tmp_path / "adc").iterdir())).SeriesInstanceUID)
 
 
+def test_adc_interpolated_with_the_background_is_no_core(tmp_path):
+    """Thick DSC slices at the top and bottom of the brain sample the ADC between brain and its zero background:
+    a 'low ADC' that is no core (it once gave 70 ml of false core here)."""
+    sp = make_stroke_phantom(StrokePhantomSpec(lesion="medium", shape=(10, 64, 64), slice_thickness=10.0, n_time=60))
+    like = Dataset()
+    like.update({"PatientID": "PHANTOM", "StudyInstanceUID": "1.2.826.0.1.3680043.2.1",
+                 "FrameOfReferenceUID": "1.2.826.0.1.3680043.2.2"})
+    write_adc_series(sp, tmp_path / "adc", like)
+    r = analyse(sp, adc=tmp_path / "adc")
+    assert abs(r.core_ml - sp.truth_ml["core_ml"]) <= tolerance(sp.truth_ml["core_ml"]), (r.core_ml, sp.truth_ml)
+    assert not r.masks.core[[0, 1, -2, -1]].any()
+
+
 def test_adc_units_are_told_by_their_values():
     brain = np.full(1000, 800.0)
     assert adc_units_factor(brain) == 1.0

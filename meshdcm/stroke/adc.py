@@ -3,7 +3,9 @@
 The ADC series is read with :func:`meshdcm.imaging.load_series` (classic or enhanced multi-frame) and resampled
 (trilinear) onto the DSC slices by the scanner coordinates of both: the two are acquired minutes apart in one
 session, which products assume too; a different Frame of Reference is reported as a warning, since then the
-patient coordinates of the two may not agree.  Units: vendors store ADC as x10^-6 mm^2/s (Siemens, GE, Philips
+patient coordinates of the two may not agree.  A DSC voxel whose interpolation touches an ADC voxel of 0 (the
+masked background, or outside the series) gets no ADC: mixed with 0, tissue would pass for core along every
+edge of the brain.  Units: vendors store ADC as x10^-6 mm^2/s (Siemens, GE, Philips
 in most versions), some as x10^-3 mm^2/s or mm^2/s; the median of the positive values tells which (normal brain
 is 700-900 x10^-6 mm^2/s, CSF 3000): below 0.01 mm^2/s, below 10 x10^-3 mm^2/s, from 100 up to 5000
 x10^-6 mm^2/s; anything else is refused with the value found.
@@ -68,9 +70,12 @@ def load_adc(adc_dir: str | Path, affine_lps: np.ndarray, shape: tuple[int, int,
     values = real[..., 0] if real.ndim == 4 else real  # (i, j, k)
     factor = adc_units_factor(values, vol.series_uid)
     nz, ny, nx = shape
-    on_grid = resample_volume(values * np.float32(factor), vol.affine_lps, (nx, ny, nz), np.asarray(affine_lps),
-                              order=1)
-    out = np.asarray(on_grid, dtype=np.float32).transpose(2, 1, 0)
+    grid = ((nx, ny, nz), np.asarray(affine_lps))
+    on_grid = resample_volume(values * np.float32(factor), vol.affine_lps, *grid, order=1)
+    measured = resample_volume((values > 0).astype(np.float32), vol.affine_lps, *grid, order=1)
+    # a DSC voxel whose interpolation reached a voxel without ADC (0: masked background, or outside the series)
+    # would take a low "ADC" from it: a false core along every edge; such voxels have no ADC
+    out = np.where(np.asarray(measured) >= 0.999, np.asarray(on_grid), 0.0).astype(np.float32).transpose(2, 1, 0)
     warnings = []
     their_for = str(vol.reference.get("FrameOfReferenceUID", "") or "")
     if frame_of_reference_uid and their_for and their_for != frame_of_reference_uid:
