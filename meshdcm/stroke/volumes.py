@@ -2,8 +2,8 @@
 the DEFUSE-3 imaging criteria.  The rules, in the order applied (docs/stroke.md gives the references):
 
 1. **Normal tissue** (reference of rCBF and rCBV): brain voxels with Tmax < 4 s and a CBV of at least 20 % of the
-   reference CBV; the reference CBF and CBV are their medians (the CBV reference is found by taking the median of
-   all Tmax < 4 s voxels, dropping those below 20 % of it, twice).
+   reference CBV; the reference CBF and CBV are their medians (robust to vessels and noise; the CBV reference is
+   found by taking the median of all Tmax < 4 s voxels, dropping those below 20 % of it, twice).
 2. **CSF / ventricles (and background)**: CBV < 20 % of the reference CBV (no blood) *and*, when the baseline
    (pre-bolus) signal is given, a baseline signal >= 1.2 x the normal tissue's (CSF is bright on T2*-weighted EPI;
    an acute core is not, yet its CBV can be as low); a baseline signal < 0.5 x the normal tissue's whatever the CBV
