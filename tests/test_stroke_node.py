@@ -53,6 +53,7 @@ def test_stroke_seg_sr_summary_are_announced_and_archived(mesh, tmp_path):
             assert m.meta["derived_from"] == dsc.SeriesInstanceUID and m.dataset.StudyInstanceUID == dsc.StudyInstanceUID
             assert m.meta["volumes"]["core_method"] == "adc" and m.uris[0].startswith("meshdcm://")
             assert "ContentSequence" not in m.dataset and "PerFrameFunctionalGroupsSequence" not in m.dataset
+            assert "SOPInstanceUID" not in m.dataset  # a series announcement: the index files no empty "report"
         volumes = stroke["sr"].meta["volumes"]
         assert abs(volumes["core_ml"] - sp.truth_ml["core_ml"]) <= max(5, 0.1 * sp.truth_ml["core_ml"])
         fetched = client.fetch(stroke["sr"].uris[0], tmp_path / "sr")

@@ -47,13 +47,15 @@ class Announcement:
     meta: dict
 
     def header(self):
-        """The object's top-level attributes without sequences and pixel data: what the message body carries (an
-        SR's content tree or a SEG's per-frame groups are fetched with the file, not sent to every node)."""
+        """What the message body carries: the object's top-level attributes without sequences, pixel data and SOP
+        Instance UID.  An SR's content tree or a SEG's per-frame groups are fetched with the file, not sent to
+        every node; and the announcement is of a series: without an instance UID the index does not file the
+        measurement SR as a prior *report* of the radiologist (with no text, since its content is not here)."""
         from pydicom import dcmread
 
         ds = dcmread(self.file, stop_before_pixels=True)
         for elem in list(ds):
-            if elem.VR == "SQ":
+            if elem.VR == "SQ" or elem.keyword == "SOPInstanceUID":
                 del ds[elem.tag]
         return ds
 
