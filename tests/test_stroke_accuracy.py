@@ -102,6 +102,15 @@ def test_adc_interpolated_with_the_background_is_no_core(tmp_path):
     assert not r.masks.core[[0, 1, -2, -1]].any()
 
 
+def test_an_unusable_adc_falls_back_to_the_rcbf_core(tmp_path):
+    sp = make_stroke_phantom(StrokePhantomSpec(lesion="small"))
+    (tmp_path / "adc").mkdir()
+    (tmp_path / "adc" / "not-dicom.txt").write_text("no images here")
+    r = analyse(sp, adc=tmp_path / "adc")
+    assert r.core_method == "rcbf" and abs(r.core_ml - sp.truth_ml["core_ml"]) <= tolerance(sp.truth_ml["core_ml"])
+    assert r.warnings and "ADC series was not used" in r.warnings[0]
+
+
 def test_adc_units_are_told_by_their_values():
     brain = np.full(1000, 800.0)
     assert adc_units_factor(brain) == 1.0

@@ -46,19 +46,27 @@ def analyse_dsc(series, maps, baseline_frames: tuple[int, int], out_dir: str | P
     """The stroke analysis of a loaded :class:`~meshdcm.perfusion.DSCSeries` and its
     :class:`~meshdcm.perfusion.PerfusionMaps`; with ``write_dicom`` its SEG, SR and summary under ``out_dir``.
 
-    ``adc``: a folder with the ADC series of the same session (core by ADC), or None (core by rCBF).
+    ``adc``: a folder with the ADC series of the same session (core by ADC), or None (core by rCBF); an ADC series
+    that cannot be used falls back to the rCBF core, with a warning saying why.
     """
     t0 = time.perf_counter()
     b0, b1 = baseline_frames
     baseline = np.asarray(series.signal[b0:b1]).mean(axis=0)
-    adc_map = None
+    adc_map, adc_problem = None, None
     if adc is not None:
         from .adc import load_adc
+        from .errors import ADCError
 
-        adc_map = load_adc(adc, series.affine_lps, maps.mask.shape, series.frame_of_reference_uid)
+        try:
+            adc_map = load_adc(adc, series.affine_lps, maps.mask.shape, series.frame_of_reference_uid)
+        except ADCError as exc:  # the perfusion core still stands: say why the ADC one does not
+            adc_problem = f"the ADC series was not used ({exc}); the core is by rCBF"
+            log.warning("series %s: %s", series.series_uid, adc_problem)
     result = analyse_stroke(maps.maps["CBF"], maps.maps["CBV"], maps.maps["Tmax"], maps.mask,
                             voxel_volume_ml(series.affine_lps), baseline=baseline,
                             adc=None if adc_map is None else adc_map.values, affine_lps=series.affine_lps, rules=rules)
+    if adc_problem is not None:
+        result.warnings.append(adc_problem)
     if adc_map is not None:
         result.warnings.extend(adc_map.warnings)
         result.reference["adc_series_uid"] = adc_map.series_uid
