@@ -52,6 +52,8 @@ class PerfusionOptions:
 
 def create(config: NodeConfig) -> Node:
     opts = node_options("perfusion", PerfusionOptions, config.options)
+    if config.log_level != "DEBUG":  # highdicom logs every module it copies into the stroke SEG/SR at INFO
+        logging.getLogger("highdicom").setLevel(logging.WARNING)
     keep_for = days_option({"keep_days": opts.keep_days})
     method = opts.method
     work = Path(opts.work or data_dir(config.name))
@@ -95,6 +97,9 @@ def create(config: NodeConfig) -> Node:
         finally:
             shutil.rmtree(inbox, ignore_errors=True)
             shutil.rmtree(inbox.with_name(f"{series_uid}-adc"), ignore_errors=True)
+        for item in announcements(result.stroke, series_uid):  # the stroke SEG, SR and summary image: first, as
+            node.publish(topics.STORED_SERIES, item.header(), reply_to=msg,  # what a stroke team waits for
+                         uris=[node.uri_for(item.folder), item.folder.resolve().as_uri()], meta=item.meta)
         for name, output in result.outputs.items():
             if not output.dicom_files:
                 continue
@@ -108,9 +113,6 @@ def create(config: NodeConfig) -> Node:
                     "nifti": node.uri_for(output.nifti) if output.nifti else None,
                     "png": node.uri_for(output.png) if output.png else None, "instances": len(output.dicom_files)}
             node.publish(topics.STORED_SERIES, header, reply_to=msg, uris=uris, meta=meta)
-        for item in announcements(result.stroke, series_uid):  # the stroke SEG, SR and summary image
-            node.publish(topics.STORED_SERIES, item.header(), reply_to=msg,
-                         uris=[node.uri_for(item.folder), item.folder.resolve().as_uri()], meta=item.meta)
         log.info("series %s: %d maps by %s in %.2f s (%s)", series_uid, len(result.outputs), result.method,
                  result.seconds, result.array_module)
 
