@@ -7,8 +7,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "meshdcm"
-FEATURES = ("meshdcm.pacs", "meshdcm.imaging", "meshdcm.perfusion", "meshdcm.index", "meshdcm.viewer", "meshdcm.web",
-            "nodes")
+FEATURES = ("meshdcm.pacs", "meshdcm.imaging", "meshdcm.perfusion", "meshdcm.stroke", "meshdcm.index", "meshdcm.viewer",
+            "meshdcm.web", "nodes")
 
 
 def import_graph() -> dict[str, set[str]]:
