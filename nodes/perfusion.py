@@ -8,6 +8,11 @@ values (perfusion.json's ``summary``: parenchyma means/medians and per-tissue me
 ``derived_from`` (the source series) and ``aif`` (the arterial input function: how it was chosen, its voxels as
 (z, y, x) indices and as LPS points in mm, its dR2* curve and the times).
 
+Stroke (docs/stroke.md): every analysis also gives core, Tmax > 6 s / > 10 s and mismatch volumes; their DICOM
+SEG, SR (TID 1500) and summary image are published as derived ``stored.series`` too (meta ``stroke``: seg, sr or
+summary; ``volumes``). ADC series (:data:`meshdcm.stroke.ADC_FILTER`) announced before a study's DSC series are
+remembered, and their core (ADC < 620 x10^-6 mm^2/s) replaces the rCBF one.
+
 It never reprocesses its own outputs: they are DERIVED (the filter excludes them) and carry ``derived_from``.
 Output UIDs derive from the source series, the map and the software version, so a message delivered twice
 does not make a second series. Start several with the same ``--group`` to share the work.
@@ -32,6 +37,8 @@ from meshdcm import (
 )
 from meshdcm.perfusion import DSC_FILTER, PerfusionError, analyse_series
 from meshdcm.retention import OUTPUT_DAYS
+from meshdcm.stroke.adc import ADC_FILTER
+from meshdcm.stroke.hook import SessionADCs, announcements
 
 log = logging.getLogger("meshdcm.perfusion.node")
 
@@ -51,6 +58,8 @@ class PerfusionOptions:
 
 def create(config: NodeConfig) -> Node:
     opts = node_options("perfusion", PerfusionOptions, config.options)
+    if config.log_level != "DEBUG":  # highdicom logs every module it copies into the stroke SEG/SR at INFO
+        logging.getLogger("highdicom").setLevel(logging.WARNING)
     keep_for = days_option({"keep_days": opts.keep_days})
     method = opts.method
     work = Path(opts.work or data_dir(config.name))
@@ -60,6 +69,14 @@ def create(config: NodeConfig) -> Node:
     node = Node(config=config, capabilities=("gpu",) if gpu else (), extra={"method": method})
     node.serve("out", work / "out")
     node.task(FolderRetention(work / "out", max_age=keep_for).sweeper())  # outputs others fetched by now
+    adcs = SessionADCs(work / "adc")  # stroke: each study's ADC series, for the core
+    node.task(FolderRetention(work / "adc", max_age=keep_for).sweeper())
+
+    @node.on(topics.STORED_SERIES, where=ADC_FILTER)
+    def remember_adc(msg: Message) -> None:
+        if msg.uris and msg.get("StudyInstanceUID") and msg.get("SeriesInstanceUID"):
+            adcs.remember(path_part(msg.get("StudyInstanceUID"), "StudyInstanceUID"),
+                          path_part(msg.get("SeriesInstanceUID"), "SeriesInstanceUID"), msg.uris)
 
     @node.on(topics.STORED_SERIES, where=opts.where)
     def analyse(msg: Message) -> None:
@@ -74,17 +91,22 @@ def create(config: NodeConfig) -> Node:
         except TransferError as exc:
             raise HandlerError(f"series {series_uid} could not be fetched: {exc}", retry=True,  # a busy or restarting peer
                                action="check that the node holding it is running; publish stored.series again") from exc
+        adc = _fetch_adc(node, adcs, msg, inbox.with_name(f"{series_uid}-adc"))
         try:
             result = analyse_series(source, work / "out" / str(series_uid),
                                     method=method, series_uid=series_uid,
                                     leakage_correction=opts.leakage_correction,
-                                    vof_correction=opts.vof_correction, normalise=opts.normalise)
+                                    vof_correction=opts.vof_correction, normalise=opts.normalise, adc=adc)
         except PerfusionError as exc:
             raise HandlerError(f"perfusion analysis of series {series_uid} failed: {exc}",
                                action=getattr(exc, "action", None) or "check that it is a DSC series (>= 30 time "
                                "points, T2*-weighted EPI); meshdcm filter-check shows what the filter matches") from exc
         finally:
             shutil.rmtree(inbox, ignore_errors=True)
+            shutil.rmtree(inbox.with_name(f"{series_uid}-adc"), ignore_errors=True)
+        for item in announcements(result.stroke, series_uid):  # the stroke SEG, SR and summary image: first, as
+            node.publish(topics.STORED_SERIES, item.header(), reply_to=msg,  # what a stroke team waits for
+                         uris=[node.uri_for(item.folder), item.folder.resolve().as_uri()], meta=item.meta)
         for name, output in result.outputs.items():
             if not output.dicom_files:
                 continue
@@ -105,6 +127,20 @@ def create(config: NodeConfig) -> Node:
                  result.seconds, result.array_module)
 
     return node
+
+
+def _fetch_adc(node: Node, adcs: SessionADCs, msg: Message, dest: Path) -> Path | None:
+    """The study's ADC series as a local folder, or None (none announced, or it cannot be fetched: rCBF core)."""
+    study = msg.get("StudyInstanceUID")
+    known = adcs.find(path_part(study, "StudyInstanceUID")) if study else None
+    if known is None:
+        return None
+    try:
+        return node.fetch_folder(known[1], dest)
+    except TransferError as exc:
+        log.warning("ADC series %s of study %s could not be fetched (%s); the stroke core is by rCBF", known[0],
+                    study, exc)
+        return None
 
 
 def _gpu_present() -> bool:

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "meshdcm"
-FEATURES = ("meshdcm.pacs", "meshdcm.imaging", "meshdcm.perfusion", "meshdcm.studies", "meshdcm.index", "meshdcm.viewer",
+FEATURES = ("meshdcm.pacs", "meshdcm.imaging", "meshdcm.perfusion", "meshdcm.studies", "meshdcm.stroke", "meshdcm.index", "meshdcm.viewer",
             "meshdcm.web", "nodes")
 
 

@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write rCBV/rCBF/rMTT relative to normal-appearing white matter (default: yes)")
     p.add_argument("--no-vof", dest="vof", action="store_false",
                    help="do not scale the AIF by the venous output function (partial-volume correction)")
+    p.add_argument("--adc", help="folder of the session's ADC series: stroke core by ADC instead of rCBF")
     p.add_argument("--xp", choices=("auto", "numpy", "cupy"), default="auto", help="array module (default: auto)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = analyse_series(args.series_dir, args.out_dir, method=args.method, xp=args.xp,
                                 series_uid=args.series_uid, leakage_correction=args.leakage, normalise=args.normalise,
-                                vof_correction=args.vof)
+                                vof_correction=args.vof, adc=args.adc)
     except (PerfusionError, ValueError, RuntimeError) as exc:
         print(f"meshdcm perfusion: error: {exc}", file=sys.stderr)
         return 2
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  note: {note}")
         for name, mo in result.outputs.items():
             print(f"  {name}: series {mo.series_uid}  {mo.nifti}  {mo.png}")
+        st = result.stroke or {}
+        print(f"  stroke: {st['error']}" if "error" in st else f"  stroke: core {st['core_ml']} ml ({st['core_method']}), "
+              f"Tmax>6 {st['tmax6_ml']} ml, Tmax>10 {st['tmax10_ml']} ml, mismatch {st['mismatch_ml']} ml")
     return 0
 
 

@@ -86,6 +86,7 @@ class PerfusionResult:
     aif_curve: list[float] = field(default_factory=list)  # the AIF (dR2*, 1/s) at ``times``
     aif_points_lps: list[list[float]] = field(default_factory=list)  # the AIF voxels' centres (LPS, mm)
     times: list[float] = field(default_factory=list)  # s from the first time point
+    stroke: dict | None = None  # core, Tmax > 6/10 s, mismatch, DEFUSE-3, SEG/SR/summary files (meshdcm.stroke)
     maps: PerfusionMaps | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
@@ -189,12 +190,14 @@ def summarise(pm: PerfusionMaps) -> dict:
 def analyse_series(source: str | Path | Sequence[Dataset] | DSCSeries, out_dir: str | Path, method: str = "osvd",
                    aif=None, xp=None, *, series_uid: str | None = None, leakage_correction: bool = False,
                    normalise: bool = True, nawm_mask=None, vof_correction: bool = True, write_dicom: bool = True,
-                   write_nifti_files: bool = True, write_png_files: bool = True, **deconv_kw) -> PerfusionResult:
+                   write_nifti_files: bool = True, write_png_files: bool = True, adc: str | Path | None = None,
+                   **deconv_kw) -> PerfusionResult:
     """Analyse a DSC series (folder, datasets or loaded series) and write the maps under ``out_dir``.
 
     ``aif``: None (automatic), an :class:`AIF`, a curve (T,) in dR2* units, a (Z, Y, X) boolean mask or
     (z, y, x) voxel triples.  ``xp``: array module (None = CuPy if a GPU is present, else NumPy).
-    ``vof_correction`` and ``normalise``: see :func:`analyse_loaded`.
+    ``vof_correction`` and ``normalise``: see :func:`analyse_loaded`. ``adc``: folder of the session's ADC series
+    for the stroke core (else the core is rCBF < 30 %; docs/stroke.md).
     Raises :class:`~meshdcm.perfusion.errors.PerfusionError` (or a subclass) with what to do next.
     """
     t0 = time.perf_counter()
@@ -233,6 +236,8 @@ def analyse_series(source: str | Path | Sequence[Dataset] | DSCSeries, out_dir: 
         partial_volume_correction=correction.to_dict() if correction is not None else None, notes=list(pm.notes),
         aif_curve=[round(float(v), 5) for v in chosen.curve],
         aif_points_lps=_points_lps(series, chosen), times=[round(float(t), 3) for t in series.times], maps=pm)
+    from ..stroke.hook import stroke_object  # the stroke analysis and its SEG/SR/summary (docs/stroke.md)
+    result.stroke = stroke_object(series, pm, baseline, out, method=method, adc=adc, write_dicom=write_dicom)
     with replacing(out / "perfusion.json") as tmp:
         tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     logger.info("perfusion %s of series %s: %d brain voxels, AIF x%.2f, %s mean CBF %.1f ml/100g/min, %.2f s", method,
