@@ -59,3 +59,16 @@ def keep_artifacts(folder: Path, name: str) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(folder, target)
     return target
+
+
+#: A radiologist of the users file who may sign: user name, password, full name (DICOM PN), organisation.
+SIGNER = ("jane", "jane's pass phrase", "Doe^Jane", "St. Elsewhere Radiology")
+
+
+def users_file(path: Path, *extra: str) -> Path:
+    """A users file with :data:`SIGNER` (and ``extra`` lines); returns its path."""
+    from meshdcm.web.auth import hash_password
+
+    user, password, full_name, organisation = SIGNER
+    path.write_text(f"{user}:{hash_password(password)}:{full_name}:{organisation}\n" + "".join(f"{x}\n" for x in extra))
+    return path

@@ -95,11 +95,14 @@ def create_app(node: Node, config: WebConfig) -> Starlette:
         Route("/api/dead/{action}", dead_action, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
-    # outermost first: headers on every answer, then the session, then the login check before any route
-    middleware = [Middleware(SecurityHeaders), Middleware(SessionMiddleware, secret_key=config.secret_key or secrets.token_urlsafe(32),
+    # outermost first: headers on every answer, then the session, then the login check before any route (the cookie
+    # holds the session id; the session itself is web.sessions, ended at logout)
+    middleware = [Middleware(SecurityHeaders),
+                  Middleware(SessionMiddleware, secret_key=config.secret_key or secrets.token_urlsafe(32),
                              session_cookie="meshdcm_session", same_site="strict", https_only=config.https,
-                             max_age=12 * 3600), Middleware(auth.RequireLogin)]
+                             max_age=int(web.sessions.max_age)), Middleware(auth.RequireLogin)]
     app = Starlette(routes=routes, middleware=middleware)
     app.state.web = web
+    app.state.sessions = web.sessions
     return app
 

@@ -18,6 +18,7 @@ from meshdcm.transfer import TransferError
 from . import auth
 from .images import ImageError, SeriesImages
 from .report import UID_RE, Drafts, ReportError
+from .sessions import LoginThrottle, Sessions
 from .view import MeshView
 
 STATIC = resources.files("meshdcm.web") / "static"
@@ -37,7 +38,8 @@ class WebConfig:
 
 
 class Web:
-    """The parts the routes share: the node, its view of the mesh, the images, drafts and reports."""
+    """The parts the routes share: the node, its view of the mesh, the images, drafts and reports, who is logged
+    in and the failed logins."""
 
     def __init__(self, node: Node, config: WebConfig):
         from .hub import Hub
@@ -48,6 +50,8 @@ class Web:
         self.hub = Hub()
         self.cache = FolderRetention(config.data / "cache", max_bytes=config.cache_max_bytes,
                                      max_age=config.cache_max_age)
+        self.sessions = Sessions()
+        self.throttle = LoginThrottle()
         self.images = SeriesImages(self._locate, used=self.cache.used)
         self.view = MeshView(node, self.hub, on_series=lambda uid, uris, unit: self.images.prefetch(uid))
         self.drafts = Drafts(config.data / "drafts")

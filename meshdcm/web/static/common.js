@@ -15,13 +15,17 @@ async function api(path, options = {}) {
   const opts = {...options, headers: {"X-CSRF-Token": csrf, ...(options.headers || {})}};
   if (opts.json !== undefined) { opts.body = JSON.stringify(opts.json); opts.headers["Content-Type"] = "application/json"; delete opts.json; }
   const r = await fetch(path, opts);
-  if (r.status === 401) { location.href = "/login"; throw new Error("not logged in"); }
+  if (r.status === 401) { location.href = "/login" + location.hash; throw new Error("not logged in"); }
   const data = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(data.error || r.statusText);
   return data;
 }
 const later = (fn, ms = 200) => { let t = null; return () => { if (!t) t = setTimeout(() => { t = null; fn(); }, ms); }; };
 const personName = (v) => (v || "").split("=")[0].replace(/\^+/g, " ").trim();
+const fullName = (pn) => {  // Doe^Jane^^Dr -> "Dr Jane Doe"
+  const [family = "", given = "", middle = "", prefix = "", suffix = ""] = (pn || "").split("=")[0].split("^");
+  return [prefix, given, middle, family, suffix].filter(Boolean).join(" ");
+};
 
 // --- routing ----------------------------------------------------------------------------------------------
 const state = {search: null, rows: [], sort: "StudyDate", descending: true, study: null, studyData: null, series: null,
