@@ -27,7 +27,7 @@ from .routes.events import events
 from .routes.images import series_info, series_slice, thumbnail
 from .routes.login import home, login, login_page, logout, me
 from .routes.monitor import dead_action, dead_letters, mesh
-from .routes.reports import draft, protocol, sign
+from .routes.reports import amend, draft, protocol, sign
 from .routes.studies import (
     measurements,
     open_in_viewer,
@@ -85,6 +85,7 @@ def create_app(node: Node, config: WebConfig) -> Starlette:
         Route("/api/studies/{uid}/measurements", measurements),
         Route("/api/studies/{uid}/draft", draft, methods=["GET", "PUT"]),
         Route("/api/studies/{uid}/sign", sign, methods=["POST"]),
+        Route("/api/studies/{uid}/amend", amend, methods=["POST"]),
         Route("/api/studies/{uid}/protocol", protocol),
         Route("/api/viewer/open", open_in_viewer, methods=["POST"]),
         Route("/api/series/{uid}/info", series_info),

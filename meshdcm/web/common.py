@@ -19,6 +19,7 @@ from . import auth
 from .images import ImageError, SeriesImages
 from .report import UID_RE, Drafts, ReportError
 from .sessions import LoginThrottle, Sessions
+from .signing import Signatures
 from .view import MeshView
 
 STATIC = resources.files("meshdcm.web") / "static"
@@ -57,6 +58,7 @@ class Web:
         self.drafts = Drafts(config.data / "drafts")
         self.reports_dir = config.data / "reports"
         self.reports_dir.mkdir(parents=True, exist_ok=True)
+        self.signatures = Signatures(self.reports_dir)
         node.serve("reports", self.reports_dir)
 
         @node.task
@@ -129,7 +131,9 @@ def _with_errors(func):
 
 
 def _known_error(exc: ReportError | ImageError) -> JSONResponse:
-    return _bad(str(exc), 404 if isinstance(exc, ImageError) else 400)
+    status = getattr(exc, "status", 404 if isinstance(exc, ImageError) else 400)
+    report = getattr(exc, "report", None)
+    return JSONResponse({"error": str(exc), **({"report": report} if report else {})}, status_code=status)
 
 
 async def _json(request: Request) -> dict:

@@ -17,7 +17,7 @@ async function api(path, options = {}) {
   const r = await fetch(path, opts);
   if (r.status === 401) { location.href = "/login" + location.hash; throw new Error("not logged in"); }
   const data = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error(data.error || r.statusText);
+  if (!r.ok) throw Object.assign(new Error(data.error || `${r.status} ${r.statusText}`), {status: r.status, data});
   return data;
 }
 const later = (fn, ms = 200) => { let t = null; return () => { if (!t) t = setTimeout(() => { t = null; fn(); }, ms); }; };
@@ -25,6 +25,14 @@ const personName = (v) => (v || "").split("=")[0].replace(/\^+/g, " ").trim();
 const fullName = (pn) => {  // Doe^Jane^^Dr -> "Dr Jane Doe"
   const [family = "", given = "", middle = "", prefix = "", suffix = ""] = (pn || "").split("=")[0].split("^");
   return [prefix, given, middle, family, suffix].filter(Boolean).join(" ");
+};
+// DICOM dates as 2024-01-03; ISO times (signatures, drafts) in local time, to the minute
+const dicomDate = (v) => /^\d{8}$/.test(v || "") ? `${v.slice(0, 4)}-${v.slice(4, 6)}-${v.slice(6)}` : (v || "");
+const localTime = (iso) => {
+  const t = new Date(iso || "");
+  if (isNaN(t)) return iso || "";
+  const two = (n) => String(n).padStart(2, "0");
+  return `${t.getFullYear()}-${two(t.getMonth() + 1)}-${two(t.getDate())} ${two(t.getHours())}:${two(t.getMinutes())}`;
 };
 
 // --- routing ----------------------------------------------------------------------------------------------
