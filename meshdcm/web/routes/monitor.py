@@ -1,4 +1,5 @@
-"""The mesh monitor: the nodes, rates and recent errors, and the dead letters of the nodes (list, retry, drop)."""
+"""The mesh monitor: the nodes (this one too), rates and recent errors, and the dead letters of the nodes (list,
+retry, drop)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,16 @@ ANSWER_WAIT = 5.0  # seconds a route waits for a node's answer (dead letters)
 @_with_errors
 def mesh(request: Request):
     web = _web(request)
+    me = web.node.manifest()
+    peers = [{"name": me.name, "kind": me.kind, "role": me.role, "host": me.host, "group": me.group,
+              "state": "alive", "silent": 0.0, "age": round(time.time() - me.started, 3),
+              "handlers": [h.to_dict() for h in me.handlers], "self": True}, *web.node.peers]
     nodes = []
-    for p in sorted(web.node.peers, key=lambda p: (p["kind"], p["name"])):
+    for p in sorted(peers, key=lambda p: (p["kind"], p["name"])):
         if p["role"] == "tool":
             continue
         nodes.append({"name": p["name"], "kind": p["kind"], "host": p["host"], "group": p["group"],
-                      "state": p["state"], "lag": p["silent"], "age": p["age"],
+                      "state": p["state"], "lag": p["silent"], "age": p["age"], "self": p.get("self", False),
                       "topics": [{"topic": h["topic"] or "*", "where": h["where"], "shared": h["shared"]}
                                  for h in p["handlers"]]})
     with web.view.lock:

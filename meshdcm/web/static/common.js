@@ -22,12 +22,14 @@ async function api(path, options = {}) {
 }
 const later = (fn, ms = 200) => { let t = null; return () => { if (!t) t = setTimeout(() => { t = null; fn(); }, ms); }; };
 const personName = (v) => (v || "").split("=")[0].replace(/\^+/g, " ").trim();
+// what a reader reads: DICOM dates 2024-01-03, times 14:05, modalities "MR, SR", ISO times in local time
+const dicomDate = (v) => /^\d{8}$/.test(v || "") ? `${v.slice(0, 4)}-${v.slice(4, 6)}-${v.slice(6)}` : (v || "");
+const dicomTime = (v) => /^\d{4}/.test(v || "") ? `${v.slice(0, 2)}:${v.slice(2, 4)}` : "";
+const modalities = (v) => (v || "").split("\\").filter(Boolean).join(", ");
 const fullName = (pn) => {  // Doe^Jane^^Dr -> "Dr Jane Doe"
   const [family = "", given = "", middle = "", prefix = "", suffix = ""] = (pn || "").split("=")[0].split("^");
   return [prefix, given, middle, family, suffix].filter(Boolean).join(" ");
 };
-// DICOM dates as 2024-01-03; ISO times (signatures, drafts) in local time, to the minute
-const dicomDate = (v) => /^\d{8}$/.test(v || "") ? `${v.slice(0, 4)}-${v.slice(4, 6)}-${v.slice(6)}` : (v || "");
 const localTime = (iso) => {
   const t = new Date(iso || "");
   if (isNaN(t)) return iso || "";
@@ -43,6 +45,7 @@ function route() {
   for (const p of ["search", "study", "monitor"]) $("#page-" + p).classList.toggle("hidden", (page || "search") !== p);
   $("#nav-search").classList.toggle("active", !page || page === "search" || page === "study");
   $("#nav-monitor").classList.toggle("active", page === "monitor");
+  if ((page || "search") === "search") showSearch();
   if (page === "study" && arg) showStudy(arg);
   if (page === "monitor") refreshMonitor();
 }
