@@ -25,6 +25,7 @@ from .view import MeshView
 STATIC = resources.files("meshdcm.web") / "static"
 CACHE_MAX_BYTES = 20 * 2**30  # [nodes.web] cache_max_gb
 CACHE_MAX_AGE = 7 * 86400.0  # [nodes.web] cache_max_days
+MAX_BODY = 2 * 2**20  # bytes of a request body (a report's five sections of 64,000 characters fit)
 
 
 @dataclass
@@ -48,11 +49,11 @@ class Web:
         self.node = node
         self.config = config
         self.login = auth.Login(config.token, config.users_file)
+        self.sessions = Sessions()
+        self.throttle = LoginThrottle()
         self.hub = Hub()
         self.cache = FolderRetention(config.data / "cache", max_bytes=config.cache_max_bytes,
                                      max_age=config.cache_max_age)
-        self.sessions = Sessions()
-        self.throttle = LoginThrottle()
         self.images = SeriesImages(self._locate, used=self.cache.used)
         self.view = MeshView(node, self.hub, on_series=lambda uid, uris, unit: self.images.prefetch(uid))
         self.drafts = Drafts(config.data / "drafts")
@@ -134,6 +135,19 @@ def _known_error(exc: ReportError | ImageError) -> JSONResponse:
     status = getattr(exc, "status", 404 if isinstance(exc, ImageError) else 400)
     report = getattr(exc, "report", None)
     return JSONResponse({"error": str(exc), **({"report": report} if report else {})}, status_code=status)
+
+
+def _text(data: dict, key: str, limit: int, what: str) -> str:
+    """A text field of a request, at most ``limit`` characters (else a 400 that names the field and its limit)."""
+    value = data.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ReportError(f"{what} must be text")
+    value = str(value).strip()
+    if len(value) > limit:
+        raise ReportError(f"{what} is {len(value):,} characters long; at most {limit} are allowed")
+    return value
 
 
 async def _json(request: Request) -> dict:
