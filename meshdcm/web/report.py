@@ -57,11 +57,16 @@ def sections_from(data: dict) -> dict[str, str]:
     return out
 
 
+#: Modalities that are documents about the images, not images acquired: never in the protocol section.
+DOCUMENT_MODALITIES = frozenset({"SR", "KO", "PR", "DOC"})
+
+
 def protocol_text(series: list[dict]) -> str:
-    """One line per original series, in series-number order: what was acquired."""
+    """One line per original series, in series-number order: what was acquired (reports and other documents
+    about the images are not)."""
     lines = []
     for s in series:
-        if s.get("derived"):
+        if s.get("derived") or s.get("modality") in DOCUMENT_MODALITIES:
             continue
         count = s.get("arrived") or s.get("expected") or 0
         lines.append(f"{s.get('modality') or '?'} #{s.get('number') or '?'} {s.get('description') or ''}"
