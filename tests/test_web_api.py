@@ -145,7 +145,8 @@ def test_the_radiologists_story_through_the_api(web_mesh, tmp_path):
 
     # sign: SR -> store.series -> the pacs node uploads it -> uploaded.series; then it is in the PACS
     rep = client.post(f"/api/studies/{uid}/sign", json=sections, headers=csrf).json()
-    assert rep["state"] == "sent"
+    assert rep["state"] == "sent" and rep["signed_by"] == "Doe^Jane"
+    assert client.post(f"/api/studies/{uid}/sign", json=sections, headers=csrf).status_code == 409  # signed once
     rep = wait_until(lambda: [r for r in client.get(f"/api/studies/{uid}").json()["reports"]
                               if r["state"] != "sent"], 30, what="the upload of the report")[0]
     assert rep["state"] == "stored" and "embedded" in rep["detail"]
