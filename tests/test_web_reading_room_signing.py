@@ -214,7 +214,8 @@ def test_a_report_is_signed_once_and_corrected_by_an_amendment(start_web, backen
     stale = context.new_page()
     stale.route("**/api/events", lambda route: route.abort())
     stale.goto(url + "#/study/" + CT_STUDY)
-    expect(stale.locator("#report-impression")).to_have_value("No intracranial haemorrhage.")
+    expect(stale.locator("#study-state")).to_contain_text("complete")  # its one look at the study, done before
+    expect(stale.locator("#report-impression")).to_have_value("No intracranial haemorrhage.")  # the signature
     expect(stale.locator("#sign")).to_be_enabled()
     shot(page, "draft-before-signing")
 
