@@ -8,7 +8,7 @@ maps in colour with values under the cursor), mesh monitor, and the report edito
 
 Options (``[nodes.web]``): ``host`` (127.0.0.1), ``port`` (8080; 0: any free port), ``token`` (the login token;
 default ``$MESHDCM_WEB_TOKEN``, else a random one printed at start), ``users_file`` (a users file with scrypt
-hashes; python -m meshdcm.web.auth NAME makes a line), ``secret_key`` (signs session cookies; default random per
+hashes, full names and organisations: who may sign; python -m meshdcm.web.auth NAME makes a line), ``secret_key`` (signs session cookies; default random per
 start), ``tls_certfile``/``tls_keyfile`` (serve HTTPS; cookies are then Secure), ``data`` (drafts, reports,
 image cache; default the node's data folder), ``cache_max_gb`` (20) and ``cache_max_days`` (7): series fetched
 from other machines into ``<data>/cache`` are removed least recently used first beyond either (the series on screen

@@ -16,7 +16,7 @@ import pytest
 from conftest import wait_until
 from meshdcm import synthetic
 from meshdcm.config import NodeConfig
-from web_fixtures import find_sr_text, login_csrf
+from web_fixtures import SIGNER, find_sr_text, login_csrf, users_file
 
 TOKEN = "api-test-token"  # noqa: S105 - a test's own login token
 
@@ -35,7 +35,8 @@ def web_mesh(mesh, tmp_path):
               where=f'StudyInstanceUID != "{ct_uid}"', max_attempts=1, fail_when="StudyInstanceUID exists",
               fail_while=str(tmp_path / "broken"))  # (the CT study is opened later: it must not count)
     node = web.create(NodeConfig(name="web", kind="web", mesh=mesh.name,
-                                 options={"port": 0, "token": TOKEN, "data": str(tmp_path / "web")}))
+                                 options={"port": 0, "token": TOKEN, "data": str(tmp_path / "web"),
+                                          "users_file": str(users_file(tmp_path / "users"))}))
     node.start()
     text = pacs.wait_for_output("embedded PACS", timeout=60)
     host, port = re.search(r"embedded PACS \S+ on ([\d.]+):(\d+)", text).groups()
@@ -43,7 +44,7 @@ def web_mesh(mesh, tmp_path):
                what="the pacs, perfusion, index and converter peers")
     assert node.wait_for_subscribers("find.studies", 10) and node.wait_for_subscribers("stored.series", 10)
     client = httpx.Client(base_url=node.extra["web"], timeout=30)
-    csrf = login_csrf(client, TOKEN)
+    csrf = login_csrf(client, SIGNER[1], user=SIGNER[0])  # a named user: the token may not sign
     yield node, client, {"X-CSRF-Token": csrf}, (host, int(port))
     client.close()
     node.stop()
@@ -144,7 +145,8 @@ def test_the_radiologists_story_through_the_api(web_mesh, tmp_path):
 
     # sign: SR -> store.series -> the pacs node uploads it -> uploaded.series; then it is in the PACS
     rep = client.post(f"/api/studies/{uid}/sign", json=sections, headers=csrf).json()
-    assert rep["state"] == "sent"
+    assert rep["state"] == "sent" and rep["signed_by"] == "Doe^Jane"
+    assert client.post(f"/api/studies/{uid}/sign", json=sections, headers=csrf).status_code == 409  # signed once
     rep = wait_until(lambda: [r for r in client.get(f"/api/studies/{uid}").json()["reports"]
                               if r["state"] != "sent"], 30, what="the upload of the report")[0]
     assert rep["state"] == "stored" and "embedded" in rep["detail"]
@@ -200,10 +202,11 @@ def web_alone(mesh, tmp_path):
     import nodes.web as web
 
     node = web.create(NodeConfig(name="web", kind="web", mesh=mesh.name,
-                                 options={"port": 0, "token": TOKEN, "data": str(tmp_path / "web")}))
+                                 options={"port": 0, "token": TOKEN, "data": str(tmp_path / "web"),
+                                          "users_file": str(users_file(tmp_path / "users"))}))
     node.start()
     client = httpx.Client(base_url=node.extra["web"], timeout=30)
-    yield node, client, {"X-CSRF-Token": login_csrf(client, TOKEN)}
+    yield node, client, {"X-CSRF-Token": login_csrf(client, SIGNER[1], user=SIGNER[0])}
     client.close()
     node.stop()
 

@@ -35,7 +35,7 @@ def test_passwords_are_scrypt_hashes_that_check(tmp_path):
     users = tmp_path / "users"
     users.write_text(f"# comment\nalice:{stored}\n")
     login = Login(token="", users_file=users)
-    assert login.check("alice", "correct horse") == "alice"
+    assert login.check("alice", "correct horse").user == "alice"
     assert login.check("alice", "wrong") is None
     assert login.check("bob", "correct horse") is None
     assert login.check("", "") is None  # no token configured: an empty secret never logs in
@@ -102,6 +102,7 @@ def test_users_file_login_and_secure_cookie_over_tls(web_node, tmp_path):
     ok = client.post("/login", data={"csrf": csrf, "user": "alice", "secret": "s3cret pass"}, follow_redirects=False)
     assert ok.status_code == 303 and "secure" in ok.headers["set-cookie"].lower()
     assert client.get("/api/me").json()["user"] == "alice"
+    assert "alice" not in ok.headers["set-cookie"]  # the cookie holds a session id; the person is on the server
 
 
 def test_every_route_is_denied_without_a_login_also_one_added_later(web_node, tmp_path):

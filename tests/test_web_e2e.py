@@ -13,7 +13,7 @@ import uuid
 import httpx
 
 from conftest import wait_until
-from web_fixtures import CHROMIUM_ARGS, chromium_or_skip, find_sr_text, keep_artifacts, login_csrf
+from web_fixtures import CHROMIUM_ARGS, SIGNER, chromium_or_skip, find_sr_text, keep_artifacts, login_csrf, users_file
 from ports import free_port
 
 
@@ -21,9 +21,12 @@ def test_the_whole_story_in_a_browser(mesh, tmp_path):
     chromium = chromium_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
-    # the small synthetic studies (the story below is written for them; test_up.py runs up with the realistic ones)
+    # the small synthetic studies (the story below is written for them; test_up.py runs up with the realistic ones),
+    # and a named user who may sign
+    config = tmp_path / "up.toml"
+    config.write_text(f'[nodes.pacs]\nembedded_size = "small"\n[nodes.web]\nusers_file = "{users_file(tmp_path / "users")}"\n')
     up = mesh.start("up", "--state", tmp_path / "state", "--mesh", mesh.name, "--web-port", free_port(),
-                    "--config", mesh.config("pacs", embedded_size="small"))
+                    "--config", config)
     out = up.wait_for_output("stop with Ctrl-C", timeout=30)
     url, token = re.search(r"web UI: (\S+)\s+\(login token: (\S+)\)", out).groups()
     assert url.startswith("http://127.0.0.1:")
@@ -54,10 +57,11 @@ def test_the_whole_story_in_a_browser(mesh, tmp_path):
             # 1. login
             page.goto(url)
             expect(page).to_have_url(re.compile(r"/login$"))
-            page.fill("#login-secret", token)
+            page.fill("#login-user", SIGNER[0])
+            page.fill("#login-secret", SIGNER[1])
             shot(page, "login")
             page.click("#login-go")
-            expect(page.locator("#user")).to_have_text("radiologist")
+            expect(page.locator("#user")).to_have_text("Jane Doe (jane)")
 
             # 2. search a patient: results stream in
             page.fill("#search-patient", "MESHDCM")

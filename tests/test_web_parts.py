@@ -15,6 +15,7 @@ from meshdcm import synthetic
 from meshdcm.web.hub import Hub
 from meshdcm.web.images import ImageError, SeriesImages, index_series, scan_header, slice_array
 from meshdcm.web.report import Drafts, ReportError, build_sr, protocol_text, report_text, sections_from
+from meshdcm.web.sessions import Person
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +154,7 @@ def test_drafts_survive_and_refuse_odd_names(tmp_path):
 def test_the_signed_report_is_a_comprehensive_sr_in_the_study_with_utf8_text():
     mr = next(iter(synthetic.mr_brain(seed=2, size="small", patient=synthetic.NON_ASCII_PATIENT)))
     sections = {"clinical": "Kopfschmerz", "findings": "CBF 48 ml/100g/min — normal", "impression": "Unauffällig ✓"}
-    sr = build_sr(mr, sections_from(sections), "Dr Who")
+    sr = build_sr(mr, sections_from(sections), Person("who", "Who^Doctor", "Gallifrey Hospital"))
     buf = io.BytesIO()
     sr.save_as(buf, enforce_file_format=True)
     back = dcmread(io.BytesIO(buf.getvalue()))
@@ -164,7 +165,7 @@ def test_the_signed_report_is_a_comprehensive_sr_in_the_study_with_utf8_text():
     assert codes == ["RID13166", "RID28486", "RID13170"]
     assert "Impression: Unauffällig ✓" in report_text(back)
     with pytest.raises(ReportError, match="empty"):
-        build_sr(mr, sections_from({"findings": "  "}), "Dr Who")
+        build_sr(mr, sections_from({"findings": "  "}), Person("who", "Who^Doctor", "Gallifrey Hospital"))
 
 
 def test_protocol_lists_the_acquired_series_and_the_post_processing():

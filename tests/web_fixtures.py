@@ -84,3 +84,16 @@ class Screenshots:
         (element or page).screenshot(path=str(path), **({} if element else {"full_page": full_page}))
         self.taken.append(path)
         return path
+
+
+#: A radiologist of the users file who may sign: user name, password, full name (DICOM PN), organisation.
+SIGNER = ("jane", "jane's pass phrase", "Doe^Jane", "St. Elsewhere Radiology")
+
+
+def users_file(path: Path, *extra: str) -> Path:
+    """A users file with :data:`SIGNER` (and ``extra`` lines); returns its path."""
+    from meshdcm.web.auth import hash_password
+
+    user, password, full_name, organisation = SIGNER
+    path.write_text(f"{user}:{hash_password(password)}:{full_name}:{organisation}\n" + "".join(f"{x}\n" for x in extra))
+    return path

@@ -18,11 +18,14 @@ from meshdcm.transfer import TransferError
 from . import auth
 from .images import ImageError, SeriesImages
 from .report import UID_RE, Drafts, ReportError
+from .sessions import LoginThrottle, Sessions
+from .signing import Signatures
 from .view import MeshView
 
 STATIC = resources.files("meshdcm.web") / "static"
 CACHE_MAX_BYTES = 20 * 2**30  # [nodes.web] cache_max_gb
 CACHE_MAX_AGE = 7 * 86400.0  # [nodes.web] cache_max_days
+MAX_BODY = 2 * 2**20  # bytes of a request body (a report's five sections of 64,000 characters fit)
 
 
 @dataclass
@@ -37,7 +40,8 @@ class WebConfig:
 
 
 class Web:
-    """The parts the routes share: the node, its view of the mesh, the images, drafts and reports."""
+    """The parts the routes share: the node, its view of the mesh, the images, drafts and reports, who is logged
+    in and the failed logins."""
 
     def __init__(self, node: Node, config: WebConfig):
         from .hub import Hub
@@ -45,6 +49,8 @@ class Web:
         self.node = node
         self.config = config
         self.login = auth.Login(config.token, config.users_file)
+        self.sessions = Sessions()
+        self.throttle = LoginThrottle()
         self.hub = Hub()
         self.cache = FolderRetention(config.data / "cache", max_bytes=config.cache_max_bytes,
                                      max_age=config.cache_max_age)
@@ -53,6 +59,7 @@ class Web:
         self.drafts = Drafts(config.data / "drafts")
         self.reports_dir = config.data / "reports"
         self.reports_dir.mkdir(parents=True, exist_ok=True)
+        self.signatures = Signatures(self.reports_dir)
         node.serve("reports", self.reports_dir)
 
         @node.task
@@ -125,7 +132,22 @@ def _with_errors(func):
 
 
 def _known_error(exc: ReportError | ImageError) -> JSONResponse:
-    return _bad(str(exc), 404 if isinstance(exc, ImageError) else 400)
+    status = getattr(exc, "status", 404 if isinstance(exc, ImageError) else 400)
+    report = getattr(exc, "report", None)
+    return JSONResponse({"error": str(exc), **({"report": report} if report else {})}, status_code=status)
+
+
+def _text(data: dict, key: str, limit: int, what: str) -> str:
+    """A text field of a request, at most ``limit`` characters (else a 400 that names the field and its limit)."""
+    value = data.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ReportError(f"{what} must be text")
+    value = str(value).strip()
+    if len(value) > limit:
+        raise ReportError(f"{what} is {len(value):,} characters long; at most {limit} are allowed")
+    return value
 
 
 async def _json(request: Request) -> dict:

@@ -1,5 +1,6 @@
 """The structured report: its sections (RadLex-coded), drafts saved as the radiologist types, the protocol
-section pre-filled from the study's series, and the signed report as a DICOM Comprehensive SR (highdicom).
+section pre-filled from the study's series, and the signed report as a DICOM Comprehensive SR (highdicom); when it
+may be signed, and how it is amended: ``signing``.
 
 SR content tree (TID 2000-like): a CONTAINER "Imaging report" (LOINC 18748-4, "Diagnostic imaging report") with one
 TEXT item per non-empty section, each named by its RadLex code. SpecificCharacterSet is ISO_IR 192 (UTF-8).
@@ -20,6 +21,8 @@ from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from meshdcm._version import __version__
+
+from .sessions import Person
 
 #: (key, title, RadLex code): the sections of the template, in order (codes as in the RSNA RadReport templates).
 SECTIONS = (
@@ -54,11 +57,16 @@ def sections_from(data: dict) -> dict[str, str]:
     return out
 
 
+#: Modalities that are documents about the images, not images acquired: never in the protocol section.
+DOCUMENT_MODALITIES = frozenset({"SR", "KO", "PR", "DOC"})
+
+
 def protocol_text(series: list[dict]) -> str:
-    """One line per original series, in series-number order: what was acquired."""
+    """One line per original series, in series-number order: what was acquired (reports and other documents
+    about the images are not)."""
     lines = []
     for s in series:
-        if s.get("derived"):
+        if s.get("derived") or s.get("modality") in DOCUMENT_MODALITIES:
             continue
         count = s.get("arrived") or s.get("expected") or 0
         lines.append(f"{s.get('modality') or '?'} #{s.get('number') or '?'} {s.get('description') or ''}"
@@ -87,11 +95,13 @@ class Drafts:
             return None
         return json.loads(path.read_text(encoding="utf-8"))
 
-    def save(self, user: str, study_uid: str, sections: dict[str, str], *, signed: str | None = None) -> dict:
+    def save(self, user: str, study_uid: str, sections: dict[str, str], *, signed: str | None = None,
+             amends: str | None = None) -> dict:
+        """Save a draft; ``signed``: the time it was signed; ``amends``: the signed report it is an amendment of."""
         path = self._path(user, study_uid)
         path.parent.mkdir(parents=True, exist_ok=True)
         record = {"sections": sections, "saved": datetime.now().astimezone().isoformat(timespec="seconds"),
-                  "signed": signed}
+                  "signed": signed, "amends": amends}
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(record, fh, ensure_ascii=False)
@@ -99,9 +109,11 @@ class Drafts:
         return record
 
 
-def build_sr(evidence: Dataset, sections: dict[str, str], author: str) -> Dataset:
-    """The signed report as a Comprehensive SR in the study of ``evidence`` (one instance header of it)."""
-    person = author.replace(" ", "^") if "^" in author or " " in author else author + "^"
+def build_sr(evidence: Dataset, sections: dict[str, str], signer: Person, *,
+             predecessor: Dataset | None = None) -> Dataset:
+    """The signed report as a Comprehensive SR in the study of ``evidence`` (one instance header of it), verified by
+    ``signer`` (their full name, a DICOM PN, and organisation); an amendment names the report it corrects
+    (``predecessor``) in its Predecessor Documents Sequence."""
     items = []
     for key, title, code in SECTIONS:
         value = sections.get(key, "").strip()
@@ -114,15 +126,16 @@ def build_sr(evidence: Dataset, sections: dict[str, str], author: str) -> Datase
     root.ContentSequence = items
     observer = hd.sr.ObserverContext(
         observer_type=hd.sr.CodedConcept("121006", "DCM", "Person"),
-        observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=person))
+        observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=signer.full_name))
     root.ContentSequence.extend(observer)
     sr = hd.sr.ComprehensiveSR(
         evidence=[evidence], content=root, series_instance_uid=generate_uid(), series_number=SR_SERIES_NUMBER,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer="meshdcm", is_complete=True,
-        is_final=True, is_verified=True, verifying_observer_name=person,
-        verifying_organization="meshdcm", institution_name=str(evidence.get("InstitutionName", "")) or None)
+        is_final=True, is_verified=True, verifying_observer_name=signer.full_name,
+        verifying_organization=signer.organisation, institution_name=str(evidence.get("InstitutionName", "")) or None,
+        previous_versions=[predecessor] if predecessor is not None else None)
     sr.SpecificCharacterSet = "ISO_IR 192"
-    sr.SeriesDescription = "Report"
+    sr.SeriesDescription = "Report (amended)" if predecessor is not None else "Report"
     sr.SoftwareVersions = f"meshdcm {__version__}"
     return sr
 

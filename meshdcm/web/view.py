@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset
 from meshdcm import Message, Node
 
 from .hub import Hub
+from .signing import predecessors_of
 
 log = logging.getLogger("meshdcm.web")
 
@@ -378,7 +379,7 @@ class MeshView:
         study.priors.append({"sop": sop, "study": text(ds.get("StudyInstanceUID")),
                              "date": text(ds.get("ContentDate") or ds.get("StudyDate")),
                              "description": text(ds.get("StudyDescription")), "node": msg.meta.get("node", sender),
-                             "text": msg.meta.get("text", "")})
+                             "text": msg.meta.get("text", ""), "amends": predecessors_of(ds)})
         self.hub.emit("study", study_uid)
 
     def report_error(self, study_uid: str, reason: str, action: str) -> None:

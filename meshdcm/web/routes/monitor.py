@@ -1,4 +1,5 @@
-"""The mesh monitor: the nodes, rates and recent errors, and the dead letters of the nodes (list, retry, drop)."""
+"""The mesh monitor: the nodes (this one too), rates and recent errors, and the dead letters of the nodes (list,
+retry, drop)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pydicom.dataset import Dataset
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ..common import Web, _bad, _json, _web, _with_errors
+from ..common import Web, _bad, _json, _text, _web, _with_errors
 from ..report import ReportError
 
 ANSWER_WAIT = 5.0  # seconds a route waits for a node's answer (dead letters)
@@ -18,12 +19,16 @@ ANSWER_WAIT = 5.0  # seconds a route waits for a node's answer (dead letters)
 @_with_errors
 def mesh(request: Request):
     web = _web(request)
+    me = web.node.manifest()
+    peers = [{"name": me.name, "kind": me.kind, "role": me.role, "host": me.host, "group": me.group,
+              "state": "alive", "silent": 0.0, "age": round(time.time() - me.started, 3),
+              "handlers": [h.to_dict() for h in me.handlers], "self": True}, *web.node.peers]
     nodes = []
-    for p in sorted(web.node.peers, key=lambda p: (p["kind"], p["name"])):
+    for p in sorted(peers, key=lambda p: (p["kind"], p["name"])):
         if p["role"] == "tool":
             continue
         nodes.append({"name": p["name"], "kind": p["kind"], "host": p["host"], "group": p["group"],
-                      "state": p["state"], "lag": p["silent"], "age": p["age"],
+                      "state": p["state"], "lag": p["silent"], "age": p["age"], "self": p.get("self", False),
                       "topics": [{"topic": h["topic"] or "*", "where": h["where"], "shared": h["shared"]}
                                  for h in p["handlers"]]})
     with web.view.lock:
@@ -55,7 +60,8 @@ async def _ask_dead(web: Web, topic: str, meta: dict, done: tuple[str, ...], wai
 async def dead_letters(request: Request):
     web = _web(request)
     data = await _json(request)
-    meta = {"node": str(data["node"])} if data.get("node") else {}
+    node = _text(data, "node", 64, "the node's name")
+    meta = {"node": node} if node else {}
     answers = await _ask_dead(web, "dead.list", meta, ("dead.end",), _wait(data, 1.5))
     letters, ends = [], []
     for a in answers:
@@ -72,12 +78,13 @@ async def dead_action(request: Request):
     web = _web(request)
     data = await _json(request)
     action = request.path_params["action"]
-    if action not in ("retry", "drop") or not data.get("node") or not data.get("id"):
+    node, letter = _text(data, "node", 64, "the node's name"), _text(data, "id", 128, "the dead letter's id")
+    if action not in ("retry", "drop") or not node or not letter:
         raise ReportError("say which node and which dead letter (node, id) to retry or drop")
+    data = {**data, "node": node, "id": letter}
     answer = "dead.retried" if action == "retry" else "dead.dropped"
     wait = _wait(data, ANSWER_WAIT)
-    answers = await _ask_dead(web, f"dead.{action}", {"node": str(data["node"]), "id": str(data["id"])},
-                              (answer, "dead.end"), wait)
+    answers = await _ask_dead(web, f"dead.{action}", {"node": node, "id": letter}, (answer, "dead.end"), wait)
     for a in answers:
         if a.topic == answer:
             return JSONResponse({"ok": True, "node": a.meta.get("node"), "id": a.meta.get("id")})

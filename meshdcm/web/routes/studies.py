@@ -7,7 +7,7 @@ from pydicom.dataset import Dataset
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ..common import _bad, _json, _uid, _web, _with_errors
+from ..common import _bad, _json, _text, _uid, _web, _with_errors
 from ..report import UID_RE, ReportError
 from ..view import SERIES_KEYS
 
@@ -20,13 +20,13 @@ async def search(request: Request):
                 "AccessionNumber", "ModalitiesInStudy", "PatientBirthDate", "PatientSex",
                 "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"):
         setattr(ds, key, "")
-    name = str(data.get("patient", "")).strip()
+    name = _text(data, "patient", 64, "the patient name")
     if name:
         ds.PatientName = name if any(c in name for c in "*?") else name + "*"
-    ds.PatientID = str(data.get("patient_id", "")).strip()
-    ds.AccessionNumber = str(data.get("accession", "")).strip()
-    ds.ModalitiesInStudy = str(data.get("modality", "")).strip().upper()
-    start, end = (str(data.get(k, "")).replace("-", "").strip() for k in ("date_from", "date_to"))
+    ds.PatientID = _text(data, "patient_id", 64, "the patient ID")
+    ds.AccessionNumber = _text(data, "accession", 16, "the accession number")
+    ds.ModalitiesInStudy = _text(data, "modality", 16, "the modality").upper()
+    start, end = (_text(data, k, 10, "a date").replace("-", "") for k in ("date_from", "date_to"))
     for value in (start, end):
         if value and not (len(value) == 8 and value.isdigit()):
             raise ReportError("dates are YYYY-MM-DD")
@@ -99,12 +99,13 @@ def measurements(request: Request):
 @_with_errors
 async def open_in_viewer(request: Request):
     data = await _json(request)
-    uid = str(data.get("study", ""))
+    uid = _text(data, "study", 64, "the study UID")
     if not UID_RE.match(uid):
         raise ReportError("name the study to open")
     body = Dataset()
     body.StudyInstanceUID = uid
-    meta = {"viewer": str(data["viewer"])} if data.get("viewer") else None
+    viewer = _text(data, "viewer", 64, "the viewer's name")
+    meta = {"viewer": viewer} if viewer else None
     msg = _web(request).view.publish("open.study", body, meta=meta)
     return JSONResponse({"request": msg.id})
 

@@ -10,5 +10,9 @@ events.onmessage = (ev) => {
   if (e.type === "mesh") refreshMonitor();
 };
 $("#logout").addEventListener("click", async () => { await api("/logout", {method: "POST"}); location.href = "/login"; });
-api("/api/me").then(me => { $("#user").textContent = me.user; state.sections = me.sections; });
+api("/api/me").then(me => {
+  $("#user").textContent = me.full_name ? `${fullName(me.full_name)} (${me.user})` : me.user;
+  $("#user").title = me.organisation || (me.cannot_sign ? "cannot sign reports" : "");
+  state.sections = me.sections;
+});
 route();

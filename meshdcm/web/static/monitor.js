@@ -1,15 +1,18 @@
 // meshdcm web UI: the mesh monitor.
 "use strict";
 // --- monitor ---------------------------------------------------------------------------------------------------------
+// topic families named for a reader where the prefix alone misleads: dead.* is the dead-letter list/retry/drop
+// traffic (the monitor's "Ask the nodes" and `meshdcm dead`), not dead nodes or lost messages
+const TOPIC_FAMILIES = {dead: "dead-letter queries"};
 const refreshMonitor = later(async () => {
   if (!location.hash.startsWith("#/monitor")) return;
   const m = await api("/api/mesh");
-  $("#nodes tbody").replaceChildren(...m.nodes.map(n => el("tr", {},
-    el("td", {}, n.name), el("td", {}, n.kind), el("td", {}, n.host), el("td", {}, n.group || "-"),
+  $("#nodes tbody").replaceChildren(...m.nodes.map(n => el("tr", {dataset: {node: n.name, self: n.self ? "true" : "false"}},
+    el("td", {}, n.name, n.self ? el("span", {class: "dim"}, " (this node)") : ""), el("td", {}, n.kind), el("td", {}, n.host), el("td", {}, n.group || "-"),
     el("td", {class: n.state === "alive" ? "ok" : "error"}, n.state), el("td", {}, n.lag.toFixed(1)),
     el("td", {class: "dim"}, n.topics.map(t => `${t.topic}${t.shared ? " [shared]" : ""}${t.where ? " where " + t.where : ""}`).join("; ")))));
   $("#rates").textContent = `${m.rates.total_per_s} messages/s over ${m.rates.window} s — ` +
-    Object.entries(m.rates.topics).map(([k, v]) => `${k}: ${v}/s`).join(", ");
+    Object.entries(m.rates.topics).map(([k, v]) => `${TOPIC_FAMILIES[k] || k}: ${v}/s`).join(", ");
   renderErrors($("#mesh-errors"), m.errors);
 }, 300);
 $("#dead-refresh").addEventListener("click", async () => {

@@ -1,27 +1,49 @@
-// meshdcm web UI: the report editor.
+// meshdcm web UI: the report editor. A signed report is final: the page shows it read-only, with who signed it;
+// a correction is an amendment (a new report that names the one it replaces). Drafts are saved only after an edit.
 "use strict";
 // --- report -------------------------------------------------------------------------------------------------------
 async function loadDraft() {
   const me = await api("/api/me");
-  state.sections = me.sections;
+  state.sections = me.sections; state.me = me;
   const d = await api(`/api/studies/${state.study}/draft`);
+  state.report = d.report; state.amending = !!(d.report && d.amends === d.report.sop);
   $("#report-sections").replaceChildren(...state.sections.map(([key, title, code]) => el("label", {},
     title, " ", el("span", {class: "code"}, `RadLex ${code}`),
     el("textarea", {id: "report-" + key, dataset: {section: key},
       oninput: (ev) => { ev.target.dataset.edited = "1"; draftChanged(); }}))));
   for (const [key] of state.sections) $("#report-" + key).value = d.sections[key] || "";
   protocolSeen = "";
-  if (d.saved && d.sections.protocol) $("#report-protocol").dataset.edited = "1";
-  $("#draft-status").textContent = d.saved ? `draft saved ${d.saved}` + (d.signed ? ` · signed ${d.signed}` : "") : "new report";
+  if ((d.saved || d.report) && d.sections.protocol) $("#report-protocol").dataset.edited = "1";
+  $("#draft-status").textContent = d.report && !state.amending ? "" :
+    d.saved ? `draft saved ${localTime(d.saved)}` : "new report";
+  showReportState();
+}
+function showReportState() {  // signed (read-only, Amend offered), amending, or a draft; and who may sign
+  const r = state.report, signed = !!r && !state.amending, why = state.me && state.me.cannot_sign;
+  for (const [key] of state.sections) $("#report-" + key).readOnly = signed;
+  const sign = $("#sign");
+  sign.textContent = signed ? "Signed" : state.amending ? "Sign the amendment and send to PACS" : "Sign and send to PACS";
+  sign.disabled = signed || !!why;
+  sign.title = why || "";
+  $("#amend").classList.toggle("hidden", !signed);
+  $("#amend").disabled = !!why;
+  $("#report").dataset.state = signed ? (r.amends ? "amended" : "signed") : state.amending ? "amending" : "draft";
+  const who = r ? `by ${fullName(r.signed_by)}${r.organisation ? ` (${r.organisation})` : ""} at ${localTime(r.time)}` : "";
+  $("#report-state").replaceChildren(
+    why ? el("div", {class: "error", id: "cannot-sign"}, "You cannot sign reports: " + why + ".") : "",
+    r ? el("div", {class: signed ? "ok" : "dim", id: "signed-by"},
+      el("span", {class: "tag " + (r.amends ? "amended" : "final")}, r.amends ? "amended" : "signed"), " ",
+      `${r.amends ? "Amended" : "Signed"} ${who}` + (r.amends ? ` — replaces report …${r.amends.slice(-12)}` : " — final") +
+      (state.amending ? ". You are writing an amendment: it will replace this report." : "")) : "");
 }
 let protocolSeen = "";
 async function prefillProtocol(s) {  // the protocol section follows the series until the radiologist edits it
   const t = $("#report-protocol");
   const key = s.series.filter(x => !x.derived).map(x => x.uid + x.arrived).join() + s.series.length;
-  if (!t || t.dataset.edited || key === protocolSeen) return;
+  if (!t || t.dataset.edited || t.readOnly || key === protocolSeen) return;
   protocolSeen = key;
   const p = await api(`/api/studies/${state.study}/protocol`);
-  if (!t.dataset.edited && p.text !== t.value) { t.value = p.text; if (p.text) draftChanged(); }
+  if (!t.dataset.edited && p.text !== t.value) t.value = p.text;  // shown, not saved: nothing was typed yet
 }
 function sectionsNow() { const out = {}; for (const [key] of state.sections) out[key] = $("#report-" + key).value; return out; }
 function draftChanged() {
@@ -30,8 +52,9 @@ function draftChanged() {
   state.draftTimer = setTimeout(saveDraft, 400);
 }
 async function saveDraft() {
-  const d = await api(`/api/studies/${state.study}/draft`, {method: "PUT", json: sectionsNow()});
-  $("#draft-status").textContent = `draft saved ${d.saved}`;
+  const amends = state.amending && state.report ? "?amends=" + state.report.sop : "";
+  const d = await api(`/api/studies/${state.study}/draft${amends}`, {method: "PUT", json: sectionsNow()});
+  $("#draft-status").textContent = `draft saved ${localTime(d.saved)}`;
   $("#draft-status").dataset.saved = d.saved;
 }
 const refreshMeasurements = later(async () => {
@@ -48,22 +71,57 @@ const refreshMeasurements = later(async () => {
 }, 500);
 function insertFinding(text) {
   const t = $("#report-findings");
+  if (t.readOnly) return;
   t.value = (t.value && !t.value.endsWith("\n") ? t.value + "\n" : t.value) + text;
   draftChanged();
 }
-function renderPriors(s) {
+function renderPriors(s) {  // an amended prior says so; the report it replaced is shown as superseded
   const box = $("#priors");
   if (!s.priors.length) { box.textContent = s.priors_state === "done" ? "no prior reports" : "no index node answered"; return; }
   box.classList.remove("dim");
-  box.replaceChildren(...s.priors.map(p => el("div", {class: "prior"}, el("b", {}, `${p.date} ${p.description}`),
-    el("span", {class: "dim"}, ` (${p.node})`), el("pre", {}, p.text))));
+  const replaced = new Set(s.priors.flatMap(p => p.amends || []));
+  box.replaceChildren(...s.priors.map(p => {
+    const status = replaced.has(p.sop) ? "superseded" : (p.amends || []).length ? "amended" : "final";
+    return el("div", {class: "prior " + status, dataset: {sop: p.sop, status}},
+      el("b", {}, `${dicomDate(p.date)} ${p.description}`), " ",
+      status === "final" ? "" : el("span", {class: "tag " + status}, status === "superseded" ? "superseded by an amendment" : "amended"),
+      el("span", {class: "dim"}, ` (${p.node})`), el("pre", {}, p.text));
+  }));
 }
-function renderReports(reports) {
-  $("#sign-status").replaceChildren(...reports.map(r => el("div", {class: r.state === "error" ? "error" : r.state === "stored" ? "ok" : "dim",
-    dataset: {state: r.state, sop: r.sop}}, `Report ${r.sop.slice(-12)} signed by ${r.signed_by} at ${r.time}: ${r.state} — ${r.detail}`)));
+function renderReports(reports) {  // this study's signed reports, with their upload state and amendments
+  $("#sign-status").replaceChildren(...reports.map(r => {
+    const status = r.superseded_by ? "superseded" : r.amends ? "amended" : "final";
+    return el("div", {class: "signed-report " + (r.state === "error" ? "error" : r.state === "stored" ? "ok" : "dim"),
+      dataset: {state: r.state, sop: r.sop, status}},
+      el("span", {class: "tag " + status}, status === "superseded" ? `superseded by …${r.superseded_by.slice(-12)}` : status), " ",
+      `Report …${r.sop.slice(-12)} signed by ${fullName(r.signed_by) || r.user || "?"} at ${localTime(r.time)}: ${r.state} — ${r.detail}`);
+  }));
+  const head = reports.find(r => !r.superseded_by);  // signed or amended elsewhere (another tab, a colleague)
+  if (head && !state.signing && (!state.report || state.report.sop !== head.sop)) loadDraft();
 }
 $("#sign").addEventListener("click", async () => {
+  const button = $("#sign");
+  if (button.disabled || state.signing) return;
+  button.disabled = true; state.signing = true;  // a second click sends nothing (and the server signs once)
   clearTimeout(state.draftTimer);
-  try { await api(`/api/studies/${state.study}/sign`, {method: "POST", json: sectionsNow()}); refreshStudy(); }
-  catch (err) { $("#sign-status").append(el("div", {class: "error"}, "not signed: " + err.message)); }
+  $("#sign-error").textContent = "";
+  const amending = state.amending && state.report;
+  try {
+    state.report = await api(`/api/studies/${state.study}/${amending ? "amend" : "sign"}`, {method: "POST",
+      json: amending ? {...sectionsNow(), predecessor: state.report.sop} : sectionsNow()});
+    state.amending = false;
+    $("#draft-status").textContent = "";
+  } catch (err) {
+    $("#sign-error").textContent = "not signed: " + err.message;
+    if (err.data && err.data.report) { state.signing = false; await loadDraft(); }  // signed already: show that one
+  }
+  state.signing = false;
+  showReportState(); refreshStudy();
+});
+$("#amend").addEventListener("click", () => {
+  state.amending = true;
+  $("#sign-error").textContent = "";
+  $("#draft-status").textContent = "amending: edits are saved as a draft";
+  showReportState();
+  $("#report-impression").focus();
 });

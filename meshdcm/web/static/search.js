@@ -1,18 +1,38 @@
-// meshdcm web UI: the search page (worklist).
+// meshdcm web UI: the search page (worklist). The last search is kept in this tab (sessionStorage) and run again
+// when the page is reloaded.
 "use strict";
 // --- search ---------------------------------------------------------------------------------------------------
-$("#search-form").addEventListener("submit", async (ev) => {
+const SEARCH_FIELDS = {patient: "#search-patient", patient_id: "#search-patient-id", date_from: "#search-from",
+                       date_to: "#search-to", modality: "#search-modality", accession: "#search-accession"};
+$("#search-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
+  const query = {};
+  for (const [key, sel] of Object.entries(SEARCH_FIELDS)) query[key] = $(sel).value;
+  runSearch(query);
+});
+async function runSearch(query) {
   state.rows = [];
   renderResults();
+  $("#search-status").classList.remove("error");
   $("#search-status").textContent = "searching…";
-  const res = await api("/api/search", {method: "POST", json: {
-    patient: $("#search-patient").value, patient_id: $("#search-patient-id").value,
-    date_from: $("#search-from").value, date_to: $("#search-to").value,
-    modality: $("#search-modality").value, accession: $("#search-accession").value}});
-  state.search = res.id;
-  refreshSearch();
-});
+  try {
+    const res = await api("/api/search", {method: "POST", json: query});
+    sessionStorage.setItem("meshdcm.search", JSON.stringify(query));
+    state.search = res.id;
+    refreshSearch();
+  } catch (err) {
+    $("#search-status").classList.add("error");
+    $("#search-status").textContent = "search not sent: " + err.message;
+  }
+}
+function showSearch() {  // the search page shown: after a reload, the last search of this tab runs again
+  if (state.search) return;
+  let query = null;
+  try { query = JSON.parse(sessionStorage.getItem("meshdcm.search") || "null"); } catch (err) { query = null; }
+  if (!query || typeof query !== "object") return;
+  for (const [key, sel] of Object.entries(SEARCH_FIELDS)) $(sel).value = query[key] || "";
+  runSearch(query);
+}
 const refreshSearch = later(async () => {
   if (!state.search) return;
   const s = await api("/api/search/" + state.search);
@@ -33,12 +53,17 @@ function renderResults() {
     th.classList.toggle("asc", th.dataset.sort === key && !state.descending); });
   const body = $("#results tbody");
   body.replaceChildren(...rows.map(r => el("tr", {dataset: {study: r.StudyInstanceUID}},
-    el("td", {}, personName(r.PatientName)), el("td", {}, r.PatientID || ""), el("td", {}, r.StudyDate || ""),
-    el("td", {}, r.ModalitiesInStudy || ""), el("td", {}, r.StudyDescription || ""), el("td", {}, r.AccessionNumber || ""),
+    el("td", {}, personName(r.PatientName)), el("td", {}, r.PatientID || ""),
+    el("td", {class: "when"}, `${dicomDate(r.StudyDate)} ${dicomTime(r.StudyTime)}`.trim()),
+    el("td", {class: "modalities"}, modalities(r.ModalitiesInStudy)), el("td", {}, r.StudyDescription || ""), el("td", {}, r.AccessionNumber || ""),
     el("td", {}, r.NumberOfStudyRelatedInstances || ""), el("td", {class: "dim"}, (r.sources || []).join(", ")),
     el("td", {}, el("button", {class: "small open-study", onclick: () => openStudy(r.StudyInstanceUID)}, "Open")))));
 }
 async function openStudy(uid, again = false) {
   await api(`/api/studies/${uid}/open${again ? "?again=1" : ""}`, {method: "POST"});
   if (location.hash !== "#/study/" + uid) location.hash = "#/study/" + uid; else showStudy(uid);
+}
+async function openIfNeverOpened(uid) {  // a study reached by a link, never opened by this node: open (fetch) it
+  const s = await api("/api/studies/" + uid);
+  if (s.state === "idle") await api(`/api/studies/${uid}/open`, {method: "POST"});
 }

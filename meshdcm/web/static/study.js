@@ -5,6 +5,7 @@ async function showStudy(uid) {
   if (state.study !== uid) {
     state.study = uid; state.series = null; state.studyData = null;
     $("#series").replaceChildren(); $("#sign-status").replaceChildren(); clearViewer();
+    await openIfNeverOpened(uid);
     await loadDraft();
   }
   refreshStudy(); refreshMeasurements();
@@ -15,8 +16,8 @@ const refreshStudy = later(async () => {
   const s = await api("/api/studies/" + state.study);
   state.studyData = s;
   const i = s.info;
-  $("#study-title").textContent = `${personName(i.PatientName) || "?"} (${i.PatientID || "?"}) — ${i.StudyDescription || "study"} ${i.StudyDate || ""}`;
-  $("#study-sub").textContent = `Accession ${i.AccessionNumber || "-"} · ${i.ModalitiesInStudy || ""} · ${s.uid}`;
+  $("#study-title").textContent = `${personName(i.PatientName) || "?"} (${i.PatientID || "?"}) — ${i.StudyDescription || "study"} ${dicomDate(i.StudyDate)} ${dicomTime(i.StudyTime)}`.trim();
+  $("#study-sub").textContent = `Accession ${i.AccessionNumber || "-"} · ${modalities(i.ModalitiesInStudy)} · ${s.uid}`;
   const pct = s.total ? Math.round(100 * s.done / s.total) : (s.state === "complete" ? 100 : 0);
   $("#study-progress > div").style.width = pct + "%";
   $("#study-progress").classList.toggle("done", s.state === "complete");
