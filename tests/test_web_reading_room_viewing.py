@@ -261,6 +261,7 @@ def test_a_dsc_series_is_navigated_by_slice_and_time_with_the_curve_and_the_aif(
     room.expect(page.locator("#phase-label")).to_have_text("time 12/50 · 16.5 s")
 
     # the curve of the voxel under the cursor: brain tissue, whose signal drops with the bolus
+    canvas.scroll_into_view_if_needed()  # the mouse reaches only what is on screen
     box = canvas.bounding_box()
     col, row = 5, 8
     page.mouse.move(box["x"] + box["width"] * (col + 0.5) / 16, box["y"] + box["height"] * (row + 0.5) / 16)
@@ -316,6 +317,7 @@ def test_zoom_pan_orientation_labels_scale_bar_and_slice_position(room, page):
     page.click("#zoom-in")
     room.expect(canvas).to_have_attribute("data-zoom", "1.563")
     room.expect(pane.locator(".scale-label")).to_have_text("20 mm")  # 3.57 px/mm: a quarter of the pane is 36 mm
+    canvas.scroll_into_view_if_needed()  # the mouse reaches only what is on screen
     box = canvas.bounding_box()
     page.keyboard.down("Shift")
     page.mouse.move(box["x"] + 200, box["y"] + 200)
@@ -430,6 +432,7 @@ def test_a_perfusion_map_over_the_anatomy_with_opacity(room, page):
     page.keyboard.press("ArrowDown")
     room.expect(canvas).to_have_attribute("data-overlay-slice", "2")  # 36 mm: the map's slice at 26 mm
     wait_until(lambda: _coloured_pixels(page, "viewer-canvas") > 1000, 10, what="the CBF map over the T2")
+    canvas.scroll_into_view_if_needed()  # the mouse reaches only what is on screen
     box = canvas.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2 + 20, box["y"] + box["height"] / 2 + 10)
     room.expect(page.locator("#cursor-value")).to_contain_text("CBF")
