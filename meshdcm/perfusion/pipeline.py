@@ -135,7 +135,7 @@ def analyse_loaded(series: DSCSeries, method: str = "osvd", aif=None, xp=None, l
         lc = boxerman_correction(flat[:, idx], series.dt, xp=xp)
         flat[:, idx] = to_numpy(lc.corrected)
     if aif is None:
-        chosen = select_aif(conc, mask, series.times)
+        chosen = select_aif(conc, mask, series.times, te=series.te, baseline=baseline)
     elif isinstance(aif, AIF):
         chosen = aif
     else:
