@@ -5,18 +5,20 @@ Comput Methods Programs Biomed 104:e148):
 
 1. candidates: brain-mask voxels with the largest area under the concentration curve (top 2 %, at
    least 20 voxels);
-2. noise floor: with ``te`` and the ``baseline`` frames (as :func:`analyse_series` passes them), a candidate
-   whose signal at the peak, ``S0 exp(-TE dR2*)``, is within 3 baseline noise standard deviations of 0 is
-   dropped: an artery filling a third of the voxel falls to the noise floor, the top of its curve is lost
-   and the rest is noise (the realistic studies, docs/studies.md).  Without ``te`` the 25 % most irregular
-   curves (largest integral of squared second difference relative to the area) are dropped instead, as
-   before: that rule also drops the sharpest clean arterial curves, so it is not used when the noise floor
-   can be tested;
-3. early arrival: only candidates whose first pass reaches half its peak within one frame (at least 1 s) of
-   the earliest (2nd percentile) arrival are kept.  Largest area alone picks the sinus' partial-volume edge
-   (and a delayed, occluded side's artery): the sinus holds more tracer than a partial-volume artery, but it
-   arrives 4-6 s later.  Arrival, not the first moment of the whole curve, is what separates them: over a
-   60-90 s series recirculation and the steady state bring every curve's first moment to about the same time;
+2. early arrival: each candidate's arrival is the time its first pass reaches half its peak (linear between
+   frames); only those within one frame (at least 1 s) of the earliest (2nd percentile) arrival are kept.
+   Largest area alone picks the sinus' partial-volume edge (and a delayed, occluded side's artery): the sinus
+   holds more tracer than a partial-volume artery, but it arrives 4-6 s later.  Arrival, not the first
+   moment of the whole curve, is what separates them: over a 60-90 s series recirculation and the steady
+   state bring every curve's first moment to about the same time.  With the ``baseline`` frames, an arrival
+   before the baseline's last frame is a noise spike, not a bolus, and is left out first;
+3. noise floor: with ``te`` and the ``baseline`` (as :func:`analyse_series` passes them), a candidate whose
+   signal at the peak, ``S0 exp(-TE dR2*)``, is within 3 baseline noise standard deviations of 0 lost the top
+   of its curve (an artery filling a third of the voxel, docs/studies.md); such early candidates are dropped
+   when at least 5 clear ones arrive as early (else every artery is saturated, as in the noisy stroke
+   phantom, and they are kept).  Without ``te`` the 25 % most irregular curves (largest integral of squared
+   second difference relative to the area) are dropped instead, as before: that rule also drops the sharpest
+   clean arterial curves, so it is not used when the noise floor can be tested;
 4. k-means (k = 5, deterministic initialisation by first-moment quantiles) on the area-normalised
    curves; of the clusters whose mean peak is at least a quarter of the highest, the one with the smallest
    mean first moment (earliest and narrowest, as Mouridsen et al. choose) is kept; the clustering is
@@ -123,14 +125,18 @@ def select_aif(conc: np.ndarray, mask: np.ndarray, times: np.ndarray, n_voxels: 
     if order.size < 5:
         raise AIFSelectionError("fewer than 5 voxels with a positive contrast passage; pass an AIF by hand (aif=...)")
     checked = bool(te and baseline is not None and baseline[1] - baseline[0] >= 2)
+    arrival = _arrival(curves[order], times)
+    if checked:  # half the peak before the bolus has arrived (the baseline's last frame): a noise spike
+        after = arrival >= times[baseline[1] - 1]
+        if after.sum() >= 5:
+            order, arrival = order[after], arrival[after]
+    early = arrival <= np.quantile(arrival, 0.02) + max(dt, 1.0)
     if checked:
         b0, b1 = baseline
         noise = te * curves[order, b0:b1].std(1)  # relative signal noise sigma/S0
         floor = np.exp(-te * curves[order].max(1)) < 3 * noise  # signal at the peak within 3 sigma of 0
-        if (~floor).sum() >= 5:
-            order = order[~floor]
-    arrival = _arrival(curves[order], times)
-    early = arrival <= np.quantile(arrival, 0.02) + max(dt, 1.0)
+        if (early & ~floor).sum() >= 5:  # clear arterial curves exist: the saturated ones lost their peak
+            early &= ~floor
     if early.sum() >= 5:
         order = order[early]
     cand = curves[order]

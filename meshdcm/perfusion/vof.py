@@ -13,10 +13,13 @@ VOF selection (:func:`select_vof`), from the curves alone (no spatial prior, so 
 the chosen voxels are reported so that a reader can check they lie in the sinus, usually posterior superior
 midline):
 
-1. candidates: brain-mask voxels, not the AIF's, with the largest area under the concentration curve (top
-   1 %, at least 20): sinus blood has the largest blood volume of any voxel;
-2. late-peaking: peak later than the AIF's peak (veins come after the capillary transit), and a baseline
-   signal at least 10 noise standard deviations (noise from the baseline frames: not the noise floor);
+1. candidates: voxels of ``mask`` (the pipeline passes the brain mask grown by 2 voxels in-plane,
+   :func:`dilate_in_plane`: a saturated sinus is dark on the time-mean image and lies outside the Otsu brain
+   mask, inside which only its partial-volume edge is found), not the AIF's, with a baseline signal at least
+   10 noise standard deviations (noise from the baseline frames: not the noise floor, nor background; tested
+   first), then the largest area under the concentration curve (top 1 %, at least 20): sinus blood has the
+   largest blood volume of any voxel;
+2. late-peaking: peak later than the AIF's peak (veins come after the capillary transit);
 3. saturation: a curve is saturated when at its peak the signal ``S0 exp(-TE dR2*)`` is within 3 noise
    standard deviations of 0: the top of the curve is lost in the noise floor and its area is too small.  Of the
    clear curves, the 25 % roughest (as in :mod:`.aif`) are dropped;
@@ -36,6 +39,15 @@ dispersed and the second pass reaches the vein before it has fallen, so the veno
 (+27 to +29 % on the same test).  With ``area="gamma"`` a failed fit (fewer than 4 samples, R^2 < 0.9) falls
 back to the integrals, and ``area_method`` says which was used.  The correction is applied when
 ``0.5 <= scale <= 10``; outside that a VOF or AIF choice is wrong, nothing is scaled and ``reason`` says why.
+
+A saturated VOF (its area a lower bound: 0.83 of the truth on the realistic studies) gives the scale from the
+*tails* instead, ``mean(VOF) / mean(AIF)`` over the frames from ``TAIL_LAG_S`` (25 s) after the VOF's peak, when
+there are at least 5 such frames and the AIF's tail holds at least 5 % of its peak (a steady state; else the area,
+flagged a lower bound): after the first and second pass arterial and venous blood hold the same concentration
+(conservation at equilibrium), far above the noise floor, and a partial-volume AIF's tissue part scales with it
+as with the area (``area_method = "tail"``; +2-4 % on the realistic studies, the venous tail lagging the slowly
+rising steady state).  A partial-volume sinus edge that stays above the noise floor is not used instead: it is
+~60 % vein and its area (and a scale from it) is ~0.6 of the truth.
 """
 
 from __future__ import annotations
