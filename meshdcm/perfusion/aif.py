@@ -4,14 +4,27 @@ Automatic selection follows the scheme of Mouridsen et al. (2006, MRM 55:524) an
 Comput Methods Programs Biomed 104:e148):
 
 1. candidates: brain-mask voxels with the largest area under the concentration curve (top 2 %, at
-   least 20 voxels), of which the 25 % most irregular curves (largest integral of squared second
-   difference relative to the area) are dropped as noise-dominated or truncated;
-2. k-means (k = 5, deterministic initialisation by first-moment quantiles) on the area-normalised
+   least 20 voxels);
+2. early arrival: each candidate's arrival is the time its first pass reaches half its peak (linear between
+   frames); only those within one frame (at least 1 s) of the earliest (2nd percentile) arrival are kept.
+   Largest area alone picks the sinus' partial-volume edge (and a delayed, occluded side's artery): the sinus
+   holds more tracer than a partial-volume artery, but it arrives 4-6 s later.  Arrival, not the first
+   moment of the whole curve, is what separates them: over a 60-90 s series recirculation and the steady
+   state bring every curve's first moment to about the same time.  With the ``baseline`` frames, an arrival
+   before the baseline's last frame is a noise spike, not a bolus, and is left out first;
+3. noise floor: with ``te`` and the ``baseline`` (as :func:`analyse_series` passes them), a candidate whose
+   signal at the peak, ``S0 exp(-TE dR2*)``, is within 3 baseline noise standard deviations of 0 lost the top
+   of its curve (an artery filling a third of the voxel, docs/studies.md); such early candidates are dropped
+   when at least 5 clear ones arrive as early (else every artery is saturated, as in the noisy stroke
+   phantom, and they are kept).  Without ``te`` the 25 % most irregular curves (largest integral of squared
+   second difference relative to the area) are dropped instead, as before: that rule also drops the sharpest
+   clean arterial curves, so it is not used when the noise floor can be tested;
+4. k-means (k = 5, deterministic initialisation by first-moment quantiles) on the area-normalised
    curves; of the clusters whose mean peak is at least a quarter of the highest, the one with the smallest
    mean first moment (earliest and narrowest, as Mouridsen et al. choose) is kept; the clustering is
    repeated once on it.  (A score ``peak / first moment`` was used before: a voxel wholly inside the
    sagittal sinus peaks higher than a partial-volume artery and won it, tests/test_perfusion_core.py);
-3. the AIF is the mean raw curve of the final cluster (at most ``n_voxels`` voxels of highest peak).
+5. the AIF is the mean raw curve of the final cluster (at most ``n_voxels`` voxels of highest peak).
 
 k-means is hand-written (a dozen lines of NumPy on at most a few thousand curves) to keep SciPy and
 scikit-learn out of the dependencies.  Selection runs on NumPy: it touches only the candidates.
@@ -64,6 +77,24 @@ def _kmeans(x: np.ndarray, k: int, init_order: np.ndarray, iterations: int = 50)
     return labels
 
 
+def _arrival(curves: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Each curve's arrival: the time its first pass reaches half its peak (linear between frames)."""
+    n, _ = curves.shape
+    peak_at = curves.argmax(1)
+    half = 0.5 * curves.max(1)
+    out = np.empty(n)
+    for i in range(n):
+        j = peak_at[i]
+        while j > 0 and curves[i, j - 1] >= half[i]:
+            j -= 1
+        if j == 0:
+            out[i] = times[0]
+            continue
+        lo, hi = curves[i, j - 1], curves[i, j]
+        out[i] = times[j - 1] + (half[i] - lo) / (hi - lo) * (times[j] - times[j - 1])
+    return out
+
+
 def _best_cluster(curves: np.ndarray, times: np.ndarray, k: int) -> np.ndarray:
     area = curves.sum(1) * (times[1] - times[0])
     norm = curves / area[:, None]
@@ -77,7 +108,8 @@ def _best_cluster(curves: np.ndarray, times: np.ndarray, k: int) -> np.ndarray:
 
 
 def select_aif(conc: np.ndarray, mask: np.ndarray, times: np.ndarray, n_voxels: int = 10,
-               fraction: float = 0.02, min_candidates: int = 20, k: int = 5) -> AIF:
+               fraction: float = 0.02, min_candidates: int = 20, k: int = 5, te: float | None = None,
+               baseline: tuple[int, int] | None = None) -> AIF:
     """Select an AIF automatically from ``conc`` (T, Z, Y, X) NumPy within ``mask`` (Z, Y, X)."""
     conc = np.asarray(conc)
     times = np.asarray(times, dtype=np.float64)
@@ -92,10 +124,26 @@ def select_aif(conc: np.ndarray, mask: np.ndarray, times: np.ndarray, n_voxels: 
     order = order[area[order] > 0]
     if order.size < 5:
         raise AIFSelectionError("fewer than 5 voxels with a positive contrast passage; pass an AIF by hand (aif=...)")
+    checked = bool(te and baseline is not None and baseline[1] - baseline[0] >= 2)
+    arrival = _arrival(curves[order], times)
+    if checked:  # half the peak before the bolus has arrived (the baseline's last frame): a noise spike
+        after = arrival >= times[baseline[1] - 1]
+        if after.sum() >= 5:
+            order, arrival = order[after], arrival[after]
+    early = arrival <= np.quantile(arrival, 0.02) + max(dt, 1.0)
+    if checked:
+        b0, b1 = baseline
+        noise = te * curves[order, b0:b1].std(1)  # relative signal noise sigma/S0
+        floor = np.exp(-te * curves[order].max(1)) < 3 * noise  # signal at the peak within 3 sigma of 0
+        if (early & ~floor).sum() >= 5:  # clear arterial curves exist: the saturated ones lost their peak
+            early &= ~floor
+    if early.sum() >= 5:
+        order = order[early]
     cand = curves[order]
-    rough = ((cand[:, 2:] - 2 * cand[:, 1:-1] + cand[:, :-2]) ** 2).sum(1) / area[order] ** 2
-    keep = rough <= np.quantile(rough, 0.75)
-    cand, order = cand[keep], order[keep]
+    if not checked:  # no noise-floor test: drop the 25 % roughest (noise-dominated or truncated) curves instead
+        rough = ((cand[:, 2:] - 2 * cand[:, 1:-1] + cand[:, :-2]) ** 2).sum(1) / area[order] ** 2
+        keep = rough <= np.quantile(rough, 0.75)
+        cand, order = cand[keep], order[keep]
     sel = _best_cluster(cand, times, k)
     cand, order = cand[sel], order[sel]
     if cand.shape[0] > 2 * n_voxels:

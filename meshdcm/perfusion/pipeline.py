@@ -42,7 +42,7 @@ from .nifti import write_nifti
 from .render import render_map
 from .series import DSCSeries, load_dsc_series
 from .tissue import classify_tissue, normalise_to_nawm, tissue_summary
-from .vof import PartialVolumeCorrection, correct_aif, select_vof
+from .vof import PartialVolumeCorrection, correct_aif, dilate_in_plane, select_vof
 from ..atomic import replacing
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def analyse_loaded(series: DSCSeries, method: str = "osvd", aif=None, xp=None, l
         lc = boxerman_correction(flat[:, idx], series.dt, xp=xp)
         flat[:, idx] = to_numpy(lc.corrected)
     if aif is None:
-        chosen = select_aif(conc, mask, series.times)
+        chosen = select_aif(conc, mask, series.times, te=series.te, baseline=baseline)
     elif isinstance(aif, AIF):
         chosen = aif
     else:
@@ -146,7 +146,8 @@ def analyse_loaded(series: DSCSeries, method: str = "osvd", aif=None, xp=None, l
         chosen = replace(chosen, correction=PartialVolumeCorrection(False, reason="AIF curve given by hand: taken "
                                                                                   "as the arterial concentration"))
     else:
-        vof = select_vof(conc, mask, series.times, chosen, te=series.te, baseline=baseline)
+        # the sinus lies outside the brain mask (Otsu on the mean image: a saturated sinus is dark on average)
+        vof = select_vof(conc, dilate_in_plane(mask, 2), series.times, chosen, te=series.te, baseline=baseline)
         chosen, _ = correct_aif(chosen, vof, series.times)
     pm = compute_maps(conc, chosen.curve, series.dt, mask, method=method, xp=xp, **deconv_kw)
     lr = _left_right(series, mask.shape)
