@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,24 +32,12 @@ sys.path.insert(0, str(ROOT))
 
 from bench._report import emit, median, parser  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests"))
+from pacs_fixtures import wait_for  # noqa: E402
+from ports import free_port  # noqa: E402  (below the ephemeral range: no race with other binds)
+
 QUIET_SECONDS = 3.0  # a stall longer than this mid-series (a loaded machine) would announce a partial series
 GOAL_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(cond, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class NodeProcess:
@@ -156,7 +143,7 @@ def run_mesh(datasets, runs: int, work: Path, gpu: bool) -> list[dict]:
             t_sent = send(renamed_ds, scp_port, work / "send")
             wait_for(lambda s=study, u=sr_uid: sr_in_pacs(embedded, s, u), 300, "the stroke SR in the PACS", 0.1)
             seconds = time.perf_counter() - t_sent
-            analysed = re.findall(rf"series {re.escape(series)}: 5 maps by osvd in ([\d.]+) s \((\w+)\)",
+            analysed = re.findall(rf"series {re.escape(series)}: \d+ maps by osvd in ([\d.]+) s \((\w+)\)",
                                   perfusion.output())
             record = {"seconds": seconds, "pipeline_s": float(analysed[0][0]) if analysed else None,
                       "array_module": analysed[0][1] if analysed else None, "warm_up": run < 0}

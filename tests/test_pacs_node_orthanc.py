@@ -17,22 +17,29 @@ from pacs_fixtures import orthanc  # noqa: F401
 from test_pacs_node import Client, study_query
 
 
-def test_pacs_node_with_orthanc(mesh, orthanc, tmp_path):  # noqa: F811
-    files = synthetic.write_study(synthetic.mr_brain(seed=77, size="small", series=("t1", "t2")), tmp_path / "src")
-    orthanc.upload(files)
-    study_uid = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+def _pacs_config(tmp_path, orthanc, options: str = "", servers: str = "") -> Path:  # noqa: F811
+    """A pacs node's configuration: its store and storage SCP, Orthanc as ``orthanc`` (C-MOVE), then ``options``
+    (more ``[nodes.pacs]`` lines) and ``servers`` (more PACS tables)."""
     cfg = tmp_path / "pacs.toml"
     cfg.write_text(f"""
 [nodes.pacs]
 storage = {json.dumps(str(tmp_path / "store"))}
 scp_host = "{orthanc.ns.host_ip}"
 scp_port = {orthanc.scp_port}
-[nodes.pacs.servers.orthanc]
+{options}[nodes.pacs.servers.orthanc]
 ae_title = "ORTHANC"
 host = "{orthanc.ns.ns_ip}"
 port = {orthanc.dicom_port}
 retrieve = "move"
-[nodes.pacs.servers.orthanc-web]
+{servers}""")
+    return cfg
+
+
+def test_pacs_node_with_orthanc(mesh, orthanc, tmp_path):  # noqa: F811
+    files = synthetic.write_study(synthetic.mr_brain(seed=77, size="small", series=("t1", "t2")), tmp_path / "src")
+    orthanc.upload(files)
+    study_uid = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    cfg = _pacs_config(tmp_path, orthanc, servers=f"""[nodes.pacs.servers.orthanc-web]
 ae_title = "ORTHANC"
 host = "{orthanc.ns.ns_ip}"
 port = {orthanc.dicom_port}
@@ -120,22 +127,6 @@ timeout = 2
     shutil.rmtree(results, ignore_errors=True)
 
 
-def _pacs_config(tmp_path, orthanc) -> Path:  # noqa: F811
-    cfg = tmp_path / "pacs.toml"
-    cfg.write_text(f"""
-[nodes.pacs]
-storage = {json.dumps(str(tmp_path / "store"))}
-scp_host = "{orthanc.ns.host_ip}"
-scp_port = {orthanc.scp_port}
-[nodes.pacs.servers.orthanc]
-ae_title = "ORTHANC"
-host = "{orthanc.ns.ns_ip}"
-port = {orthanc.dicom_port}
-retrieve = "move"
-""")
-    return cfg
-
-
 def test_a_retrieval_in_flight_is_finished_after_the_pacs_node_is_killed(mesh, orthanc, tmp_path):  # noqa: F811
     """get.study from a one-shot publisher (gone at once), the pacs node SIGKILLed in the middle of the C-MOVE and
     started again: the retrieval resumes and the study is announced complete; nothing half-written is left."""
@@ -218,8 +209,7 @@ def test_instance_events_of_a_c_move_retrieval_come_once_per_instance(mesh, orth
     files = synthetic.write_study(synthetic.mr_brain(seed=79, size="small", series=("t1",)), tmp_path / "src")
     orthanc.upload(files)
     study_uid = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
-    cfg = _pacs_config(tmp_path, orthanc)
-    cfg.write_text(cfg.read_text().replace("[nodes.pacs]\n", "[nodes.pacs]\ninstance_events = true\n", 1))
+    cfg = _pacs_config(tmp_path, orthanc, options="instance_events = true\n")
     proc = mesh.start("node", "pacs", "--config", cfg)
     proc.wait_for_output("storage SCP")
     client = Client(mesh.name, topics=("stored", "error"))

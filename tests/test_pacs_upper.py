@@ -10,6 +10,7 @@ import time
 import pytest
 from pydicom import dcmread
 
+from conftest import wait_until
 from meshdcm import synthetic
 from meshdcm.pacs import StorageSCP
 
@@ -101,9 +102,7 @@ def test_associations_beyond_the_limit_are_rejected_and_the_scp_serves_again_onc
     with StorageSCP(tmp_path / "rx", max_associations=3) as scp:
         idle = [socket.create_connection(("127.0.0.1", scp.port)) for _ in range(3)]
         try:
-            deadline = time.monotonic() + 10
-            while len(scp._server._assocs) < 3 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_until(lambda: len(scp._server._assocs) == 3, 10, what="three idle associations")
             extra = socket.create_connection(("127.0.0.1", scp.port))
             extra.settimeout(5)
             assert extra.recv(10) == struct.pack(">BBIBBBB", 0x03, 0, 4, 0, 2, 3, 2)  # A-ASSOCIATE-RJ
@@ -114,9 +113,7 @@ def test_associations_beyond_the_limit_are_rejected_and_the_scp_serves_again_onc
         finally:
             for s in idle:
                 s.close()
-        deadline = time.monotonic() + 10
-        while scp._server._assocs and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: not scp._server._assocs, 10, what="the idle associations to end")
         r = subprocess.run(["/usr/bin/storescu", "-aec", "ANY", "127.0.0.1", str(scp.port), str(src[0])],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
