@@ -8,7 +8,7 @@ from perfusion_fixtures import brain_phantom  # noqa: F401  (pytest fixture)
 
 from meshdcm.perfusion import AIF, BrainPhantomSpec, correct_aif, make_brain_phantom, select_aif, select_vof
 from meshdcm.perfusion.concentration import brain_mask, signal_to_concentration
-from meshdcm.perfusion.phantom import _gamma
+from meshdcm.perfusion.phantom import gamma_variate
 from meshdcm.perfusion.vof import VOF, first_pass_area, gamma_variate_fit
 
 
@@ -41,8 +41,8 @@ def test_whole_curve_areas_survive_recirculation_where_gamma_first_passes_do_not
     """Why the areas are plain integrals: a dispersed venous first pass overlaps the second pass."""
     dtf = 0.05
     tf = np.arange(0, 200, dtf)
-    first = _gamma(tf, 15, 3, 1.5)
-    recirculation = 0.25 * np.convolve(_gamma(tf, 23, 3, 1.5), np.exp(-tf / 4) / 4)[: tf.size] * dtf
+    first = gamma_variate(tf, 15, 3, 1.5)
+    recirculation = 0.25 * np.convolve(gamma_variate(tf, 23, 3, 1.5), np.exp(-tf / 4) / 4)[: tf.size] * dtf
     steady = 0.08 * first.max() * (1 - np.exp(-np.clip(tf - 25, 0, None) / 6))
     arterial = first + recirculation + steady
     transit = np.where(tf >= 5, np.exp(-(tf - 5) / 3) / 3, 0.0)  # unit area: delay 5 s, dispersion 3 s
@@ -60,7 +60,7 @@ def test_whole_curve_areas_survive_recirculation_where_gamma_first_passes_do_not
 
 def test_gamma_variate_fit_recovers_a_first_pass_area():
     t = np.arange(0, 60, 1.5)
-    curve = 7.0 * _gamma(t, 12.3, 3.0, 1.5)
+    curve = 7.0 * gamma_variate(t, 12.3, 3.0, 1.5)
     fit = gamma_variate_fit(curve, t)
     true_area = 7.0 * 1.5 ** 4 * 6.0  # K beta^(alpha+1) Gamma(alpha+1)
     assert fit["r2"] > 0.99 and fit["area"] == pytest.approx(true_area, rel=0.03)

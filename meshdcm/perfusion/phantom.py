@@ -116,12 +116,13 @@ class Phantom:
     labels: dict = field(default_factory=dict)  # brain layout: name -> (Z, Y, X) mask ("GM", "WM", "delayed", ...)
 
 
-def _gamma(t, t0, alpha, beta):
+def gamma_variate(t, t0, alpha, beta):
+    """The unscaled gamma-variate bolus ``(t - t0)^alpha exp(-(t - t0)/beta)`` (0 before ``t0``)."""
     x = np.clip(t - t0, 0, None)
     return x**alpha * np.exp(-x / beta)
 
 
-def _rician_signal(s0: np.ndarray, conc: np.ndarray, te: float, sigma: float, rng) -> np.ndarray:
+def rician_signal(s0: np.ndarray, conc: np.ndarray, te: float, sigma: float, rng) -> np.ndarray:
     """``|S0 exp(-TE C) + complex Gaussian noise|`` as float32 (T, Z, Y, X)."""
     s_clean = s0 * np.exp(-te * conc)
     noise_re = rng.standard_normal(s_clean.shape, dtype=np.float32)
@@ -138,10 +139,10 @@ def make_phantom(spec: PhantomSpec | None = None) -> Phantom:
     times = np.arange(spec.n_time) * spec.tr
     dtf = 0.05
     tf = np.arange(0, times[-1] + spec.tr + 3.0, dtf)
-    unit_aif = _gamma(tf, spec.t0, spec.alpha, spec.beta)
+    unit_aif = gamma_variate(tf, spec.t0, spec.alpha, spec.beta)
 
     def tissue_curve(cbf, mtt, delay, amp):
-        ca = amp * _gamma(tf, spec.t0 + delay, spec.alpha, spec.beta)
+        ca = amp * gamma_variate(tf, spec.t0 + delay, spec.alpha, spec.beta)
         res = np.exp(-tf / mtt)
         conv = np.convolve(ca, res)[: tf.size] * dtf
         return (RHO / KH) * (cbf / 6000.0) * conv
@@ -183,7 +184,7 @@ def make_phantom(spec: PhantomSpec | None = None) -> Phantom:
     conc[:, tissue] = conc_t[:, cols]
     # vessels: every 4th row of the tissue height, 2 voxels wide
     vessel_rows = np.arange(y0 + 1, ny - y0 - 1, 4)
-    venous = np.convolve(amp * _gamma(tf, spec.t0 + 5.0, spec.alpha, spec.beta), np.exp(-tf / 3.0) / 3.0)[: tf.size] * dtf
+    venous = np.convolve(amp * gamma_variate(tf, spec.t0 + 5.0, spec.alpha, spec.beta), np.exp(-tf / 3.0) / 3.0)[: tf.size] * dtf
     for z in range(nz):
         for y in vessel_rows:
             artery[z, y, 1:3] = True
@@ -192,7 +193,7 @@ def make_phantom(spec: PhantomSpec | None = None) -> Phantom:
     conc[:, vein] = spec.vein_fraction * venous[sample][:, None]
 
     body = tissue | artery | vein
-    signal = _rician_signal(np.where(body, spec.s0, 0.0), conc, spec.te, spec.s0 / spec.snr, rng)
+    signal = rician_signal(np.where(body, spec.s0, 0.0), conc, spec.te, spec.s0 / spec.snr, rng)
 
     table = np.array(spec.combinations, dtype=np.float64)
     def truth(col):
@@ -260,14 +261,14 @@ def make_brain_phantom(spec: BrainPhantomSpec | None = None) -> Phantom:
     sample = np.clip(np.rint(times / dtf).astype(int), 0, tf.size - 1)
 
     def tissue_curve(cbf, cbv, delay, amp=1.0):
-        ca = amp * _gamma(tf, spec.t0 + delay, spec.alpha, spec.beta)
+        ca = amp * gamma_variate(tf, spec.t0 + delay, spec.alpha, spec.beta)
         conv = np.convolve(ca, gamma_residue(tf, 60.0 * cbv / cbf, spec.residue_shape))[: tf.size] * dtf
         return (RHO / KH) * (cbf / 6000.0) * conv
 
     amp = -np.log(1.0 - spec.gm_peak_drop) / spec.te / tissue_curve(*spec.gm, 0.0).max()
-    aif = amp * _gamma(tf, spec.t0, spec.alpha, spec.beta)
+    aif = amp * gamma_variate(tf, spec.t0, spec.alpha, spec.beta)
     kernel = np.exp(-tf / spec.vein_dispersion) / spec.vein_dispersion
-    venous = np.convolve(amp * _gamma(tf, spec.t0 + spec.vein_delay, spec.alpha, spec.beta), kernel)[: tf.size] * dtf
+    venous = np.convolve(amp * gamma_variate(tf, spec.t0 + spec.vein_delay, spec.alpha, spec.beta), kernel)[: tf.size] * dtf
 
     yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
     cy, cx = (ny - 1) / 2.0, (nx - 1) / 2.0
@@ -305,7 +306,7 @@ def make_brain_phantom(spec: BrainPhantomSpec | None = None) -> Phantom:
     conc[:, artery] = (spec.artery_fraction * aif[sample] + (1 - spec.artery_fraction) * gm_curve)[:, None]
     conc[:, vein] = venous[sample][:, None]
     s0 = np.where(tissue | artery | vein, spec.s0, 0.0) + np.where(csf, 1.4 * spec.s0, 0.0)
-    signal = _rician_signal(s0, conc, spec.te, spec.s0 / spec.snr, rng)
+    signal = rician_signal(s0, conc, spec.te, spec.s0 / spec.snr, rng)
 
     truth = np.array(table)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..perfusion.constants import KH, RHO
-from ..perfusion.phantom import Phantom, PhantomSpec, write_phantom_dicom
+from ..perfusion.phantom import Phantom, PhantomSpec, gamma_variate, rician_signal, write_phantom_dicom
 
 __all__ = ["ADC_VALUES", "LESIONS", "StrokePhantom", "StrokePhantomSpec", "make_stroke_phantom", "write_adc_series",
            "write_stroke_phantom"]
@@ -105,11 +105,6 @@ class StrokePhantom:
                          "phantom-study", None, self.affine_lps())
 
 
-def _gamma(t, t0, alpha, beta):
-    x = np.clip(t - t0, 0, None)
-    return x**alpha * np.exp(-x / beta)
-
-
 def _true_tmax(delay: float, tau: float, mtt: float) -> float:
     """Peak time of exp(-t/tau)/tau * exp(-t/mtt), shifted by the delay (no dispersion: the delay)."""
     if tau <= 0:
@@ -174,7 +169,7 @@ def make_stroke_phantom(spec: StrokePhantomSpec | None = None) -> StrokePhantom:
 
     def curve(cbf, cbv, delay, tau, amp):
         mtt = 60.0 * cbv / cbf
-        ca = amp * _gamma(tf, spec.t0 + delay, spec.alpha, spec.beta)
+        ca = amp * gamma_variate(tf, spec.t0 + delay, spec.alpha, spec.beta)
         if tau > 0:
             ca = np.convolve(ca, np.exp(-tf / tau) / tau)[: tf.size] * dtf
         conv = np.convolve(ca, np.exp(-tf / mtt))[: tf.size] * dtf
@@ -182,7 +177,7 @@ def make_stroke_phantom(spec: StrokePhantomSpec | None = None) -> StrokePhantom:
 
     gm_ref = curve(60.0, 4.0, 0.0, 0.0, 1.0)
     amp = -np.log(1.0 - spec.gm_peak_drop) / spec.te / gm_ref.max()
-    aif = amp * _gamma(tf, spec.t0, spec.alpha, spec.beta)
+    aif = amp * gamma_variate(tf, spec.t0, spec.alpha, spec.beta)
 
     conc = np.zeros((spec.n_time, nz, ny, nx), dtype=np.float32)
     cbf_t = np.full(brain.shape, np.nan, np.float32)
@@ -200,15 +195,12 @@ def make_stroke_phantom(spec: StrokePhantomSpec | None = None) -> StrokePhantom:
             conc[:, sel] = curve(f, v, delay, tau, amp)[sample][:, None]
             cbf_t[sel], cbv_t[sel], delay_t[sel] = f, v, delay
             true_tmax[sel] = _true_tmax(delay, tau, 60.0 * v / f)
-    venous = np.convolve(amp * _gamma(tf, spec.t0 + 5.0, spec.alpha, spec.beta), np.exp(-tf / 3.0) / 3.0)[: tf.size]
+    venous = np.convolve(amp * gamma_variate(tf, spec.t0 + 5.0, spec.alpha, spec.beta), np.exp(-tf / 3.0) / 3.0)[: tf.size]
     conc[:, artery] = (spec.artery_fraction * aif[sample])[:, None]
     conc[:, vein] = (spec.vein_fraction * venous[sample] * dtf)[:, None]
 
     s0 = np.where(brain, spec.s0, 0.0) * np.where(csf, 1.6, 1.0)
-    s_clean = s0[None] * np.exp(-spec.te * conc)
-    sigma = spec.s0 / spec.snr
-    signal = np.hypot(s_clean + sigma * rng.standard_normal(s_clean.shape, dtype=np.float32),
-                      sigma * rng.standard_normal(s_clean.shape, dtype=np.float32)).astype(np.float32)
+    signal = rician_signal(s0[None], conc, spec.te, spec.s0 / spec.snr, rng)
 
     pspec = PhantomSpec(shape=spec.shape, n_time=spec.n_time, tr=spec.tr, te=spec.te, snr=spec.snr, s0=spec.s0,
                         seed=seed, t0=spec.t0, alpha=spec.alpha, beta=spec.beta, gm_peak_drop=spec.gm_peak_drop,
@@ -218,7 +210,7 @@ def make_stroke_phantom(spec: StrokePhantomSpec | None = None) -> StrokePhantom:
     for i, where in enumerate(shells.values()):
         region[where] = i
     mtt_t = np.where(np.isfinite(cbf_t), 60.0 * cbv_t / np.where(np.isfinite(cbf_t), cbf_t, 1.0), np.nan)
-    phantom = Phantom(pspec, signal, times, (amp * _gamma(tf, spec.t0, spec.alpha, spec.beta))[sample].astype(
+    phantom = Phantom(pspec, signal, times, (amp * gamma_variate(tf, spec.t0, spec.alpha, spec.beta))[sample].astype(
         np.float32), cbf_t, cbv_t, mtt_t.astype(np.float32), delay_t, region, tissue, artery, vein)
     voxel_ml = dr * dc * dz / 1000.0
     truth = {"core_ml": round(float(core.sum()) * voxel_ml, 1), "tmax6_ml": round(float(tmax6.sum()) * voxel_ml, 1),
