@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import time
 import urllib.request
@@ -34,6 +35,22 @@ def skip_reason() -> str | None:
     if not os.path.exists(ORTHANC):
         return f"Orthanc is not installed ({ORTHANC} missing; apt-get install orthanc orthanc-dicomweb)"
     return netns_available()
+
+
+def receive_pdu(sock) -> tuple[int, bytes]:
+    """One whole PDU read from a raw socket (a test playing a DICOM peer by hand): (type, body); ConnectionError
+    when the peer closes first."""
+    def read(n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            chunk = sock.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("closed")
+            out += chunk
+        return out
+
+    kind, _, length = struct.unpack(">BBI", read(6))
+    return kind, read(length)
 
 
 def wait_for(cond, timeout: float, what: str, interval: float = 0.05):

@@ -18,7 +18,7 @@ from meshdcm.pacs import pdu
 from meshdcm.pacs.part10 import read_instance
 from meshdcm.pacs.storescu import AssociationAborted, AssociationRejected, NotReached, StoreRequestor, status_meaning
 from meshdcm.synthetic import head_ct, write_study
-from pacs_fixtures import NetNs, netns_available
+from pacs_fixtures import NetNs, netns_available, receive_pdu
 from ports import free_port
 
 STORESCP = "/usr/bin/storescp"
@@ -27,21 +27,6 @@ STORESCP = "/usr/bin/storescp"
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> list[Path]:
     return write_study(head_ct(seed=23, slices=4, matrix=64), tmp_path_factory.mktemp("ct"))
-
-
-def _read(conn: socket.socket, n: int) -> bytes:
-    out = b""
-    while len(out) < n:
-        chunk = conn.recv(n - len(out))
-        if not chunk:
-            raise ConnectionError("closed")
-        out += chunk
-    return out
-
-
-def _read_pdu(conn: socket.socket) -> tuple[int, bytes]:
-    kind, _, length = struct.unpack(">BBI", _read(conn, 6))
-    return kind, _read(conn, length)
 
 
 def _accept_all(rq: bytes, max_pdu: int) -> bytes:
@@ -87,7 +72,7 @@ class ScriptedPeer:
         conn, _ = self.sock.accept()
         with conn:
             try:
-                kind, rq = _read_pdu(conn)
+                kind, rq = receive_pdu(conn)
                 assert kind == pdu.A_ASSOCIATE_RQ
                 self.script(conn, rq, self.seen)
             except (ConnectionError, OSError) as exc:
@@ -107,7 +92,7 @@ def serve_stores(max_pdu: int, answer=_store_rsp):
         conn.sendall(_accept_all(rq, max_pdu))
         seen["pdu_lengths"], command = [], b""
         while True:
-            kind, body = _read_pdu(conn)
+            kind, body = receive_pdu(conn)
             seen["pdu_lengths"].append(len(body))
             if kind == pdu.A_RELEASE_RQ:
                 conn.sendall(pdu.release_rp())
@@ -142,7 +127,7 @@ def test_every_pdu_sent_respects_the_peers_maximum_length(files):
 def test_a_pdu_length_past_what_we_accept_aborts_before_reading_it(files):
     def script(conn, rq, seen):
         conn.sendall(_accept_all(rq, 16384))
-        _read_pdu(conn)  # the command
+        receive_pdu(conn)  # the command
         conn.sendall(struct.pack(">BBI", pdu.P_DATA_TF, 0, 0xFFFFFFF0))  # "4 GiB follow"
         seen["after"] = b""
         while chunk := conn.recv(65536):  # the dataset, then our A-ABORT

@@ -11,6 +11,7 @@ import pytest
 from pydicom import dcmread
 
 from conftest import wait_until
+from pacs_fixtures import receive_pdu
 from meshdcm import synthetic
 from meshdcm.pacs import StorageSCP
 
@@ -32,23 +33,6 @@ def _associate_rq() -> bytes:
     return struct.pack(">BBI", 0x01, 0, len(body)) + body
 
 
-def _receive_pdu(sock: socket.socket) -> tuple[int, bytes]:
-    head = b""
-    while len(head) < 6:
-        chunk = sock.recv(6 - len(head))
-        if not chunk:
-            raise ConnectionError("closed")
-        head += chunk
-    kind, _, length = struct.unpack(">BBI", head)
-    body = b""
-    while len(body) < length:
-        chunk = sock.recv(length - len(body))
-        if not chunk:
-            raise ConnectionError("closed")
-        body += chunk
-    return kind, body
-
-
 def _peak_rss_kib() -> int:
     status = open("/proc/self/status").read()  # noqa: SIM115 - a tiny read
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
@@ -59,11 +43,11 @@ def _aborted_at_once(port: int, after_accept: bool, claim: bytes) -> float:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         if after_accept:
             sock.sendall(_associate_rq())
-            assert _receive_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC
+            assert receive_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC
         t0 = time.monotonic()
         sock.sendall(claim)
         try:
-            kind, body = _receive_pdu(sock)
+            kind, body = receive_pdu(sock)
         except (TimeoutError, ConnectionError) as exc:
             pytest.fail(f"no A-ABORT after a PDU claiming {FOUR_GIB} bytes ({exc}): the SCP went on reading it")
         assert kind == 0x07 and body[2] == 2, (kind, body)  # A-ABORT from the service provider
