@@ -10,17 +10,17 @@ from meshdcm.perfusion import boxerman_correction, deconvolve, manual_aif, selec
 from meshdcm.perfusion.concentration import detect_baseline, otsu_threshold, signal_to_concentration
 from meshdcm.perfusion.deconvolution import convolution_matrix, osvd_per_voxel
 from meshdcm.perfusion.errors import PerfusionError
-from meshdcm.perfusion.phantom import _gamma
+from meshdcm.perfusion.phantom import gamma_variate
 
 
 def _curves(delays=(0.0,), mtts=(4.0,), tr=1.0, n=60, noise=0.0, seed=0):
     tf = np.arange(0, 120, 0.01)
     samp = np.rint(np.arange(n) * tr / 0.01).astype(int)
-    aif = _gamma(tf, 10, 3, 1.5)[samp]
+    aif = gamma_variate(tf, 10, 3, 1.5)[samp]
     cols = []
     for d in delays:
         for mtt in mtts:
-            c = np.convolve(_gamma(tf, 10 + d, 3, 1.5), np.exp(-tf / mtt))[: tf.size] * 0.01
+            c = np.convolve(gamma_variate(tf, 10 + d, 3, 1.5), np.exp(-tf / mtt))[: tf.size] * 0.01
             cols.append(c[samp])
     c = np.array(cols).T
     rng = np.random.default_rng(seed)
