@@ -17,9 +17,12 @@ test('Python publishes, JavaScript handles and publishes back, Python sees it', 
   await js.start();
   t.after(() => js.stop());
   const out = mesh.file('recorder.txt');
-  mesh.python('recorder', ['--peer', js.endpoints.control, '--name', 'py-recorder'], { out, topic: 'js.echo' });
-  mesh.python('ticker', ['--peer', js.endpoints.control, '--name', 'py-ticker'], { interval: 0.05 });
+  const recorder = mesh.python('recorder', ['--peer', js.endpoints.control, '--name', 'py-recorder'], { out, topic: 'js.echo' });
   try {
+    // the recorder wants the JavaScript node's stream from the moment they meet: what was published before is not
+    // for it, so the ticker starts only then
+    await waitUntil(() => /peer joined: js-echo/.test(recorder.output()), 30000, 'the recorder to meet the JavaScript node');
+    mesh.python('ticker', ['--peer', js.endpoints.control, '--name', 'py-ticker'], { interval: 0.05 });
     await waitUntil(() => seen.length >= 20, 30000, '20 stored.series from Python at the JavaScript node');
     await waitUntil(() => {
       const got = new Set(records(out).map((r) => r[2]));
