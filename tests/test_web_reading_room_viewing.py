@@ -128,8 +128,9 @@ def page(room, request):
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     yield page
     report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:  # what the page showed when it failed
+    if report is not None and report.failed:  # what the page showed when it failed, and what the nodes said
         Screenshots(f"{request.node.name}-failed")(page, "page", full_page=True)
+        room.mesh.show_logs()
     page.close()
     assert not errors, errors  # no script error on the page
 
@@ -446,8 +447,12 @@ def test_a_perfusion_map_over_the_anatomy_with_opacity(room, page):
 def test_derived_series_are_labelled_and_a_study_without_reference_says_why(room, page):
     shot = Screenshots("test_derived_series_are_labelled_and_a_study_without_reference_says_why")
     wait_for_maps(room)
-    mr = wait_until(lambda: len((s := study_state(room, room.mr_study))["renditions"]) >= 6 and s["notes"] and s,
-                    120, interval=0.5, what="the NIfTI renditions and the register node's note")
+    # generous ceilings (the loaded 2-core machine of CI: the convert node renders every series of three studies
+    # one after the other), each wait named apart so that a failure says which part is missing
+    wait_until(lambda: len(study_state(room, room.mr_study)["renditions"]) >= 6, 240, interval=0.5,
+               what="the NIfTI renditions of the MR study's series (the convert node)")
+    mr = wait_until(lambda: (s := study_state(room, room.mr_study))["notes"] and s, 120, interval=0.5,
+                    what="the register node's note on the MR study (no reference series)")
     assert {r["provenance"] for r in mr["renditions"]} >= {f"NIfTI rendition of {d}" for d in (
         "t1_mprage_sag_1mm", "t2_tse_tra", "t2_tirm_tra_dark-fluid", "ep2d_diff_3scan_trace", "ep2d_perf_DSC")}
     study_page(room, page, room.mr_study)
