@@ -140,6 +140,24 @@ def test_reports_are_found_by_patient_with_their_text(index):
         new.SOPInstanceUID]
 
 
+def test_an_analysis_measurement_report_is_no_prior_report_until_a_person_verifies_it(index):
+    """The stroke node's TID 1500 SR (Imaging Measurement Report, UNVERIFIED) is an AI result: the prior reports
+    offered beside a study are the radiologists' (it was listed among them, as any SR was)."""
+    signed = sr_report("No acute infarct.", date="20240101")
+    ai = sr_report("core 12 ml", date="20240101")
+    ai.ConceptNameCodeSequence[0].CodeValue, ai.ConceptNameCodeSequence[0].CodingSchemeDesignator = "126000", "DCM"
+    ai.ConceptNameCodeSequence[0].CodeMeaning = "Imaging Measurement Report"
+    ai.VerificationFlag = "UNVERIFIED"
+    for ds in (signed, ai):
+        index.record(message("stored.instance", ds), "pacs")
+    assert [d.SOPInstanceUID for d, _ in index.reports(query(PatientID="P1"))] == [signed.SOPInstanceUID]
+    assert len(index.documents("report")) == 2  # remembered all the same (its series, its text)
+    ai.VerificationFlag = "VERIFIED"  # a person verified the measurements: now a report of theirs
+    index.record(message("stored.instance", ai), "pacs")
+    assert {d.SOPInstanceUID for d, _ in index.reports(query(PatientID="P1"))} == {signed.SOPInstanceUID,
+                                                                                   ai.SOPInstanceUID}
+
+
 def test_report_text_renders_the_content_tree():
     text = report_text(sr_report("Small meningioma."))
     assert text.splitlines() == ["Diagnostic Imaging Report", "  Findings", "    Finding: Small meningioma.",

@@ -12,17 +12,30 @@ from __future__ import annotations
 
 from pydicom.dataset import Dataset
 
-__all__ = ["SR_MODALITY", "is_report", "report_text"]
+__all__ = ["SR_MODALITY", "is_algorithm_result", "is_report", "report_text"]
 
 SR_MODALITY = "SR"
 #: Storage SOP classes of SR documents (PS3.4 B.5): 1.2.840.10008.5.1.4.1.1.88.*
 SR_CLASS_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
+#: The root concept of a TID 1500 Imaging Measurement Report (what an analysis such as the stroke node writes).
+MEASUREMENT_REPORT = ("126000", "DCM")
 MAX_DEPTH = 32  # a content tree deeper than this is malformed or hostile; the rest is not rendered
 
 
 def is_report(ds: Dataset) -> bool:
     """Whether ``ds`` is an SR document (Modality SR or an SR storage SOP class)."""
     return str(ds.get("Modality", "")) == SR_MODALITY or str(ds.get("SOPClassUID", "")).startswith(SR_CLASS_PREFIX)
+
+
+def is_algorithm_result(ds: Dataset) -> bool:
+    """Whether ``ds`` is an analysis' measurement report that no person verified (an AI result such as the stroke
+    volumes, TID 1500, VerificationFlag UNVERIFIED): an SR, but not a prior *report* of a radiologist. Once a person
+    verified it, it is one of their reports."""
+    seq = ds.get("ConceptNameCodeSequence")
+    if not seq:
+        return False
+    code = (str(seq[0].get("CodeValue", "")), str(seq[0].get("CodingSchemeDesignator", "")))
+    return code == MEASUREMENT_REPORT and str(ds.get("VerificationFlag", "UNVERIFIED")).upper() != "VERIFIED"
 
 
 def _concept(item: Dataset) -> str:

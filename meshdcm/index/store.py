@@ -22,6 +22,7 @@ from pydicom.multival import MultiValue
 from ..cfind import matches
 from ..message import Message
 from .documents import Event, Writes, iso_time, writes_for
+from .reports import is_algorithm_result
 
 __all__ = ["Backend", "Index", "Prefilter", "prefilter"]
 
@@ -181,7 +182,8 @@ class Index:
         return out
 
     def reports(self, query: Dataset, exclude_study: str | None = None) -> list[tuple[Dataset, str]]:
-        """Stored SR reports matching ``query`` (PatientID / PatientName, ...), newest study first: (dataset, text)."""
+        """Stored SR reports matching ``query`` (PatientID / PatientName, ...), newest study first: (dataset, text).
+        An analysis' unverified measurement report (``is_algorithm_result``) is a result, not a prior report."""
         keys = Dataset()
         for keyword in ("PatientID", "PatientName", "StudyDate"):  # a StudyInstanceUID is the one to exclude
             if keyword in query and query[keyword].value not in (None, ""):
@@ -193,8 +195,8 @@ class Index:
         for doc in self.backend.candidates("report", prefilter("report", keys)):
             if exclude_study and doc.get("study") == exclude_study:
                 continue
-            if matches(_dataset(doc, wanted), keys):
-                found.append((doc, _dataset(doc)))
+            if matches(_dataset(doc, wanted), keys) and not is_algorithm_result(whole := _dataset(doc)):
+                found.append((doc, whole))
         found.sort(key=lambda dr: (dr[0].get("study_date") or "", str(dr[1].get("ContentDate", "")), dr[0]["uid"]),
                    reverse=True)
         return [(record, str(doc.get("meta", {}).get("text", ""))) for doc, record in found]
