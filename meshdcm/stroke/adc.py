@@ -1,14 +1,22 @@
-"""An ADC map (apparent diffusion coefficient, from the DWI of the same session) on the DSC grid, in x10^-6 mm^2/s.
+"""The ADC map (apparent diffusion coefficient, from the DWI of the same session), in x10^-6 mm^2/s, on its own grid
+and on the DSC grid.
 
-The ADC series is read with :func:`meshdcm.imaging.load_series` (classic or enhanced multi-frame) and resampled
-(trilinear) onto the DSC slices by the scanner coordinates of both: the two are acquired minutes apart in one
-session, which products assume too; a different Frame of Reference is reported as a warning, since then the
-patient coordinates of the two may not agree.  A DSC voxel whose interpolation touches an ADC voxel of 0 (the
-masked background, or outside the series) gets no ADC: mixed with 0, tissue would pass for core along every
-edge of the brain.  Units: vendors store ADC as x10^-6 mm^2/s (Siemens, GE, Philips
-in most versions), some as x10^-3 mm^2/s or mm^2/s; the median of the positive values tells which (normal brain
-is 700-900 x10^-6 mm^2/s, CSF 3000): below 0.01 mm^2/s, below 10 x10^-3 mm^2/s, from 100 up to 5000
-x10^-6 mm^2/s; anything else is refused with the value found.
+The ischaemic core is measured on the ADC's own grid (``ADCMap.native``, its voxel volume ``ADCMap.voxel_ml``):
+there its voxels are the DWI's, finer than the DSC's, and the 620 threshold sees each as acquired; resampled to the
+coarser DSC grid first, a voxel at the edge of the core mixes core with normal tissue and passes only when most of it
+is core (on the realistic stroke study that lost 2.6 ml of a 32 ml core).  The two grids are related by the scanner
+coordinates of both series: they are acquired minutes apart in one session, which products assume too; a different
+Frame of Reference is reported as a warning, since then the patient coordinates of the two may not agree.
+:meth:`ADCMap.from_dsc` brings a DSC mask (the brain, Tmax > 6 s) onto the ADC grid, :meth:`ADCMap.to_dsc` the core
+onto the DSC grid for the SEG and the overlays (a DSC voxel is core when at least half of it is).
+
+``ADCMap.values``, the map resampled (trilinear) onto the DSC grid, serves the DSC-side rules (ADC > 2000: CSF).  A
+DSC voxel whose interpolation touches an ADC voxel of 0 (the masked background, or outside the series) gets no ADC
+there: mixed with 0, tissue would pass for core along every edge of the brain.
+
+Units: vendors store ADC as x10^-6 mm^2/s (Siemens, GE, Philips in most versions), some as x10^-3 mm^2/s or
+mm^2/s; the median of the positive values tells which (normal brain is 700-900 x10^-6 mm^2/s, CSF 3000): below
+0.01 mm^2/s, below 10 x10^-3 mm^2/s, from 100 up to 5000 x10^-6 mm^2/s; anything else is refused with the value found.
 """
 
 from __future__ import annotations
@@ -31,10 +39,54 @@ ADC_FILTER = 'Modality == "MR" and (SeriesDescription ~ "(?i)adc|apparent diffus
 
 @dataclass
 class ADCMap:
-    values: np.ndarray  # (Z, Y, X) on the DSC grid, x10^-6 mm^2/s, 0 outside the ADC series' field of view
+    """An ADC series in x10^-6 mm^2/s: on its own grid (``native``, placed by ``affine_lps``) and resampled onto the
+    DSC grid (``values``).  Arrays are (Z, Y, X) = (slice, row, column); 0 means no ADC (background, outside)."""
+
+    values: np.ndarray  # (Z, Y, X) on the DSC grid, 0 outside the ADC series' field of view
     series_uid: str
     factor: float  # stored real-world value x factor = x10^-6 mm^2/s
+    native: np.ndarray  # (Z, Y, X) on the ADC series' own grid
+    affine_lps: np.ndarray  # the ADC grid's (column, row, slice) -> LPS mm
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def voxel_ml(self) -> float:
+        """One ADC voxel in ml: pixel area x the distance between slice positions (a gap counts with its slice)."""
+        return float(np.prod(np.linalg.norm(np.asarray(self.affine_lps, dtype=np.float64)[:3, :3], axis=0))) / 1000.0
+
+    def from_dsc(self, mask: np.ndarray, dsc_affine_lps: np.ndarray) -> np.ndarray:
+        """A (Z, Y, X) mask on the DSC grid on the ADC grid: each ADC voxel takes the DSC voxel its centre lies in
+        (a DSC slice stands for its spacing, gap included, as in the volumes); False outside the DSC slab."""
+        mask = np.asarray(mask, dtype=bool)
+        index = _nearest(mask.shape, dsc_affine_lps, self.native.shape, self.affine_lps)
+        return np.where(index >= 0, mask.ravel()[np.maximum(index, 0)], False)
+
+    def to_dsc(self, mask: np.ndarray, dsc_affine_lps: np.ndarray, dsc_shape: tuple[int, int, int]) -> np.ndarray:
+        """A (Z, Y, X) mask on the ADC grid on the DSC grid: a DSC voxel is in it when at least half of it is (27
+        points spread over the voxel, each taking the ADC voxel it lies in)."""
+        mask = np.asarray(mask, dtype=bool)
+        inside = np.zeros(dsc_shape, dtype=np.float32)
+        steps = (-1 / 3, 0.0, 1 / 3)
+        for offset in ((i, j, k) for i in steps for j in steps for k in steps):
+            index = _nearest(mask.shape, self.affine_lps, dsc_shape, dsc_affine_lps, offset)
+            inside += np.where(index >= 0, mask.ravel()[np.maximum(index, 0)], False)
+        return inside >= 0.5 * 27
+
+
+def _nearest(src_shape, src_affine: np.ndarray, dst_shape, dst_affine: np.ndarray,
+             offset: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> np.ndarray:
+    """For each voxel of the (Z, Y, X) grid ``dst_shape``, the flat index of the ``src_shape`` voxel that holds the
+    point ``offset`` (column, row, slice; in voxels) from its centre, or -1 outside the source grid."""
+    nz, ny, nx = dst_shape
+    m = np.linalg.inv(np.asarray(src_affine, dtype=np.float64)) @ np.asarray(dst_affine, dtype=np.float64)
+    k, j, i = np.meshgrid(np.arange(nz) + offset[2], np.arange(ny) + offset[1], np.arange(nx) + offset[0],
+                          indexing="ij")
+    ijk = np.stack([i.ravel(), j.ravel(), k.ravel()])
+    q = np.rint(m[:3, :3] @ ijk + m[:3, 3:]).astype(np.int64)  # source (column, row, slice)
+    sz, sy, sx = src_shape
+    valid = (q[0] >= 0) & (q[0] < sx) & (q[1] >= 0) & (q[1] < sy) & (q[2] >= 0) & (q[2] < sz)
+    flat = (q[2] * sy + q[1]) * sx + q[0]
+    return np.where(valid, flat, -1).reshape(dst_shape)
 
 
 def adc_units_factor(values: np.ndarray, series_uid: str = "?") -> float:
@@ -56,8 +108,8 @@ def adc_units_factor(values: np.ndarray, series_uid: str = "?") -> float:
 
 def load_adc(adc_dir: str | Path, affine_lps: np.ndarray, shape: tuple[int, int, int],
              frame_of_reference_uid: str | None = None) -> ADCMap:
-    """The ADC series in ``adc_dir`` resampled onto the (Z, Y, X) grid ``shape`` placed by ``affine_lps``
-    ((column, row, slice) -> LPS mm)."""
+    """The ADC series in ``adc_dir`` on its own grid, and resampled onto the (Z, Y, X) DSC grid ``shape`` placed by
+    ``affine_lps`` ((column, row, slice) -> LPS mm)."""
     from ..imaging import ImagingError, load_series
     from ..imaging.register import resample_volume
 
@@ -84,4 +136,6 @@ def load_adc(adc_dir: str | Path, affine_lps: np.ndarray, shape: tuple[int, int,
     if not (out > 0).any():
         raise ADCError(f"the ADC series {vol.series_uid} does not overlap the DSC slices; is it of the same session?")
     log.info("ADC series %s on the DSC grid (x%g to 1e-6 mm2/s)", vol.series_uid, factor)
-    return ADCMap(out, vol.series_uid, factor, warnings)
+    native = (values * np.float32(factor)).astype(np.float32).transpose(2, 1, 0)
+    return ADCMap(out, vol.series_uid, factor, np.ascontiguousarray(native), np.asarray(vol.affine_lps, dtype=np.float64),
+                  warnings)
