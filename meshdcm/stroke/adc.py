@@ -58,35 +58,37 @@ class ADCMap:
         """A (Z, Y, X) mask on the DSC grid on the ADC grid: each ADC voxel takes the DSC voxel its centre lies in
         (a DSC slice stands for its spacing, gap included, as in the volumes); False outside the DSC slab."""
         mask = np.asarray(mask, dtype=bool)
-        index = _nearest(mask.shape, dsc_affine_lps, self.native.shape, self.affine_lps)
-        return np.where(index >= 0, mask.ravel()[np.maximum(index, 0)], False)
+        points, _ = _points(self.native.shape, self.affine_lps, dsc_affine_lps)
+        return _take(mask, points).reshape(self.native.shape)
 
     def to_dsc(self, mask: np.ndarray, dsc_affine_lps: np.ndarray, dsc_shape: tuple[int, int, int]) -> np.ndarray:
         """A (Z, Y, X) mask on the ADC grid on the DSC grid: a DSC voxel is in it when at least half of it is (27
         points spread over the voxel, each taking the ADC voxel it lies in)."""
         mask = np.asarray(mask, dtype=bool)
-        inside = np.zeros(dsc_shape, dtype=np.float32)
-        steps = (-1 / 3, 0.0, 1 / 3)
-        for offset in ((i, j, k) for i in steps for j in steps for k in steps):
-            index = _nearest(mask.shape, self.affine_lps, dsc_shape, dsc_affine_lps, offset)
-            inside += np.where(index >= 0, mask.ravel()[np.maximum(index, 0)], False)
-        return inside >= 0.5 * 27
+        centres, step = _points(dsc_shape, dsc_affine_lps, self.affine_lps)
+        inside = np.zeros(centres.shape[1], dtype=np.int16)
+        thirds = (-1 / 3, 0.0, 1 / 3)
+        for offset in ((i, j, k) for i in thirds for j in thirds for k in thirds):
+            inside += _take(mask, centres + step @ np.asarray(offset)[:, None])
+        return (inside * 2 >= 27).reshape(dsc_shape)
 
 
-def _nearest(src_shape, src_affine: np.ndarray, dst_shape, dst_affine: np.ndarray,
-             offset: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> np.ndarray:
-    """For each voxel of the (Z, Y, X) grid ``dst_shape``, the flat index of the ``src_shape`` voxel that holds the
-    point ``offset`` (column, row, slice; in voxels) from its centre, or -1 outside the source grid."""
-    nz, ny, nx = dst_shape
-    m = np.linalg.inv(np.asarray(src_affine, dtype=np.float64)) @ np.asarray(dst_affine, dtype=np.float64)
-    k, j, i = np.meshgrid(np.arange(nz) + offset[2], np.arange(ny) + offset[1], np.arange(nx) + offset[0],
-                          indexing="ij")
-    ijk = np.stack([i.ravel(), j.ravel(), k.ravel()])
-    q = np.rint(m[:3, :3] @ ijk + m[:3, 3:]).astype(np.int64)  # source (column, row, slice)
-    sz, sy, sx = src_shape
-    valid = (q[0] >= 0) & (q[0] < sx) & (q[1] >= 0) & (q[1] < sy) & (q[2] >= 0) & (q[2] < sz)
-    flat = (q[2] * sy + q[1]) * sx + q[0]
-    return np.where(valid, flat, -1).reshape(dst_shape)
+def _points(shape, affine: np.ndarray, other_affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The centres of the (Z, Y, X) grid ``shape`` placed by ``affine``, as (column, row, slice) voxel coordinates
+    of the grid placed by ``other_affine`` (3, N); and the 3x3 matrix that takes a step in the first grid's voxels
+    to one in the other's."""
+    m = np.linalg.inv(np.asarray(other_affine, dtype=np.float64)) @ np.asarray(affine, dtype=np.float64)
+    nz, ny, nx = shape
+    k, j, i = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
+    return m[:3, :3] @ np.stack([i.ravel(), j.ravel(), k.ravel()]) + m[:3, 3:], m[:3, :3]
+
+
+def _take(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``mask`` (Z, Y, X) at the voxels holding ``points`` ((column, row, slice), 3 x N); False outside it."""
+    q = np.rint(points).astype(np.int64)
+    nz, ny, nx = mask.shape
+    valid = (q[0] >= 0) & (q[0] < nx) & (q[1] >= 0) & (q[1] < ny) & (q[2] >= 0) & (q[2] < nz)
+    return valid & mask.ravel()[np.where(valid, (q[2] * ny + q[1]) * nx + q[0], 0)]
 
 
 def adc_units_factor(values: np.ndarray, series_uid: str = "?") -> float:
