@@ -139,5 +139,5 @@ def load_adc(adc_dir: str | Path, affine_lps: np.ndarray, shape: tuple[int, int,
         raise ADCError(f"the ADC series {vol.series_uid} does not overlap the DSC slices; is it of the same session?")
     log.info("ADC series %s on the DSC grid (x%g to 1e-6 mm2/s)", vol.series_uid, factor)
     native = (values * np.float32(factor)).astype(np.float32).transpose(2, 1, 0)
-    return ADCMap(out, vol.series_uid, factor, np.ascontiguousarray(native), np.asarray(vol.affine_lps, dtype=np.float64),
-                  warnings)
+    return ADCMap(out, vol.series_uid, factor, np.ascontiguousarray(native),
+                  np.asarray(vol.affine_lps, dtype=np.float64), warnings)

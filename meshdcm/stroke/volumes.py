@@ -15,12 +15,14 @@ the DEFUSE-3 imaging criteria.  The rules, in the order applied (docs/stroke.md 
 4. **Core**: with an ADC map, ADC > 0 and < 620 x10^-6 mm^2/s inside the brain mask (CSF, ADC > 2000, can never
    pass), on the ADC's own grid when it comes as an :class:`~.adc.ADCMap` (the brain mask brought onto it; the
    core's components, volume and ``core_outside_tmax6_ml`` counted there, with its voxel volume; the mask then
-   brought onto the DSC grid for the SEG, the overlays and the side); without one, CBF < 30 % of the reference CBF, CSF out, *inside the Tmax > 6 s region* (its holes filled:
-   voxels enclosed by it whose Tmax is too noisy to pass are part of it), since low flow without delay is no acute
-   ischaemia.  Components smaller than 1 ml removed.  An rCBF core is added to the Tmax > 6 s region (it is
-   hypoperfused by definition), so the mismatch region is exactly Tmax > 6 s minus core.
+   brought onto the DSC grid for the SEG, the overlays and the side); without one, CBF < 30 % of the reference
+   CBF, CSF out, *inside the Tmax > 6 s region* (its holes filled: voxels enclosed by it whose Tmax is too noisy to
+   pass are part of it), since low flow without delay is no acute ischaemia.  Components smaller than 1 ml removed.
+   An rCBF core is added to the Tmax > 6 s region (it is hypoperfused by definition), so the mismatch region is
+   exactly Tmax > 6 s minus core.
 5. **Volumes** in ml: voxel count x PixelSpacing x slice spacing (of the grid the region was found on).  Mismatch
-   volume = Tmax>6 - core (the two volumes as measured, DEFUSE-3's definition), mismatch ratio = Tmax>6 / core (undefined without a core), hypoperfusion intensity ratio (HIR) = Tmax>10 / Tmax>6.
+   volume = Tmax>6 - core (the two volumes as measured, DEFUSE-3's definition), mismatch ratio = Tmax>6 / core
+   (undefined without a core), hypoperfusion intensity ratio (HIR) = Tmax>10 / Tmax>6.
 6. **DEFUSE-3 imaging criteria**: core < 70 ml, mismatch ratio >= 1.8, mismatch volume >= 15 ml; each stated as met
    or not (the clinical criteria are not ours to judge).
 """
@@ -233,7 +235,6 @@ def analyse_stroke(cbf: np.ndarray, cbv: np.ndarray, tmax: np.ndarray, brain: np
     min_tmax = rules.min_tmax_ml / voxel_ml
     tmax6, gone6 = remove_small_components(tissue & (tmax > rules.tmax_hypoperfusion), min_tmax)
     tmax10, gone10 = remove_small_components(tissue & (tmax > rules.tmax_severe), min_tmax)
-    core_grid: dict | None = None
     if adc_map is not None:  # the ADC's own grid: its voxels as acquired, its voxel volume (module docstring, 4.)
         core_voxel_ml = adc_map.voxel_ml
         a = np.nan_to_num(adc_map.native)
@@ -261,9 +262,6 @@ def analyse_stroke(cbf: np.ndarray, cbv: np.ndarray, tmax: np.ndarray, brain: np
         return round(float(mask.sum()) * per_voxel, 1)
 
     core_ml, tmax6_ml, tmax10_ml = ml(core_counted, core_voxel_ml), ml(tmax6), ml(tmax10)
-    if adc_map is not None:
-        core_grid = {"series_uid": adc_map.series_uid, "shape": list(adc_map.native.shape),
-                     "voxel_ml": round(core_voxel_ml, 6), "core_on_dsc_grid_ml": ml(core)}
     result = StrokeResult(
         core_method=method, core_ml=core_ml, tmax6_ml=tmax6_ml, tmax10_ml=tmax10_ml,
         mismatch_ml=round(tmax6_ml - core_ml, 1),
@@ -281,8 +279,9 @@ def analyse_stroke(cbf: np.ndarray, cbv: np.ndarray, tmax: np.ndarray, brain: np
         warnings=_quality(tmax, tissue, tmax6, rules),
         side=lesion_side(tmax6 | core, brain, affine_lps) if affine_lps is not None else None,
         masks=StrokeMasks(core, tmax6, tmax10, mismatch, csf, normal))
-    if core_grid is not None:
-        result.reference["core_grid"] = core_grid
+    if adc_map is not None:  # where the core was counted, and its volume as the SEG shows it
+        result.reference["core_grid"] = {"series_uid": adc_map.series_uid, "shape": list(adc_map.native.shape),
+                                         "voxel_ml": round(core_voxel_ml, 6), "core_on_dsc_grid_ml": ml(core)}
     log.info("stroke (%s core): core %.1f ml, Tmax>6 %.1f ml, Tmax>10 %.1f ml, mismatch %.1f ml", method, core_ml,
              tmax6_ml, tmax10_ml, result.mismatch_ml)
     return result
