@@ -26,13 +26,16 @@ Goals NOT met (asserted as strict xfail so that a fix shows up):
   not the AIF: with the *true* arterial curve given by hand, oSVD gives GM CBF 37.6/55.5 and MTT 6.6/4.5 on the stroke
   study (cSVD 35.6, sSVD 33.0).  The studies' tissue residue is exponential (docs/studies.md), whose corner at t = 0
   truncated SVD cannot follow (docs/perfusion.md: oSVD 0.75 of the truth with an exponential residue, noise-free).
-- Stroke volumes: ADC core 24.8 ml against the truth's core 31.8 ml (tissue; 32.6 ml as the DSC-grid mask).  The two
-  measure different things: the ADC core is 0 < ADC < 620 on the ADC resampled to the DSC grid, so a voxel counts only
-  when its core fraction is above ~0.64 (grey matter, 520 in 800) or ~0.40 (white matter, 468 in 720), where the mask
-  counts a voxel at half.  Tmax > 6 s 177.5 ml against core + penumbra 138.1 ml: the oligaemia (true Tmax 4.1 s,
+- Stroke volumes: the ADC core is now within the goal (asserted): 27.4 ml against the truth's core 31.8 ml (tissue;
+  33.0 ml as the DWI-grid mask).  It was 24.8 ml when the ADC was resampled to the coarser DSC grid before the
+  threshold (a voxel then counted only when its core fraction was above ~0.64 in grey matter, ~0.40 in white matter);
+  it is counted on the ADC's own grid now (docs/stroke.md).  The 4.4 ml still missing are cortical grey-matter core
+  voxels mixed with a little CSF: the template's grey matter holds ~6 % CSF (normal grey matter reads 898, not 800,
+  on the ADC), and 6 % CSF (bright at b0, dark at b1000) lifts a grey-matter core voxel from 520 to 620; 92 % of the
+  missed core voxels are grey matter, median ADC 759.  No ADC threshold sees that tissue.  Tmax > 6 s 177.5 ml against core + penumbra 138.1 ml: the oligaemia (true Tmax 4.1 s,
   216 ml) is partly above 6 s because the SVD residue's peak lies ~2.3 s late at zero delay (docs/perfusion.md,
   "Tmax offset"; normal tissue reads 2.3-2.5 s).  What is comparable is asserted: Tmax > 6 s holds at least 90 % of
-  core + penumbra and less than core + penumbra + oligaemia; the ADC core is between 60 % and 110 % of the truth's.
+  core + penumbra and less than core + penumbra + oligaemia; the ADC core is between 80 % and 110 % of the truth's.
 - Control: Tmax > 6 s 8.8 ml (goal < 5 ml; the same offset, noisy white-matter voxels); core 0.0 ml (met).
 """
 
@@ -125,7 +128,20 @@ def test_stroke_volumes_what_is_comparable(analysed):
         return
     vol = truth["lesion"]["volumes_ml"]
     assert 0.9 * (vol["core"] + vol["penumbra"]) <= st["tmax6_ml"] < vol["core"] + vol["penumbra"] + vol["oligaemia"]
-    assert 0.6 * vol["core"] <= st["core_ml"] <= 1.1 * vol["core"]
+    assert 0.8 * vol["core"] <= st["core_ml"] <= 1.1 * vol["core"]
+
+
+def test_the_adc_core_within_10_percent_or_5_ml(analysed):
+    """The ADC core, measured on the ADC's own grid (docs/stroke.md), against the truth's core tissue volume; the
+    control patient has none."""
+    patient, result, truth, _, _ = analysed
+    st = result.stroke
+    assert st["core_method"] == "adc"
+    if patient == "control":
+        assert st["core_ml"] < 5
+        return
+    vol = truth["lesion"]["volumes_ml"]
+    assert _within(st["core_ml"], vol["core"]), (st["core_ml"], vol["core"])
 
 
 @pytest.mark.xfail(strict=True, reason="ADC core under-counts partial-volume voxels and Tmax > 6 s takes in part of "

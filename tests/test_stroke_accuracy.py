@@ -75,15 +75,16 @@ def test_no_lesion_no_volumes():
     assert r.side is None and not r.defuse3["all_met"]
 
 
-def test_adc_core_from_a_series_on_another_grid(tmp_path):
-    sp = make_stroke_phantom(StrokePhantomSpec(lesion="medium"))
+@pytest.mark.parametrize("lesion", ["small", "medium", "large"])
+def test_adc_core_from_a_series_on_another_grid(tmp_path, lesion):
+    sp = make_stroke_phantom(StrokePhantomSpec(lesion=lesion))
     like = Dataset()
     like.update({"PatientID": "PHANTOM", "PatientName": "Phantom^DSC", "StudyInstanceUID": "1.2.826.0.1.3680043.2.1",
                  "FrameOfReferenceUID": "1.2.826.0.1.3680043.2.2"})
     write_adc_series(sp, tmp_path / "adc", like, slope=1e-3)  # 2 x 2 x 4.5 mm, stored as x10^-3 mm2/s
     r = analyse(sp, adc=tmp_path / "adc")
     t = sp.truth_ml
-    ROWS.append(("medium", "ADC", r, t))
+    ROWS.append((lesion, "ADC", r, t))
     assert r.core_method == "adc" and abs(r.core_ml - t["core_ml"]) <= tolerance(t["core_ml"]), (r.core_ml, t)
     assert abs(r.tmax6_ml - t["tmax6_ml"]) <= tolerance(t["tmax6_ml"])
     assert r.reference["adc_series_uid"] == str(pydicom.dcmread(next((tmp_path / "adc").iterdir())).SeriesInstanceUID)

@@ -140,7 +140,7 @@ def test_report_text_is_the_same_from_the_sr_and_from_the_json(analysed):
     assert from_sr.provenance["seg_sop_instance_uid"] == st["outputs"]["seg"]["sop_instance_uid"]
     assert from_sr.provenance["source_series_uid"] == from_json.provenance["source_series_uid"] == \
         doc["source_series_uid"]
-    assert from_sr.provenance["algorithm_version"] == from_json.provenance["algorithm_version"] == "1.0"
+    assert from_sr.provenance["algorithm_version"] == from_json.provenance["algorithm_version"] == "1.1"
 
 
 def test_rerun_writes_the_same_uids(analysed, tmp_path, capsys):

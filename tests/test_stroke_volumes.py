@@ -123,6 +123,37 @@ def test_adc_core_with_csf_excluded():
     assert r.masks.csf[1, 31, 31]
 
 
+def test_adc_core_is_counted_on_the_adc_grid():
+    """An ADC on its own, finer grid: the core is found and counted there (its voxel volume, its small components,
+    the DSC brain mask brought onto it; nothing outside the DSC slab) and shown on the DSC grid."""
+    from meshdcm.stroke import ADCMap
+
+    cbf, cbv, tmax, brain, base = maps()  # DSC: 6 x 40 x 40 voxels of 5 x 5 x 4 mm = 0.1 ml
+    dsc_affine = np.diag([5.0, 5.0, 4.0, 1.0])
+    adc_affine = np.diag([2.5, 2.5, 4.0, 1.0])  # 2 x 2 ADC voxels of 0.025 ml in each DSC voxel, one slice more
+    adc_affine[:3, 3] = [-1.25, -1.25, 0.0]
+    native = np.full((7, 80, 80), 800.0, np.float32)
+    native[1:4, 10:30, 11:31] = 450.0  # 1,200 voxels = 30 ml, its edge in the middle of DSC voxels
+    native[5, 60:64, 60:65] = 500.0  # 20 voxels = 0.5 ml: removed
+    native[6, 40:60, 40:60] = 450.0  # beyond the DSC slab: not counted
+    brain[:, 30:, :5] = False  # outside the DSC brain mask: not counted
+    native[2, 60:80, 0:10] = 450.0
+    tmax[:, :, :10] = 8.0  # Tmax > 6 s over DSC columns 0-9 = ADC columns 0-19: 9 of the core's 20 columns
+    adc = ADCMap(np.full(cbf.shape, 800.0, np.float32), "1.2.3", 1.0, native, adc_affine)
+    assert adc.voxel_ml == pytest.approx(0.025)
+    r = analyse_stroke(cbf, cbv, tmax, brain, VOXEL_ML, baseline=base, adc=adc, affine_lps=dsc_affine)
+    assert r.core_method == "adc" and r.core_ml == 30.0 and r.core_voxel_ml == pytest.approx(0.025)
+    assert r.removed_ml["core_small_components"] == 0.5
+    assert r.core_outside_tmax6_ml == pytest.approx(3 * 20 * 11 * 0.025)  # counted on the ADC grid too
+    assert r.mismatch_ml == round(r.tmax6_ml - 30.0, 1)  # the two volumes as measured
+    on_dsc = r.masks.core  # the SEG's picture: the DSC voxels at least half core
+    assert on_dsc.shape == cbf.shape and on_dsc[1:4, 5:15, 6:15].all()
+    assert on_dsc.sum() * VOXEL_ML == pytest.approx(30, abs=3)
+    assert not on_dsc[:, 30:, :5].any() and r.reference["core_grid"]["series_uid"] == "1.2.3"
+    with pytest.raises(StrokeError, match="affine_lps"):
+        analyse_stroke(cbf, cbv, tmax, brain, VOXEL_ML, adc=adc)
+
+
 def test_defuse3_statement_says_which_criteria_hold():
     ok = defuse3(20.0, 100.0)
     assert ok["all_met"] and "criteria met" in ok["statement"] and "Clinical criteria" in ok["statement"]

@@ -64,7 +64,7 @@ def analyse_dsc(series, maps, baseline_frames: tuple[int, int], out_dir: str | P
             log.warning("series %s: %s", series.series_uid, adc_problem)
     result = analyse_stroke(maps.maps["CBF"], maps.maps["CBV"], maps.maps["Tmax"], maps.mask,
                             voxel_volume_ml(series.affine_lps), baseline=baseline,
-                            adc=None if adc_map is None else adc_map.values, affine_lps=series.affine_lps, rules=rules)
+                            adc=adc_map, affine_lps=series.affine_lps, rules=rules)
     if adc_problem is not None:
         result.warnings.append(adc_problem)
     if adc_map is not None:

@@ -3,11 +3,11 @@
 :func:`report_text` reads either the measurement report SR (a path or a pydicom dataset; parsed with highdicom) or
 the ``"stroke"`` object of perfusion.json (or the whole perfusion.json), and gives the same text for both::
 
-    Findings:   MR perfusion (DSC), automated analysis (meshdcm stroke 1.0): ischaemic core (rCBF < 30 %) 45.9 ml;
+    Findings:   MR perfusion (DSC), automated analysis (meshdcm stroke 1.1): ischaemic core (rCBF < 30 %) 45.9 ml;
                 hypoperfusion (Tmax > 6 s) 230.4 ml, of which Tmax > 10 s 111.6 ml (hypoperfusion intensity ratio
                 0.48); mismatch volume 184.5 ml, mismatch ratio 5.0; left hemisphere.
     Impression: Perfusion-core mismatch in the left hemisphere. DEFUSE-3 imaging criteria met: ... Automated
-                result (meshdcm stroke 1.0); to be confirmed by the radiologist.
+                result (meshdcm stroke 1.1); to be confirmed by the radiologist.
 
 ``provenance`` names the algorithm and version, the SR and SEG (SOP Instance UIDs), the source DSC series, the
 core method and, from the JSON, the rules: so that a signed report can say where each number came from.

@@ -13,7 +13,8 @@ __all__ = ["StrokeRules", "DEFAULT_RULES", "ALGORITHM_NAME", "ALGORITHM_VERSION"
 
 #: How the algorithm names itself in the SEG (Segmentation Algorithm Identification) and the SR (TID 4019).
 ALGORITHM_NAME = "meshdcm stroke"
-ALGORITHM_VERSION = "1.0"  # the rules' version: a change of any default below makes it 1.1, 2.0, ...
+ALGORITHM_VERSION = "1.1"  # the rules' version: a change of a rule or of any default below makes it 1.2, 2.0, ...
+# 1.1: the ADC core is counted on the ADC's own grid (1.0: on the ADC resampled onto the DSC grid)
 
 ADC_CORE = 620.0  # x10^-6 mm^2/s: DEFUSE-3 / RAPID diffusion core (Albers et al. 2018, Purushotham et al. 2015)
 ADC_CSF = 2000.0  # x10^-6 mm^2/s: above this a voxel is CSF, never core

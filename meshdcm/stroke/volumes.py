@@ -13,12 +13,16 @@ the DEFUSE-3 imaging criteria.  The rules, in the order applied (docs/stroke.md 
 3. **Tmax > 6 s** and **Tmax > 10 s**: brain voxels above the threshold, CSF out, connected components (6-connected,
    3D) smaller than 5 ml removed.
 4. **Core**: with an ADC map, ADC > 0 and < 620 x10^-6 mm^2/s inside the brain mask (CSF, ADC > 2000, can never
-   pass); without one, CBF < 30 % of the reference CBF, CSF out, *inside the Tmax > 6 s region* (its holes filled:
-   voxels enclosed by it whose Tmax is too noisy to pass are part of it), since low flow without delay is no acute
-   ischaemia.  Components smaller than 1 ml removed.  An rCBF core is added to the Tmax > 6 s region (it is
-   hypoperfused by definition), so the mismatch region is exactly Tmax > 6 s minus core.
-5. **Volumes** in ml: voxel count x PixelSpacing x slice spacing.  Mismatch volume = Tmax>6 - core, mismatch ratio
-   = Tmax>6 / core (undefined without a core), hypoperfusion intensity ratio (HIR) = Tmax>10 / Tmax>6.
+   pass), on the ADC's own grid when it comes as an :class:`~.adc.ADCMap` (the brain mask brought onto it; the
+   core's components, volume and ``core_outside_tmax6_ml`` counted there, with its voxel volume; the mask then
+   brought onto the DSC grid for the SEG, the overlays and the side); without one, CBF < 30 % of the reference
+   CBF, CSF out, *inside the Tmax > 6 s region* (its holes filled: voxels enclosed by it whose Tmax is too noisy to
+   pass are part of it), since low flow without delay is no acute ischaemia.  Components smaller than 1 ml removed.
+   An rCBF core is added to the Tmax > 6 s region (it is hypoperfused by definition), so the mismatch region is
+   exactly Tmax > 6 s minus core.
+5. **Volumes** in ml: voxel count x PixelSpacing x slice spacing (of the grid the region was found on).  Mismatch
+   volume = Tmax>6 - core (the two volumes as measured, DEFUSE-3's definition), mismatch ratio = Tmax>6 / core
+   (undefined without a core), hypoperfusion intensity ratio (HIR) = Tmax>10 / Tmax>6.
 6. **DEFUSE-3 imaging criteria**: core < 70 ml, mismatch ratio >= 1.8, mismatch volume >= 15 ml; each stated as met
    or not (the clinical criteria are not ours to judge).
 """
@@ -31,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from .adc import ADCMap
 from .errors import StrokeError
 from .rules import DEFAULT_RULES, StrokeRules
 
@@ -69,7 +74,8 @@ class StrokeResult:
     defuse3: dict
     reference: dict
     removed_ml: dict
-    voxel_ml: float
+    voxel_ml: float  # of the DSC grid
+    core_voxel_ml: float | None = None  # of the grid the core was counted on: the ADC's own, or the DSC's
     side: str | None = None  # "left", "right", "bilateral" (patient's), or None: no lesion or no geometry
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0  # the analysis and its DICOM objects, after the perfusion maps
@@ -82,7 +88,8 @@ class StrokeResult:
                 "tmax10_ml": self.tmax10_ml, "mismatch_ml": self.mismatch_ml, "mismatch_ratio": self.mismatch_ratio,
                 "hir": self.hir, "core_outside_tmax6_ml": self.core_outside_tmax6_ml, "defuse3": dict(self.defuse3),
                 "reference": dict(self.reference), "removed_ml": dict(self.removed_ml),
-                "voxel_ml": self.voxel_ml, "side": self.side, "warnings": list(self.warnings), "seconds": self.seconds,
+                "voxel_ml": self.voxel_ml, "core_voxel_ml": self.core_voxel_ml, "side": self.side,
+                "warnings": list(self.warnings), "seconds": self.seconds,
                 "rules": self.rules.to_dict(),
                 "outputs": {k: dict(v) for k, v in self.outputs.items()}}
 
@@ -196,17 +203,23 @@ def defuse3(core_ml: float, tmax6_ml: float, rules: StrokeRules = DEFAULT_RULES)
 
 
 def analyse_stroke(cbf: np.ndarray, cbv: np.ndarray, tmax: np.ndarray, brain: np.ndarray, voxel_ml: float, *,
-                   baseline: np.ndarray | None = None, adc: np.ndarray | None = None,
+                   baseline: np.ndarray | None = None, adc: np.ndarray | ADCMap | None = None,
                    affine_lps: np.ndarray | None = None, rules: StrokeRules = DEFAULT_RULES) -> StrokeResult:
     """Core, Tmax > 6 s, Tmax > 10 s and mismatch from (Z, Y, X) maps on one grid (module docstring: the rules).
 
     ``cbf``/``cbv`` in any consistent units (only ratios to normal tissue are used), ``tmax`` in s, ``brain`` the
     voxels the maps were computed in, ``baseline`` the mean pre-bolus signal (or None: CSF by CBV alone), ``adc``
-    in x10^-6 mm^2/s resampled onto the same grid (or None: core by rCBF), ``affine_lps`` the grid's (column, row,
-    slice) -> LPS affine (or None: no side is given).
+    an :class:`~.adc.ADCMap` (core on the ADC's own grid; needs ``affine_lps``) or an array in x10^-6 mm^2/s on the
+    same grid as the maps (or None: core by rCBF), ``affine_lps`` the grid's (column, row, slice) -> LPS affine (or
+    None: no side is given).
     """
     brain = np.asarray(brain, dtype=bool)
     shape = brain.shape
+    adc_map = adc if isinstance(adc, ADCMap) else None
+    if adc_map is not None:
+        if affine_lps is None:
+            raise StrokeError("an ADC map on its own grid needs the DSC grid's affine_lps to be placed against it")
+        adc = adc_map.values
     for name, a in (("cbf", cbf), ("cbv", cbv), ("tmax", tmax), ("baseline", baseline), ("adc", adc)):
         if a is not None and np.shape(a) != shape:
             raise StrokeError(f"the {name} map has shape {np.shape(a)}, the brain mask {shape}; resample it onto "
@@ -222,38 +235,53 @@ def analyse_stroke(cbf: np.ndarray, cbv: np.ndarray, tmax: np.ndarray, brain: np
     min_tmax = rules.min_tmax_ml / voxel_ml
     tmax6, gone6 = remove_small_components(tissue & (tmax > rules.tmax_hypoperfusion), min_tmax)
     tmax10, gone10 = remove_small_components(tissue & (tmax > rules.tmax_severe), min_tmax)
-    if adc is not None:
-        a = np.nan_to_num(np.asarray(adc, dtype=np.float32))
-        candidates = brain & (a > 0) & (a < rules.adc_core)
+    if adc_map is not None:  # the ADC's own grid: its voxels as acquired, its voxel volume (module docstring, 4.)
+        core_voxel_ml = adc_map.voxel_ml
+        a = np.nan_to_num(adc_map.native)
+        candidates = adc_map.from_dsc(brain, affine_lps) & (a > 0) & (a < rules.adc_core)
+        core_counted, gone_core = remove_small_components(candidates, rules.min_core_ml / core_voxel_ml)
+        core = adc_map.to_dsc(core_counted, affine_lps, shape)
+        core_outside_tmax6 = core_counted & ~adc_map.from_dsc(tmax6, affine_lps)
         method = "adc"
     else:
-        candidates = tissue & (cbf < rules.rcbf_core * ref_cbf) & _fill_holes(tmax6)
-        method = "rcbf"
-    core, gone_core = remove_small_components(candidates, rules.min_core_ml / voxel_ml)
-    if method == "rcbf":
-        tmax6 = tmax6 | core
+        core_voxel_ml = voxel_ml
+        if adc is not None:
+            a = np.nan_to_num(np.asarray(adc, dtype=np.float32))
+            candidates = brain & (a > 0) & (a < rules.adc_core)
+            method = "adc"
+        else:
+            candidates = tissue & (cbf < rules.rcbf_core * ref_cbf) & _fill_holes(tmax6)
+            method = "rcbf"
+        core, gone_core = remove_small_components(candidates, rules.min_core_ml / voxel_ml)
+        if method == "rcbf":
+            tmax6 = tmax6 | core
+        core_counted, core_outside_tmax6 = core, core & ~tmax6
     mismatch = tmax6 & ~core
 
-    def ml(mask) -> float:
-        return round(float(mask.sum()) * voxel_ml, 1)
+    def ml(mask, per_voxel: float = voxel_ml) -> float:
+        return round(float(mask.sum()) * per_voxel, 1)
 
-    core_ml, tmax6_ml, tmax10_ml = ml(core), ml(tmax6), ml(tmax10)
+    core_ml, tmax6_ml, tmax10_ml = ml(core_counted, core_voxel_ml), ml(tmax6), ml(tmax10)
     result = StrokeResult(
         core_method=method, core_ml=core_ml, tmax6_ml=tmax6_ml, tmax10_ml=tmax10_ml,
         mismatch_ml=round(tmax6_ml - core_ml, 1),
         mismatch_ratio=round(tmax6_ml / core_ml, 2) if core_ml > 0 else None,
         hir=round(tmax10_ml / tmax6_ml, 2) if tmax6_ml > 0 else None,
-        core_outside_tmax6_ml=ml(core & ~tmax6), defuse3=defuse3(core_ml, tmax6_ml, rules),
+        core_outside_tmax6_ml=ml(core_outside_tmax6, core_voxel_ml), defuse3=defuse3(core_ml, tmax6_ml, rules),
         reference={"rule": f"medians over brain voxels with Tmax < {rules.tmax_normal:g} s and CBV >= "
                            f"{rules.rcbv_csf:g} x the reference CBV",
                    "cbf": round(ref_cbf, 4), "cbv": round(ref_cbv, 4), "voxels": int(normal.sum()),
                    "csf_background_ml": ml(csf)},
-        removed_ml={"core_small_components": round(gone_core * voxel_ml, 1),
+        removed_ml={"core_small_components": round(gone_core * core_voxel_ml, 1),
                     "tmax6_small_components": round(gone6 * voxel_ml, 1),
                     "tmax10_small_components": round(gone10 * voxel_ml, 1)},
-        voxel_ml=round(voxel_ml, 6), rules=rules, warnings=_quality(tmax, tissue, tmax6, rules),
+        voxel_ml=round(voxel_ml, 6), core_voxel_ml=round(core_voxel_ml, 6), rules=rules,
+        warnings=_quality(tmax, tissue, tmax6, rules),
         side=lesion_side(tmax6 | core, brain, affine_lps) if affine_lps is not None else None,
         masks=StrokeMasks(core, tmax6, tmax10, mismatch, csf, normal))
+    if adc_map is not None:  # where the core was counted, and its volume as the SEG shows it
+        result.reference["core_grid"] = {"series_uid": adc_map.series_uid, "shape": list(adc_map.native.shape),
+                                         "voxel_ml": round(core_voxel_ml, 6), "core_on_dsc_grid_ml": ml(core)}
     log.info("stroke (%s core): core %.1f ml, Tmax>6 %.1f ml, Tmax>10 %.1f ml, mismatch %.1f ml", method, core_ml,
              tmax6_ml, tmax10_ml, result.mismatch_ml)
     return result
