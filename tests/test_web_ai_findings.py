@@ -6,6 +6,7 @@ unknown one is refused). In a browser against `meshdcm up`: test_web_stroke_repo
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import time
@@ -22,7 +23,7 @@ from meshdcm.transfer import TransferError
 from meshdcm.stroke import StrokePhantomSpec, make_stroke_phantom, report_text, write_stroke_phantom
 from meshdcm.web.ai import AIResults, NotAnAIResult, read_ai_sr
 from meshdcm.web.app import WebConfig, create_app
-from meshdcm.web.images import index_series, slice_array
+from meshdcm.web.images import SeriesImages, index_series, slice_array
 from meshdcm.web.report import build_sr
 from meshdcm.web.sessions import Person
 from meshdcm.web.signing import describe
@@ -41,7 +42,7 @@ def stroke(tmp_path_factory):
     assert main([str(dsc), str(out), "--xp", "numpy"]) == 0
     evidence = dcmread(sorted(dsc.rglob("*.dcm"))[0], stop_before_pixels=True)
     return {"dsc": dsc, "sr": out / "stroke" / "SR" / "sr.dcm", "seg": out / "stroke" / "SEG" / "seg.dcm",
-            "evidence": evidence}
+            "summary": out / "stroke" / "SUMMARY" / "summary.dcm", "evidence": evidence}
 
 
 def test_the_stroke_sr_is_offered_as_the_stroke_packages_text_with_its_numbers_and_provenance(stroke):
@@ -94,6 +95,19 @@ def test_the_segmentation_is_a_label_map_on_the_dsc_slices_core_on_top(stroke, t
         assert np.array_equal(labels == 3, tmax10 & ~core)
         assert np.array_equal(labels == 2, tmax6 & ~tmax10 & ~core)
     assert (np.stack([slice_array(pixels, z) for z in range(pixels.stack.slices)]) == 1).any()
+
+
+def test_the_summary_image_is_shown_in_its_colours(stroke):
+    from PIL import Image
+
+    pixels = index_series("summary", stroke["summary"].parent)
+    assert pixels.kind == "rgb"
+    rgb = dcmread(stroke["summary"]).pixel_array
+    assert np.array_equal(slice_array(pixels, 0), rgb)  # three values a pixel, as stored
+    images = SeriesImages(lambda uid: (stroke["summary"].parent, None))
+    thumb = Image.open(io.BytesIO(images.thumbnail("summary")))
+    assert thumb.mode == "RGB" and max(thumb.size) == 128
+    assert len(images.slice_bytes("summary", 0)) == rgb.size * 2  # int16 on the wire, like every other slice
 
 
 def test_the_signed_report_references_the_ai_sr_it_used(stroke, tmp_path):

@@ -172,6 +172,10 @@ def index_series(uid: str, folder: Path, *, map_unit: str | None = None) -> Seri
     is_map = map_unit is not None or ("DERIVED" in image_type and modality != "CT" and
                                       any(t in image_type for t in ("CBV", "CBF", "MTT", "TMAX", "TTP", "RCBV", "RCBF", "RMTT")))
     kind = "map" if is_map else ("ct" if modality == "CT" else "mr")
+    if int(getattr(first, "SamplesPerPixel", 1) or 1) == 3:  # a colour image (a summary, a screen capture)
+        return SeriesPixels(uid, stack, int(first.Rows), int(first.Columns), "rgb", "int16", 127.5, 255.0, "",
+                            tuple(float(v) for v in (getattr(first, "PixelSpacing", None) or (1.0, 1.0))),
+                            window_from="colour", frame=str(getattr(first, "FrameOfReferenceUID", "") or ""))
     pixels = SeriesPixels(uid, stack, int(first.Rows), int(first.Columns), kind,
                           "float32" if is_map or float(getattr(first, "RescaleSlope", 1) or 1) % 1 else "int16",
                           0.0, 0.0, map_unit or ("HU" if kind == "ct" else ""),
@@ -247,6 +251,8 @@ def slice_array(pixels: SeriesPixels, index: int) -> np.ndarray:
         return pixels.labels[index]
     ds = dcmread(pixels.files[index])
     arr = ds.pixel_array
+    if pixels.kind == "rgb":  # rows x cols x 3 (pydicom gives YBR as RGB), the first frame of a multi-frame one
+        return (arr[0] if arr.ndim == 4 else arr).astype(np.int16)
     if arr.ndim == 3:  # a multi-frame instance: its first frame
         arr = arr[0]
     slope = float(getattr(ds, "RescaleSlope", 1) or 1)
@@ -441,11 +447,15 @@ class SeriesImages:
 
         pixels = self.pixels(uid)
         middle = self._slice_bytes(uid, pixels.first_index)
-        arr = np.frombuffer(middle, "<f4" if pixels.dtype == "float32" else "<i2").reshape(pixels.rows, pixels.cols)
+        arr = np.frombuffer(middle, "<f4" if pixels.dtype == "float32" else "<i2")
+        if pixels.kind != "rgb":
+            arr = arr.reshape(pixels.rows, pixels.cols)
         arr = arr.astype(np.float32)
         lo = pixels.center - pixels.width / 2
         grey = np.clip(np.nan_to_num((arr - lo) / max(pixels.width, 1e-6) * 255.0), 0, 255).astype(np.uint8)
-        if pixels.kind == "seg":
+        if pixels.kind == "rgb":
+            img = Image.fromarray(arr.reshape(pixels.rows, pixels.cols, 3).astype(np.uint8))
+        elif pixels.kind == "seg":
             rgb = np.zeros(arr.shape + (3,), np.uint8)
             for segment in pixels.segments:
                 rgb[arr == segment["value"]] = segment["rgb"]

@@ -236,6 +236,13 @@ function paintLabels(target, px, cols, rows, segments) {
   }
   ctx.putImageData(img, 0, 0);
 }
+// A colour image (a summary, a screen capture): three values a pixel, shown as they are.
+function paintRgb(target, px, cols, rows) {
+  target.width = cols; target.height = rows;
+  const ctx = target.getContext("2d"), img = ctx.createImageData(cols, rows), d = img.data;
+  for (let i = 0, j = 0; j < d.length; i += 3, j += 4) { d[j] = px[i]; d[j + 1] = px[i + 1]; d[j + 2] = px[i + 2]; d[j + 3] = 255; }
+  ctx.putImageData(img, 0, 0);
+}
 function paint(target, px, cols, rows, lo, width, colour, transparentBelow) {
   target.width = cols; target.height = rows;
   const ctx = target.getContext("2d"), img = ctx.createImageData(cols, rows), d = img.data, scale = 255 / width;
@@ -252,6 +259,7 @@ function render(pane) {
   if (!info) return;
   const px = pane.data.slices[imageIndex(pane)]; if (!px) return;
   if (info.kind === "seg") paintLabels(pane.image, px, info.cols, info.rows, info.segments);
+  else if (info.kind === "rgb") paintRgb(pane.image, px, info.cols, info.rows);
   else paint(pane.image, px, info.cols, info.rows, pane.center - pane.width / 2, pane.width, info.kind === "map", false);
   const view = viewOf(pane);
   ctx.imageSmoothingEnabled = false;
@@ -302,7 +310,7 @@ function showValue(pane, ev) {
   const info = pane.info, [fx, fy] = imagePoint(pane, ev), x = Math.floor(fx), y = Math.floor(fy);
   const px = pane.data.slices[imageIndex(pane)];
   if (!px || x < 0 || y < 0 || x >= info.cols || y >= info.rows) return null;
-  const v = px[y * info.cols + x];
+  const v = info.kind === "rgb" ? `rgb(${px.slice(3 * (y * info.cols + x), 3 * (y * info.cols + x) + 3).join(", ")})` : px[y * info.cols + x];
   let text = `(${x}, ${y}) = ${info.dtype === "float32" ? (v === v ? v.toFixed(2) : "none") : v} ${info.unit || ""}`;
   const o = overlaySlice(pane);
   if (o && o.data.slices[o.z]) {
