@@ -26,6 +26,7 @@ from meshdcm.transfer import TransferError
 
 log = logging.getLogger("meshdcm.web")
 
+MAX_STUDIES = 500  # studies whose AI results are kept (the oldest heard of forgotten first; reopening reads again)
 #: Comprehensive 3D SR and Comprehensive SR: the classes a TID 1500 measurement report is written in.
 SR_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.88.34", "1.2.840.10008.5.1.4.1.1.88.33"})
 
@@ -86,6 +87,10 @@ class AIResults:
             self._series[series] = study
             self._studies.setdefault(study, {})[f"series:{series}"] = {"state": "reading", "series": series,
                                                                        "node": node}
+            while len(self._studies) > MAX_STUDIES:
+                old = next(iter(self._studies))
+                del self._studies[old]
+                self._series = {k: v for k, v in self._series.items() if v != old}
         self._changed(study)
         self._pool.submit(self._read, study, series, list(uris), node)
 
