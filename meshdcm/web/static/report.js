@@ -124,6 +124,7 @@ $("#amend").addEventListener("click", () => {
   $("#sign-error").textContent = "";
   $("#draft-status").textContent = "amending: edits are saved as a draft";
   showReportState();
+  renderAi();  // an amendment may take the AI findings in too
   $("#report-impression").focus();
 });
 // --- AI findings: proposed from an analysis node's measurement SR, inserted only when the radiologist accepts --------
