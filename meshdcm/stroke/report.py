@@ -33,6 +33,9 @@ class StrokeReportText:
     findings: str
     impression: str
     provenance: dict = field(default_factory=dict)
+    #: the numbers the text was made of: core_ml, tmax6_ml, tmax10_ml, mismatch_ml, mismatch_ratio, hir, side,
+    #: core_method and defuse3 (core_lt_70ml, mismatch_ratio_ge_1_8, mismatch_ge_15ml, all_met): what a page shows
+    values: dict = field(default_factory=dict)
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -67,7 +70,11 @@ def _compose(v: dict, provenance: dict) -> StrokeReportText:
     warnings = v.get("warnings") or []
     caution = (" Caution: " + " ".join(w.rstrip(".") + "." for w in warnings)) if warnings else ""
     impression = f"{lead} {statement}{caution} Automated result ({algorithm}); to be confirmed by the radiologist."
-    return StrokeReportText(findings, impression, provenance)
+    numbers = {k: v.get(k) for k in ("core_ml", "tmax6_ml", "tmax10_ml", "mismatch_ml", "mismatch_ratio", "hir",
+                                     "side", "core_method")}
+    numbers["defuse3"] = {k: bool(d3.get(k)) for k in ("core_lt_70ml", "mismatch_ratio_ge_1_8", "mismatch_ge_15ml",
+                                                       "all_met")}
+    return StrokeReportText(findings, impression, provenance, numbers)
 
 
 def _yes(value) -> str:

@@ -16,6 +16,7 @@ from meshdcm.retention import FolderRetention
 from meshdcm.transfer import TransferError
 
 from . import auth
+from .ai import AIResults
 from .images import ImageError, SeriesImages
 from .report import UID_RE, Drafts, ReportError
 from .sessions import LoginThrottle, Sessions
@@ -55,7 +56,10 @@ class Web:
         self.cache = FolderRetention(config.data / "cache", max_bytes=config.cache_max_bytes,
                                      max_age=config.cache_max_age)
         self.images = SeriesImages(self._locate, used=self.cache.used)
-        self.view = MeshView(node, self.hub, on_series=lambda uid, uris, unit: self.images.prefetch(uid))
+        self.ai = AIResults(lambda uris, dest: node.fetch_folder(uris, dest), config.data / "ai",
+                            changed=lambda study: self.hub.emit("study", study))
+        self.view = MeshView(node, self.hub, on_series=lambda uid, uris, unit: self.images.prefetch(uid),
+                             on_sr=lambda study, series, uris, sender: self.ai.heard(study, series, uris, sender))
         self.drafts = Drafts(config.data / "drafts")
         self.reports_dir = config.data / "reports"
         self.reports_dir.mkdir(parents=True, exist_ok=True)
@@ -66,6 +70,7 @@ class Web:
         def close_at_stop(stopping) -> None:
             stopping.wait()
             self.images.close()
+            self.ai.close()
 
         self._last_fetched = ""  # kept until a page reads it (then it is in memory)
         node.task(self.cache.sweeper(keep=lambda: self.images.in_memory() | {self._last_fetched},

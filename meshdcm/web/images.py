@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from pydicom import dcmread
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
 
 from meshdcm.dataview import DataView
 
@@ -65,6 +66,8 @@ class SeriesPixels:
     window_from: str = "series"   # "series" (its own WindowCenter/Width) or "histogram"
     presets: dict = field(default_factory=dict)
     frame: str = ""               # FrameOfReferenceUID
+    labels: np.ndarray | None = None  # a segmentation (kind "seg"): slices x rows x cols of segment numbers
+    segments: list = field(default_factory=list)  # ... and what each number is: {value, label, rgb}
 
     @property
     def files(self) -> list[Path]:
@@ -99,7 +102,7 @@ class SeriesPixels:
                 "spacing": list(self.spacing), "presets": {k: list(v) for k, v in self.presets.items()},
                 "window_from": self.window_from, "slices": s.slices, "phases": s.phases, "phase_kind": s.phase_kind,
                 "times": s.times, "positions": s.positions, "origins": s.origins, "orientation": s.orientation,
-                "frame": self.frame, "first": self.first_index}
+                "frame": self.frame, "first": self.first_index, "segments": self.segments}
 
 
 class _Header:
@@ -161,12 +164,18 @@ def index_series(uid: str, folder: Path, *, map_unit: str | None = None) -> Seri
             first = None
     if not headers or first is None:
         raise ImageError(f"series {uid} has no images in {folder}")
+    if str(getattr(first, "SOPClassUID", "")) == SEG_CLASS:
+        return _segmentation(uid, headers[len(headers) // 2][1])
     stack = arrange(headers)
     image_type = [str(v).upper() for v in (getattr(first, "ImageType", None) or [])]
     modality = str(getattr(first, "Modality", ""))
     is_map = map_unit is not None or ("DERIVED" in image_type and modality != "CT" and
                                       any(t in image_type for t in ("CBV", "CBF", "MTT", "TMAX", "TTP", "RCBV", "RCBF", "RMTT")))
     kind = "map" if is_map else ("ct" if modality == "CT" else "mr")
+    if int(getattr(first, "SamplesPerPixel", 1) or 1) == 3:  # a colour image (a summary, a screen capture)
+        return SeriesPixels(uid, stack, int(first.Rows), int(first.Columns), "rgb", "int16", 127.5, 255.0, "",
+                            tuple(float(v) for v in (getattr(first, "PixelSpacing", None) or (1.0, 1.0))),
+                            window_from="colour", frame=str(getattr(first, "FrameOfReferenceUID", "") or ""))
     pixels = SeriesPixels(uid, stack, int(first.Rows), int(first.Columns), kind,
                           "float32" if is_map or float(getattr(first, "RescaleSlope", 1) or 1) % 1 else "int16",
                           0.0, 0.0, map_unit or ("HU" if kind == "ct" else ""),
@@ -180,9 +189,70 @@ def index_series(uid: str, folder: Path, *, map_unit: str | None = None) -> Seri
     return pixels
 
 
+SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+#: colours of the segments of a segmentation that is not the stroke analysis' (whose colours are its own)
+SEG_PALETTE = ((255, 0, 0), (0, 200, 0), (255, 220, 0), (0, 160, 255), (255, 0, 255), (0, 255, 255))
+
+
+def _segmentation(uid: str, path: Path) -> SeriesPixels:
+    """A DICOM SEG as a label map on its own slices: at each position, the number of the segment drawn on top.
+    The stroke analysis' segments are painted Tmax > 6 s, then Tmax > 10 s, then the core on top (the mismatch is
+    Tmax > 6 s outside the core: green and yellow around red); another SEG's in reverse segment-number order."""
+    from meshdcm.stroke.codes import finding_by_code
+
+    ds = dcmread(path)
+    frames = ds.pixel_array
+    if frames.ndim == 2:
+        frames = frames[None]
+    shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else Dataset()
+    per_frame = ds.PerFrameFunctionalGroupsSequence
+
+    def group(i: int, name: str):
+        return per_frame[i].get(name) or shared.get(name)
+
+    try:
+        orientation = [float(v) for v in group(0, "PlaneOrientationSequence")[0].ImageOrientationPatient]
+        spacing = tuple(float(v) for v in group(0, "PixelMeasuresSequence")[0].PixelSpacing)
+        normal = normal_of(orientation)
+        slices: dict[float, tuple[list[float], list[tuple[int, int]]]] = {}
+        for i in range(len(per_frame)):
+            origin = [float(v) for v in group(i, "PlanePositionSequence")[0].ImagePositionPatient]
+            number = int(group(i, "SegmentIdentificationSequence")[0].ReferencedSegmentNumber)
+            along = round(float(np.dot(normal, origin)), 2)
+            slices.setdefault(along, (origin, []))[1].append((number, i))
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+        raise ImageError(f"segmentation {uid} has no plane positions per frame ({exc}): it cannot be drawn") from exc
+    stroke_order = {"tmax6": 0, "tmax10": 1, "core": 2}  # painted in this order; the mismatch is not painted
+    segments, rank = [], {}
+    for n, item in enumerate(ds.SegmentSequence):
+        number = int(item.SegmentNumber)
+        code = item.SegmentedPropertyTypeCodeSequence[0]
+        finding = finding_by_code(str(code.CodeValue), str(code.CodingSchemeDesignator))
+        if finding is not None and finding.key not in stroke_order:
+            continue
+        rank[number] = stroke_order[finding.key] if finding is not None else -number
+        rgb = finding.rgb if finding is not None else SEG_PALETTE[n % len(SEG_PALETTE)]
+        segments.append({"value": number, "label": str(item.get("SegmentLabel", number)), "rgb": list(rgb)})
+    positions = sorted(slices)
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    labels = np.zeros((len(positions), rows, cols), np.int16)
+    for z, along in enumerate(positions):
+        for number, i in sorted((x for x in slices[along][1] if x[0] in rank), key=lambda x: rank[x[0]]):
+            labels[z][frames[i] > 0] = number
+    stack = Stack([path] * len(positions), len(positions), 1, list(positions), [slices[p][0] for p in positions],
+                  orientation, None, "")
+    segments.sort(key=lambda s: -rank[s["value"]])  # the legend: what is drawn on top first
+    return SeriesPixels(uid, stack, rows, cols, "seg", "int16", 0.0, 1.0, "", spacing, window_from="segments",
+                        frame=str(ds.get("FrameOfReferenceUID", "") or ""), labels=labels, segments=segments)
+
+
 def slice_array(pixels: SeriesPixels, index: int) -> np.ndarray:
+    if pixels.labels is not None:
+        return pixels.labels[index]
     ds = dcmread(pixels.files[index])
     arr = ds.pixel_array
+    if pixels.kind == "rgb":  # rows x cols x 3 (pydicom gives YBR as RGB), the first frame of a multi-frame one
+        return (arr[0] if arr.ndim == 4 else arr).astype(np.int16)
     if arr.ndim == 3:  # a multi-frame instance: its first frame
         arr = arr[0]
     slope = float(getattr(ds, "RescaleSlope", 1) or 1)
@@ -377,11 +447,20 @@ class SeriesImages:
 
         pixels = self.pixels(uid)
         middle = self._slice_bytes(uid, pixels.first_index)
-        arr = np.frombuffer(middle, "<f4" if pixels.dtype == "float32" else "<i2").reshape(pixels.rows, pixels.cols)
+        arr = np.frombuffer(middle, "<f4" if pixels.dtype == "float32" else "<i2")
+        if pixels.kind != "rgb":
+            arr = arr.reshape(pixels.rows, pixels.cols)
         arr = arr.astype(np.float32)
         lo = pixels.center - pixels.width / 2
         grey = np.clip(np.nan_to_num((arr - lo) / max(pixels.width, 1e-6) * 255.0), 0, 255).astype(np.uint8)
-        if pixels.kind == "map":
+        if pixels.kind == "rgb":
+            img = Image.fromarray(arr.reshape(pixels.rows, pixels.cols, 3).astype(np.uint8))
+        elif pixels.kind == "seg":
+            rgb = np.zeros(arr.shape + (3,), np.uint8)
+            for segment in pixels.segments:
+                rgb[arr == segment["value"]] = segment["rgb"]
+            img = Image.fromarray(rgb)
+        elif pixels.kind == "map":
             rgb = colour(grey)
             rgb[np.isnan(arr)] = 0  # background (padding) black, not the colour of the window's low end
             img = Image.fromarray(rgb)

@@ -96,12 +96,13 @@ class Drafts:
         return json.loads(path.read_text(encoding="utf-8"))
 
     def save(self, user: str, study_uid: str, sections: dict[str, str], *, signed: str | None = None,
-             amends: str | None = None) -> dict:
-        """Save a draft; ``signed``: the time it was signed; ``amends``: the signed report it is an amendment of."""
+             amends: str | None = None, ai_sr: str | None = None) -> dict:
+        """Save a draft; ``signed``: the time it was signed; ``amends``: the signed report it is an amendment of;
+        ``ai_sr``: the AI result (SR SOP Instance UID) whose findings the radiologist accepted into it."""
         path = self._path(user, study_uid)
         path.parent.mkdir(parents=True, exist_ok=True)
         record = {"sections": sections, "saved": datetime.now().astimezone().isoformat(timespec="seconds"),
-                  "signed": signed, "amends": amends}
+                  "signed": signed, "amends": amends, "ai_sr": ai_sr}
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(record, fh, ensure_ascii=False)
@@ -109,11 +110,19 @@ class Drafts:
         return record
 
 
+#: The content item that names the AI result a report used: "Source of Measurement" (DCM 121112), a COMPOSITE
+#: reference to the measurement SR whose findings the radiologist accepted.
+AI_SOURCE = Code("121112", "DCM", "Source of Measurement")
+
+
 def build_sr(evidence: Dataset, sections: dict[str, str], signer: Person, *,
-             predecessor: Dataset | None = None) -> Dataset:
+             predecessor: Dataset | None = None, ai_sr: Dataset | None = None) -> Dataset:
     """The signed report as a Comprehensive SR in the study of ``evidence`` (one instance header of it), verified by
     ``signer`` (their full name, a DICOM PN, and organisation); an amendment names the report it corrects
-    (``predecessor``) in its Predecessor Documents Sequence."""
+    (``predecessor``) in its Predecessor Documents Sequence. ``ai_sr``: the AI measurement SR whose findings the
+    radiologist accepted; the report then references it in its evidence (Current Requested Procedure Evidence
+    Sequence when it is of the same study, else Pertinent Other Evidence Sequence) and in its content tree (a
+    COMPOSITE "Source of Measurement" item)."""
     items = []
     for key, title, code in SECTIONS:
         value = sections.get(key, "").strip()
@@ -122,6 +131,10 @@ def build_sr(evidence: Dataset, sections: dict[str, str], signer: Person, *,
                                                relationship_type="CONTAINS"))
     if not items:
         raise ReportError("the report is empty; write at least the findings or the impression")
+    if ai_sr is not None:
+        items.append(hd.sr.CompositeContentItem(
+            name=AI_SOURCE, referenced_sop_class_uid=str(ai_sr.SOPClassUID),
+            referenced_sop_instance_uid=str(ai_sr.SOPInstanceUID), relationship_type="CONTAINS"))
     root = hd.sr.ContainerContentItem(name=REPORT_TITLE, template_id="2000")
     root.ContentSequence = items
     observer = hd.sr.ObserverContext(
@@ -129,7 +142,7 @@ def build_sr(evidence: Dataset, sections: dict[str, str], signer: Person, *,
         observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=signer.full_name))
     root.ContentSequence.extend(observer)
     sr = hd.sr.ComprehensiveSR(
-        evidence=[evidence], content=root, series_instance_uid=generate_uid(), series_number=SR_SERIES_NUMBER,
+        evidence=[evidence] + ([ai_sr] if ai_sr is not None else []), content=root, series_instance_uid=generate_uid(), series_number=SR_SERIES_NUMBER,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer="meshdcm", is_complete=True,
         is_final=True, is_verified=True, verifying_observer_name=signer.full_name,
         verifying_organization=signer.organisation, institution_name=str(evidence.get("InstitutionName", "")) or None,

@@ -58,11 +58,14 @@ def describe(ds: Dataset, path: Path | None = None) -> dict:
             if key:
                 sections[key] = str(item.TextValue)
     predecessors = predecessors_of(ds)
+    ai = [str(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID) for item in ds.get("ContentSequence", [])
+          if getattr(item, "ValueType", "") == "COMPOSITE" and "ReferencedSOPSequence" in item
+          and str(item.ConceptNameCodeSequence[0].CodeValue) == "121112"]  # Source of Measurement: the AI SR used
     return {"sop": str(ds.SOPInstanceUID), "series": str(ds.SeriesInstanceUID), "study": str(ds.StudyInstanceUID),
             "signed_by": str(observer.get("VerifyingObserverName", "")),
             "organisation": str(observer.get("VerifyingOrganization", "")),
             "time": _iso(when), "amends": predecessors[0] if predecessors else None,
-            "sections": sections, "path": str(path) if path else None}
+            "sections": sections, "ai_sr": ai[0] if ai else None, "path": str(path) if path else None}
 
 
 def _iso(dt: str) -> str:

@@ -38,7 +38,10 @@ MAX_REQUESTS = 5000  # requests whose answers are still routed to their study, s
 MAX_STUDIES = 500  # studies kept in memory (the index node is the mesh's long memory)
 #: the register node's ``derivation`` of a registered series (before it also sent ``reference``)
 REGISTERED_ONTO = re.compile(r"registered onto (\S+)")
-RENDITION_NAMES = {"nii": "NIfTI"}  # stored.series.<format>: the format as the page names it
+RENDITION_NAMES = {"nii": "NIfTI"}
+#: the stroke analysis' objects (meta ``stroke`` of their ``stored.series``) as the page names them
+STROKE_NAMES = {"seg": "stroke segmentation (core, Tmax > 6 s, Tmax > 10 s)", "sr": "stroke measurements (SR)",
+                "summary": "stroke summary image"}  # stored.series.<format>: the format as the page names it
 
 
 def iso(ns: int | None = None) -> str:
@@ -101,6 +104,9 @@ class Study:
         derivation = row.get("derivation") or ""
         if row["map"]:
             return f"{row['map']} map of {source}" if source else f"{row['map']} map"
+        if row.get("stroke"):
+            what = STROKE_NAMES.get(row["stroke"], f"stroke {row['stroke']}")
+            return f"{what} of {source}" if source else what
         if derivation.startswith("registered"):
             found = REGISTERED_ONTO.match(derivation)
             reference = row.get("reference") or (found.group(1) if found else None)
@@ -131,10 +137,12 @@ def _num(v) -> float:
 
 
 class MeshView:
-    def __init__(self, node: Node, hub: Hub, on_series=None):
+    def __init__(self, node: Node, hub: Hub, on_series=None, on_sr=None):
         self.node = node
         self.hub = hub
         self.on_series = on_series or (lambda uid, uris, unit: None)
+        #: an SR series was announced (study, series, uris, node): the AI results read it (``ai.AIResults``)
+        self.on_sr = on_sr or (lambda study, series, uris, node: None)
         self.lock = threading.RLock()
         self.searches: dict[str, dict] = {}
         self.studies: dict[str, Study] = {}
@@ -278,7 +286,7 @@ class MeshView:
                                             "expected": 0, "arrived": 0, "complete": None, "derived": False,
                                             "derived_from": None, "node": None, "map": None, "unit": None,
                                             "summary": {}, "method": None, "thumbnail": False,
-                                            "derivation": None, "reference": None})
+                                            "derivation": None, "reference": None, "stroke": None})
         row["number"] = text(ds.get("SeriesNumber", row["number"]))
         row["description"] = text(ds.get("SeriesDescription", row["description"]))
         row["modality"] = text(ds.get("Modality", row["modality"]))
@@ -299,13 +307,16 @@ class MeshView:
             row["method"] = meta.get("method")
             row["derivation"] = meta.get("derivation")
             row["reference"] = meta.get("reference")
-            row["thumbnail"] = True
+            row["stroke"] = meta.get("stroke")  # the stroke analysis' seg, sr or summary
+            row["thumbnail"] = row["modality"] != "SR"  # a document has no image
             if isinstance(meta.get("aif"), dict) and meta.get("derived_from"):
                 self.aifs[str(meta["derived_from"])] = dict(meta["aif"], node=sender)
             if not row["derived"] and "SOPInstanceUID" in ds:
                 study.evidence = ds
                 study.info.update({k: v for k, v in attrs(ds, STUDY_KEYS).items() if v and k not in study.info})
-            if msg.uris:
+            if msg.uris and (meta.get("stroke") == "sr" or row["modality"] == "SR"):
+                self.on_sr(study.uid, uid, list(msg.uris), sender)
+            elif msg.uris:
                 self.series_uris[uid] = (list(msg.uris), meta.get("unit") if meta.get("map") else None)
                 self.on_series(uid, list(msg.uris), meta.get("unit") if meta.get("map") else None)
         self.hub.emit("study", study.uid)

@@ -31,7 +31,9 @@ async def draft(request: Request):
         amends = request.query_params.get("amends") or None
         if amends is not None and (not UID_RE.match(amends) or len(amends) > 64):
             raise ReportError("amends names a signed report by its SOP Instance UID")
-        record = web.drafts.save(user, uid, sections_from(await _json(request)), amends=amends)
+        data = await _json(request)
+        ai_sr = _ai_sr(data)
+        record = web.drafts.save(user, uid, sections_from(data), amends=amends, ai_sr=ai_sr)
         return JSONResponse(record)
     chain = await asyncio.to_thread(web.signatures.chain, uid)
     _list_signed(web.view, uid, chain)
@@ -83,7 +85,15 @@ async def _sign(request: Request, amend: bool):
         predecessor = str(data.pop("predecessor", "") or "")
         if not UID_RE.match(predecessor) or len(predecessor) > 64:
             raise ReportError("say which signed report this amends (predecessor: its SOP Instance UID)")
+    ai_uid = _ai_sr(data)
     sections = sections_from(data)
+    ai_sr = None
+    if ai_uid is not None:
+        ai_sr = web.ai.dataset(uid, ai_uid)
+        if ai_sr is None:
+            raise ReportError(f"the AI result {ai_uid} accepted into this report is not known to this node for this "
+                              "study (a restart forgets them until the study is opened again); reopen the study, "
+                              "or sign without it")
     view = web.view
     with view.lock:
         evidence = view.study(uid).evidence
@@ -96,7 +106,7 @@ async def _sign(request: Request, amend: bool):
             raise ReportError("the amendment changes nothing in the signed report; edit it first")
         try:
             previous = await asyncio.to_thread(read_report, amended) if amended is not None else None
-            sr = await asyncio.to_thread(build_sr, evidence, sections, person, predecessor=previous)
+            sr = await asyncio.to_thread(build_sr, evidence, sections, person, predecessor=previous, ai_sr=ai_sr)
             folder = web.reports_dir / uid / str(sr.SeriesInstanceUID)
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"{sr.SOPInstanceUID}.dcm"
@@ -115,17 +125,17 @@ async def _sign(request: Request, amend: bool):
         rep = {"request": msg.id, "sop": str(sr.SOPInstanceUID), "series": str(sr.SeriesInstanceUID),
                "state": "sent", "detail": "sent to the pacs node", "user": person.user,
                "signed_by": person.full_name, "organisation": person.organisation, "amends": predecessor,
-               "superseded_by": None, "time": iso(), "updated": iso()}
+               "superseded_by": None, "time": iso(), "updated": iso(), "ai_sr": ai_uid}
         reports = view.study(uid).reports
         reports.append(rep)
         for old in reports:
             if predecessor and old["sop"] == predecessor:
                 old["superseded_by"] = rep["sop"]
         rep = dict(rep)  # the answer says what this request did; later states come from the study
-    web.drafts.save(person.user, uid, sections, signed=rep["time"])
+    web.drafts.save(person.user, uid, sections, signed=rep["time"], ai_sr=ai_uid)
     view.hub.emit("study", uid)
-    log.info("report %s for study %s signed by %s%s and sent for upload", sr.SOPInstanceUID, uid, person.user,
-             f" (amends {predecessor})" if predecessor else "")
+    log.info("report %s for study %s signed by %s%s%s and sent for upload", sr.SOPInstanceUID, uid, person.user,
+             f" (amends {predecessor})" if predecessor else "", f" (AI result {ai_uid} accepted)" if ai_uid else "")
     return JSONResponse(rep)
 
 
@@ -146,6 +156,16 @@ def _list_signed(view: MeshView, uid: str, chain: list[dict]) -> None:
         for r in list(reports):
             if r.get("amends") in by_sop:
                 by_sop[r["amends"]]["superseded_by"] = r["sop"]
+
+
+def _ai_sr(data: dict) -> str | None:
+    """``ai_sr`` of a request (taken out of it): the SOP Instance UID of the AI result the radiologist accepted."""
+    value = data.pop("ai_sr", None)
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not UID_RE.match(value) or len(value) > 64:
+        raise ReportError("ai_sr names the accepted AI result by its SOP Instance UID")
+    return value
 
 
 def _save_whole(ds, path: Path) -> None:

@@ -81,9 +81,11 @@ def open_study(request: Request):
 
 @_with_errors
 def study_state(request: Request):
-    view = _web(request).view
-    with view.lock:
-        return JSONResponse(view.study(_uid(request)).summary())
+    """The study as the page shows it, with the AI results proposed for its report (``ai``)."""
+    web, uid = _web(request), _uid(request)
+    with web.view.lock:
+        summary = web.view.study(uid).summary()
+    return JSONResponse({**summary, "ai": web.ai.of(uid)})
 
 
 @_with_errors

@@ -7,6 +7,7 @@ async function loadDraft() {
   state.sections = me.sections; state.me = me;
   const d = await api(`/api/studies/${state.study}/draft`);
   state.report = d.report; state.amending = !!(d.report && d.amends === d.report.sop);
+  state.aiAccepted = d.ai_sr || (d.report && d.report.ai_sr) || null;  // the AI result this report uses
   $("#report-sections").replaceChildren(...state.sections.map(([key, title, code]) => el("label", {},
     title, " ", el("span", {class: "code"}, `RadLex ${code}`),
     el("textarea", {id: "report-" + key, dataset: {section: key},
@@ -53,7 +54,7 @@ function draftChanged() {
 }
 async function saveDraft() {
   const amends = state.amending && state.report ? "?amends=" + state.report.sop : "";
-  const d = await api(`/api/studies/${state.study}/draft${amends}`, {method: "PUT", json: sectionsNow()});
+  const d = await api(`/api/studies/${state.study}/draft${amends}`, {method: "PUT", json: withAi(sectionsNow())});
   $("#draft-status").textContent = `draft saved ${localTime(d.saved)}`;
   $("#draft-status").dataset.saved = d.saved;
 }
@@ -108,7 +109,7 @@ $("#sign").addEventListener("click", async () => {
   const amending = state.amending && state.report;
   try {
     state.report = await api(`/api/studies/${state.study}/${amending ? "amend" : "sign"}`, {method: "POST",
-      json: amending ? {...sectionsNow(), predecessor: state.report.sop} : sectionsNow()});
+      json: withAi(amending ? {...sectionsNow(), predecessor: state.report.sop} : sectionsNow())});
     state.amending = false;
     $("#draft-status").textContent = "";
   } catch (err) {
@@ -116,12 +117,70 @@ $("#sign").addEventListener("click", async () => {
     if (err.data && err.data.report) { state.signing = false; await loadDraft(); }  // signed already: show that one
   }
   state.signing = false;
-  showReportState(); refreshStudy();
+  showReportState(); refreshStudy(); renderAi();
 });
 $("#amend").addEventListener("click", () => {
   state.amending = true;
   $("#sign-error").textContent = "";
   $("#draft-status").textContent = "amending: edits are saved as a draft";
   showReportState();
+  renderAi();  // an amendment may take the AI findings in too
   $("#report-impression").focus();
 });
+// --- AI findings: proposed from an analysis node's measurement SR, inserted only when the radiologist accepts --------
+const sectionsWithAi = () => state.aiAccepted ? {ai_sr: state.aiAccepted} : {};
+function withAi(body) { return {...body, ...sectionsWithAi()}; }
+const aiNumber = (v, digits = 1) => v === null || v === undefined ? "undefined" : Number(v).toFixed(digits);
+function renderAi() {
+  const box = $("#ai-findings"), all = (state.studyData && state.studyData.ai) || [];
+  if (!all.length) { box.classList.add("dim"); box.textContent = "no AI result for this study (yet)"; return; }
+  box.classList.remove("dim");
+  const ready = all.filter(r => r.state === "ready");
+  const others = all.filter(r => r.state !== "ready").map(r => el("div", {class: r.state === "error" ? "error" : "dim",
+    dataset: {state: r.state}}, r.state === "error" ? r.error : `reading the AI result from ${r.node}…`));
+  box.replaceChildren(...ready.slice(0, 1).map(aiResult), ...(ready.length ? [] : others),
+    ready.length > 1 ? el("div", {class: "dim"}, `${ready.length - 1} older AI result(s) of this study not shown`) : "");
+}
+function aiResult(r) {
+  const v = r.values, p = r.provenance, d3 = v.defuse3 || {}, sop = p.sop_instance_uid;
+  const accepted = state.aiAccepted === sop, locked = $("#report-findings") && $("#report-findings").readOnly;
+  const row = (label, value, unit = "") => el("tr", {}, el("td", {}, label), el("td", {class: "num"}, value), el("td", {}, unit));
+  const crit = (label, met) => el("tr", {}, el("td", {}, label), el("td", {class: met ? "met" : "error"}, met ? "met" : "not met"), el("td"));
+  const seg = state.studyData.series.find(s => s.stroke === "seg" && s.derived_from === p.source_series_uid);
+  return el("div", {class: "ai-result", id: "ai-result", dataset: {sop, accepted: accepted ? "true" : "false"}},
+    el("b", {}, "Stroke perfusion analysis"), " ", el("span", {class: "tag"}, "automated — to be confirmed"),
+    el("table", {class: "ai-volumes"},
+      row(`Ischaemic core (${v.core_method === "adc" ? "ADC" : "rCBF < 30 %"})`, aiNumber(v.core_ml), "ml"),
+      row("Hypoperfusion Tmax > 6 s", aiNumber(v.tmax6_ml), "ml"), row("Severe hypoperfusion Tmax > 10 s", aiNumber(v.tmax10_ml), "ml"),
+      row("Hypoperfusion intensity ratio", aiNumber(v.hir, 2)), row("Mismatch volume", aiNumber(v.mismatch_ml), "ml"),
+      row("Mismatch ratio", aiNumber(v.mismatch_ratio)), row("Side", v.side || "-"),
+      crit("DEFUSE-3: core < 70 ml", d3.core_lt_70ml), crit("DEFUSE-3: mismatch ratio ≥ 1.8", d3.mismatch_ratio_ge_1_8),
+      crit("DEFUSE-3: mismatch ≥ 15 ml", d3.mismatch_ge_15ml), crit("DEFUSE-3 imaging criteria", d3.all_met)),
+    el("div", {class: "dim"}, "Proposed findings:"), el("div", {class: "proposed", id: "ai-proposed-findings"}, r.findings),
+    el("div", {class: "dim"}, "Proposed impression:"), el("div", {class: "proposed", id: "ai-proposed-impression"}, r.impression),
+    el("div", {class: "dim provenance", id: "ai-provenance"},
+      `${p.algorithm} ${p.algorithm_version} by ${p.node || "?"} · SR ${p.series_description || ""} · series ${p.series_uid} · ` +
+      `SOP instance ${sop} · ${p.time ? localTime(p.time) : "time unknown"}`),
+    el("div", {class: "row"},
+      Object.assign(el("button", {class: "small", id: "ai-accept", onclick: () => acceptAi(r)},
+        accepted ? "Accepted" : "Accept into the report"), {disabled: accepted || locked}),
+      seg ? el("button", {class: "small", id: "ai-show", onclick: () => showAiOnImages(p.source_series_uid, seg.uid)},
+        "Show on the images") : "",
+      accepted ? el("span", {class: "ok"}, " in the report: edit it as needed; the signed report references this SR") : ""));
+}
+function acceptAi(r) {  // appended to what is there: the radiologist's own words are never replaced
+  for (const [key, text] of [["findings", r.findings], ["impression", r.impression]]) {
+    const t = $("#report-" + key);
+    if (t.readOnly) return;
+    t.value = (t.value && !t.value.endsWith("\n") ? t.value + "\n" : t.value) + text;
+    t.dataset.edited = "1";
+  }
+  state.aiAccepted = r.provenance.sop_instance_uid;
+  draftChanged(); renderAi();
+}
+async function showAiOnImages(source, seg) {  // the DSC series with the segmentation over it
+  const pane = activePane();
+  if (pane.uid !== source) await openSeries(source, pane);
+  await setOverlay(pane, seg);
+  $("#viewer").scrollIntoView({block: "nearest"});
+}

@@ -30,6 +30,7 @@ const refreshStudy = later(async () => {
   renderReports(s.reports);
   renderPriors(s);
   refreshMeasurements();
+  renderAi();
 }, 250);
 function renderSeries(list, renditions) {
   const grid = $("#series");

@@ -137,10 +137,15 @@ function updateTools(pane) {
   $("#wl-center").value = Math.round(pane.center * 100) / 100; $("#wl-width").value = Math.round(pane.width * 100) / 100;
   $("#overlay-series").value = pane.overlay ? pane.overlay.uid : "";
   $("#overlay-opacity").value = Math.round(pane.opacity * 100);
+  const over = pane.overlay && pane.overlay.data ? pane.overlay.data.info : null;
+  const segs = info.kind === "seg" ? info : over && over.kind === "seg" ? over : null;
   const legendOf = info.kind === "map" ? {info, center: pane.center, width: pane.width} :
-    pane.overlay && pane.overlay.data ? {info: pane.overlay.data.info, center: pane.overlay.data.info.center, width: pane.overlay.data.info.width} : null;
+    over && !segs ? {info: over, center: over.center, width: over.width} : null;
   $("#legend").style.display = legendOf ? "flex" : "none";
   if (legendOf) drawLegend(legendOf);
+  $("#seg-legend").replaceChildren(...(segs ? segs.segments : []).map(x => {  // CSSOM, not a style attribute (CSP)
+    const swatch = el("span", {class: "swatch"}); swatch.style.backgroundColor = `rgb(${x.rgb.join(",")})`;
+    return el("span", {class: "segment", dataset: {value: x.value}}, swatch, x.label); }));
 }
 function phaseText(info, t) {
   if (info.phases < 2) return "";
@@ -158,7 +163,7 @@ function drawLegend({info, center, width}) {
 function refreshOverlayChoices() {
   const pane = activePane(), select = $("#overlay-series");
   const rows = (state.studyData ? state.studyData.series : []).filter(s => s.uid !== pane.uid && s.thumbnail &&
-    (s.map || (s.derived && !/^registered|reformat/.test(s.provenance || ""))));
+    s.modality !== "SR" && s.stroke !== "summary" && (s.map || (s.derived && !/^registered|reformat/.test(s.provenance || ""))));
   select.replaceChildren(el("option", {value: ""}, "none"),
     ...rows.map(s => el("option", {value: s.uid}, s.provenance || s.description)));
   select.value = pane.overlay ? pane.overlay.uid : "";
@@ -220,6 +225,24 @@ function viewOf(pane) {
   const k = Math.min(W / (info.cols * dc), H / (info.rows * dr)) * pane.zoom, sx = k * dc, sy = k * dr;
   return {k, m: [sx, 0, 0, sy, W / 2 - sx * info.cols / 2 + pane.panX, H / 2 - sy * info.rows / 2 + pane.panY]};
 }
+// A segmentation's label map: each segment in its colour, no segment transparent.
+function paintLabels(target, px, cols, rows, segments) {
+  target.width = cols; target.height = rows;
+  const ctx = target.getContext("2d"), img = ctx.createImageData(cols, rows), d = img.data;
+  const rgb = new Map(segments.map(s => [s.value, s.rgb]));
+  for (let i = 0, j = 0; i < px.length; i++, j += 4) {
+    const c = rgb.get(px[i]);
+    if (c) { d[j] = c[0]; d[j + 1] = c[1]; d[j + 2] = c[2]; d[j + 3] = 255; }
+  }
+  ctx.putImageData(img, 0, 0);
+}
+// A colour image (a summary, a screen capture): three values a pixel, shown as they are.
+function paintRgb(target, px, cols, rows) {
+  target.width = cols; target.height = rows;
+  const ctx = target.getContext("2d"), img = ctx.createImageData(cols, rows), d = img.data;
+  for (let i = 0, j = 0; j < d.length; i += 3, j += 4) { d[j] = px[i]; d[j + 1] = px[i + 1]; d[j + 2] = px[i + 2]; d[j + 3] = 255; }
+  ctx.putImageData(img, 0, 0);
+}
 function paint(target, px, cols, rows, lo, width, colour, transparentBelow) {
   target.width = cols; target.height = rows;
   const ctx = target.getContext("2d"), img = ctx.createImageData(cols, rows), d = img.data, scale = 255 / width;
@@ -235,7 +258,9 @@ function render(pane) {
   ctx.setTransform(1, 0, 0, 1, 0, 0); ctx.fillStyle = "#000"; ctx.fillRect(0, 0, pane.canvas.width, pane.canvas.height);
   if (!info) return;
   const px = pane.data.slices[imageIndex(pane)]; if (!px) return;
-  paint(pane.image, px, info.cols, info.rows, pane.center - pane.width / 2, pane.width, info.kind === "map", false);
+  if (info.kind === "seg") paintLabels(pane.image, px, info.cols, info.rows, info.segments);
+  else if (info.kind === "rgb") paintRgb(pane.image, px, info.cols, info.rows);
+  else paint(pane.image, px, info.cols, info.rows, pane.center - pane.width / 2, pane.width, info.kind === "map", false);
   const view = viewOf(pane);
   ctx.imageSmoothingEnabled = false;
   ctx.setTransform(...view.m); ctx.drawImage(pane.image, 0, 0);
@@ -244,7 +269,8 @@ function render(pane) {
   if (o && o.data.slices[o.z]) {
     const oi = o.data.info, t = overlayTransform(info, pane.z, oi, o.z);
     if (t) {
-      paint(pane.overImage, o.data.slices[o.z], oi.cols, oi.rows, oi.center - oi.width / 2, oi.width, true, true);
+      if (oi.kind === "seg") paintLabels(pane.overImage, o.data.slices[o.z], oi.cols, oi.rows, oi.segments);
+      else paint(pane.overImage, o.data.slices[o.z], oi.cols, oi.rows, oi.center - oi.width / 2, oi.width, true, true);
       ctx.globalAlpha = pane.opacity; ctx.transform(...t); ctx.drawImage(pane.overImage, 0, 0); ctx.globalAlpha = 1;
       ctx.setTransform(...view.m); overlayDrawn = true;
     }
@@ -284,13 +310,16 @@ function showValue(pane, ev) {
   const info = pane.info, [fx, fy] = imagePoint(pane, ev), x = Math.floor(fx), y = Math.floor(fy);
   const px = pane.data.slices[imageIndex(pane)];
   if (!px || x < 0 || y < 0 || x >= info.cols || y >= info.rows) return null;
-  const v = px[y * info.cols + x];
+  const v = info.kind === "rgb" ? `rgb(${px.slice(3 * (y * info.cols + x), 3 * (y * info.cols + x) + 3).join(", ")})` : px[y * info.cols + x];
   let text = `(${x}, ${y}) = ${info.dtype === "float32" ? (v === v ? v.toFixed(2) : "none") : v} ${info.unit || ""}`;
   const o = overlaySlice(pane);
   if (o && o.data.slices[o.z]) {
     const oi = o.data.info, [ox, oy] = pixelOf(oi, o.z, pointOf(info, pane.z, fx - 0.5, fy - 0.5)).map(u => Math.round(u));
-    if (ox >= 0 && oy >= 0 && ox < oi.cols && oy < oi.rows)
-      text += ` · ${seriesRow(o.data.uid).map || "overlay"} ${o.data.slices[o.z][oy * oi.cols + ox].toFixed(2)} ${oi.unit || ""}`;
+    if (ox >= 0 && oy >= 0 && ox < oi.cols && oy < oi.rows) {
+      const ov = o.data.slices[o.z][oy * oi.cols + ox];
+      text += oi.kind === "seg" ? ` · ${(oi.segments.find(x => x.value === ov) || {label: "no segment"}).label}`
+        : ` · ${seriesRow(o.data.uid).map || "overlay"} ${ov.toFixed(2)} ${oi.unit || ""}`;
+    }
   }
   $("#cursor-value").textContent = text;
   return [x, y];
