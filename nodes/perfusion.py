@@ -17,7 +17,7 @@ It never reprocesses its own outputs: they are DERIVED (the filter excludes them
 Output UIDs derive from the source series, the map and the software version, so a message delivered twice
 does not make a second series. Start several with the same ``--group`` to share the work.
 
-Options (``[nodes.perfusion]``): ``method`` (osvd, csvd or ssvd), ``where`` (a filter replacing the default),
+Options (``[nodes.perfusion]``): ``method`` (model, the default, or osvd, csvd, ssvd; docs/perfusion.md), ``where`` (a filter replacing the default),
 ``work`` (folder for inputs and outputs), ``leakage_correction`` (false), ``vof_correction`` (true: scale the AIF
 by the venous output function, for absolute CBF/CBV), ``normalise`` (true: also rCBV, rCBF, rMTT over normal-
 appearing white matter), ``keep_days`` (7: outputs are removed from ``work/out`` this many days after they were
@@ -36,6 +36,7 @@ from meshdcm import (
     path_part, topics,
 )
 from meshdcm.perfusion import DSC_FILTER, PerfusionError, analyse_series
+from meshdcm.perfusion.deconvolution import DEFAULT_METHOD
 from meshdcm.retention import OUTPUT_DAYS
 from meshdcm.stroke.adc import ADC_FILTER
 from meshdcm.stroke.hook import SessionADCs, announcements
@@ -47,7 +48,7 @@ log = logging.getLogger("meshdcm.perfusion.node")
 class PerfusionOptions:
     """``[nodes.perfusion]`` (the module docstring says what each does)."""
 
-    method: str = "osvd"
+    method: str = DEFAULT_METHOD
     where: str = DSC_FILTER
     work: str = ""
     leakage_correction: bool = False

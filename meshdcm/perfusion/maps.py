@@ -24,7 +24,7 @@ import numpy as np
 
 from ._xp import get_xp, to_numpy
 from .constants import KH, RHO
-from .deconvolution import deconvolve
+from .deconvolution import DEFAULT_METHOD, deconvolve
 from .errors import PerfusionError
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class PerfusionMaps:
     notes: list[str] = field(default_factory=list)
 
 
-def compute_maps(conc, aif, dt: float, mask: np.ndarray, method: str = "osvd", xp=None, **deconv_kw) -> PerfusionMaps:
+def compute_maps(conc, aif, dt: float, mask: np.ndarray, method: str = DEFAULT_METHOD, xp=None, **deconv_kw) -> PerfusionMaps:
     """Maps from concentration ``conc`` (T, Z, Y, X), global ``aif`` (T,), frame interval ``dt`` (s).
 
     Only voxels in ``mask`` are computed (on the chosen array module); results come back as NumPy.
