@@ -19,8 +19,9 @@ are computed once (on a 0.05 s grid from the AIF interpolated linearly between i
 whole frames), normalised, and every voxel's least-squares fit against all of them is one matrix product ``C^T K``
 (the fit of candidate j is ``proj_j k_j``, its residual ``|C|^2 - proj_j^2``: the best candidate has the largest
 projection).  Within each *shape class* (alpha, s) the best grid point (MTT 20 % apart, delay half a frame apart)
-is refined by parabolas through its neighbours' projections, in the delay and in log MTT (the grids alone bias the
-choice between classes: a wrong class nearer a voxel's off-grid delay can beat the right one).
+is refined by a quadratic through the projections of its 3 x 3 neighbours in delay and log MTT, cross term included
+(the two trade off), and the classes are compared at their refined maxima (on the grid alone a wrong class nearer a
+voxel's off-grid delay can beat the right one).
 
 Estimates.  Per class: CBF = the maximum of the fitted ``F R_eff(t)`` (Østergaard et al. 1996, MRM 36:715: ``F``
 without dispersion, less where the bolus arrives dispersed, as any deconvolution measures it) and Tmax = ``d`` + the
@@ -44,8 +45,7 @@ from scipy.special import gammaincc
 
 from ._xp import get_xp
 
-__all__ = ["ALPHAS", "DISPERSIONS", "MTT_RANGE", "DELAY_RANGE", "ResidueDictionary", "residue_dictionary",
-           "residue_function", "fit_model"]
+__all__ = ["ALPHAS", "DISPERSIONS", "MTT_RANGE", "DELAY_RANGE", "ResidueDictionary", "residue_function", "fit_model"]
 
 ALPHAS = (1.0, 2.0, 4.0, np.inf)  # transit-time shape: exponential .. narrower .. plug flow (a box)
 DISPERSIONS = (0.0, 1.5, 3.0)  # s, exponential dispersion time constant
@@ -112,17 +112,12 @@ class ResidueDictionary:
         atoms = np.where(idx >= 0, curves[:, np.clip(idx, 0, length - 1)], 0.0)  # (S, D, T)
         atoms = atoms.reshape(-1, n)
         self.norms = np.linalg.norm(atoms, axis=1)
-        self.norms[self.norms == 0] = np.inf
+        self.norms[self.norms == 0] = 1.0  # a candidate wholly after the series: all zeros, never chosen
         self.atoms = atoms / self.norms[:, None]
         self.shape = (len(self.alphas), len(self.dispersions), self.mtts.size, self.delays.size)
 
 
-def residue_dictionary(aif, dt: float, **kw) -> ResidueDictionary:
-    """Build the candidate curves for ``aif`` (T,) sampled every ``dt`` s (grids: the module constants)."""
-    return ResidueDictionary(aif, dt, **kw)
-
-
-def _vertex2(f, ok_x, ok_y, xp):
+def _vertex(f, ok_x, ok_y, xp):
     """Vertex of the quadratic through a 3 x 3 stencil ``f[(i, j)]``, i, j in -1, 0, 1 (x: delay, y: log MTT, with
     their cross term: the two trade off).  Returns (x, y, gain), offsets clipped to +-1 step; where the quadratic has
     no maximum, the 1D parabolas along each axis that have one; nothing along an axis at the grid's edge."""
@@ -188,7 +183,7 @@ def fit_model(conc, aif, dt: float, xp=None, chunk: int | None = None, dictionar
         mi, di = k // nd, k % nd
         stencil = {(i, j): _take(proj, k + i + j * nd, xp) for i in (-1, 0, 1) for j in (-1, 0, 1)}
         ok_d, ok_m = (di > 0) & (di < nd - 1), (mi > 0) & (mi < nm - 1)
-        off_d, off_m, gain = _vertex2(stencil, ok_d, ok_m, xp)
+        off_d, off_m, gain = _vertex(stencil, ok_d, ok_m, xp)
         yk = stencil[0, 0] + gain  # (m, ncls): each class's refined best projection
         mtt_k = xp.exp(log_mtt[mi] + off_m * log_step)
         delay_k = delays[di] + off_d * xp.float32(d.delay_step)
