@@ -1,9 +1,11 @@
 """Perfusion maps from concentration curves and an AIF: CBV, CBF, MTT, Tmax, TTP; units and display windows.
 
 - CBV = kH/rho * 100 * integral(C_t) / integral(C_a)            [ml/100 g]   (Rempp et al. 1994)
-- CBF = kH/rho * 6000 * max_t(F R(t)) from SVD deconvolution     [ml/100 g/min] (Østergaard et al. 1996)
+- CBF = kH/rho * 6000 * max_t(F R(t)) from the deconvolution   [ml/100 g/min] (Østergaard et al. 1996)
+  (:mod:`.model`, the default, or truncated SVD: :mod:`.deconvolution`)
 - MTT = 60 * CBV / CBF (central volume theorem)                    [s]
-- Tmax = time of the residue maximum, interpolated between frames [s]
+- Tmax = time of the residue maximum [s]: the model's fitted delay plus its dispersed residue's peak, or the SVD
+  residue's maximum interpolated between frames
 - TTP = time of the concentration peak after the first frame       [s]
 
 Absolute units need the AIF in arterial concentration: the partial-volume correction of :mod:`.vof` scales
