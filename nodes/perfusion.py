@@ -4,9 +4,10 @@ Listens to ``stored.series`` with the default filter :data:`meshdcm.perfusion.DS
 protocol naming perfusion/DSC/bolus, or EPI with a PERFUSION image type; never DERIVED images), fetches the series
 wherever its URIs say, computes the maps (model-based deconvolution by default, docs/perfusion.md; CuPy on a GPU
 node, NumPy elsewhere) and publishes one ``stored.series`` per map, with ``meshdcm://`` URIs of the DICOM, NIfTI and
-PNG outputs and, in ``meta``, the summary values (perfusion.json's ``summary``: parenchyma means/medians and per-tissue medians, docs/perfusion.md), the method,
-``derived_from`` (the source series) and ``aif`` (the arterial input function: how it was chosen, its voxels as
-(z, y, x) indices and as LPS points in mm, its dR2* curve and the times).
+PNG outputs and, in ``meta``, the summary values (perfusion.json's ``summary``: parenchyma means/medians and
+per-tissue medians, docs/perfusion.md), the method, ``derived_from`` (the source series) and ``aif`` (the arterial
+input function: how it was chosen, its voxels as (z, y, x) indices and as LPS points in mm, its dR2* curve and the
+times).
 
 Stroke (docs/stroke.md): every analysis also gives core, Tmax > 6 s / > 10 s and mismatch volumes; their DICOM
 SEG, SR (TID 1500) and summary image are published as derived ``stored.series`` too (meta ``stroke``: seg, sr or
