@@ -19,10 +19,10 @@ Output UIDs derive from the source series, the map and the software version, so 
 does not make a second series. Start several with the same ``--group`` to share the work.
 
 Options (``[nodes.perfusion]``): ``method`` (model, the default, or osvd, csvd, ssvd; docs/perfusion.md), ``where``
-(a filter replacing the default), ``work`` (folder for inputs and outputs), ``leakage_correction`` (false), ``vof_correction`` (true: scale the AIF
-by the venous output function, for absolute CBF/CBV), ``normalise`` (true: also rCBV, rCBF, rMTT over normal-
-appearing white matter), ``keep_days`` (7: outputs are removed from ``work/out`` this many days after they were
-written).
+(a filter replacing the default), ``work`` (folder for inputs and outputs), ``leakage_correction`` (false),
+``vof_correction`` (true: scale the AIF by the venous output function, for absolute CBF/CBV), ``normalise`` (true:
+also rCBV, rCBF, rMTT over normal-appearing white matter), ``keep_days`` (7: outputs are removed from ``work/out``
+this many days after they were written).
 """
 
 from __future__ import annotations
