@@ -1,9 +1,11 @@
-"""DSC perfusion speed: oSVD maps of the realistic stroke DSC series (128x128x20 x 60), batched vs per-voxel.
+"""DSC perfusion speed: model-based (the default) and oSVD maps of the realistic stroke DSC series (128x128x20 x 60).
 
 Anchor: a straightforward per-voxel oSVD (the DSC-MRI toolbox loop: for each voxel, for each threshold
 0.05..0.95, solve and compute the oscillation index until it is below the limit), timed on a subset of
 voxels and extrapolated linearly to all brain voxels.  Timed figure: signal -> dR2* -> oSVD -> CBV/CBF/
-MTT/Tmax/TTP for every brain voxel with a global AIF (I/O and AIF search excluded).  GPU: the same
+MTT/Tmax/TTP for every brain voxel with a global AIF (I/O and AIF search excluded), for the model-based
+deconvolution (``model``, the default, meshdcm/perfusion/model.py) and batched oSVD; the ratio model / oSVD is
+printed (both timed in the same run: this machine is shared and noisy).  GPU: the same
 xp-generic code with CuPy, when CuPy and a GPU are present; otherwise null with the reason.
 
 The series is the stroke patient's (docs/studies.md, made once and cached); the AIF is its true arterial input
@@ -31,9 +33,9 @@ from meshdcm.perfusion.series import load_dsc_series  # noqa: E402
 from meshdcm.studies import StudySet, studies_folder  # noqa: E402
 
 
-def run(xp, signal, te, aif, dt, mask, baseline):
+def run(xp, signal, te, aif, dt, mask, baseline, method="osvd"):
     conc, _ = signal_to_concentration(signal, te, baseline, xp=xp)
-    pm = compute_maps(conc, aif, dt, mask, method="osvd", xp=xp)
+    pm = compute_maps(conc, aif, dt, mask, method=method, xp=xp)
     return pm
 
 
@@ -61,13 +63,17 @@ def main() -> int:
     print(f"realistic DSC series {shape} x {n_time} read in {time.perf_counter() - t:.1f} s")
     mask = brain_mask(signal)
     nvox = int(mask.sum())
-    times = []
-    for _ in range(repeats):
+    times, model_times = [], []
+    for _ in range(repeats):  # interleaved, so that both meet the same load
         t = time.perf_counter()
         pm = run(np, signal, te, aif, dt, mask, baseline)
         times.append(time.perf_counter() - t)
-    cpu = median(times)
+        t = time.perf_counter()
+        pm_model = run(np, signal, te, aif, dt, mask, baseline, method="model")
+        model_times.append(time.perf_counter() - t)
+    cpu, cpu_model = median(times), median(model_times)
     print(f"batched oSVD, NumPy: median {cpu:.3f} s over {repeats} runs for {nvox} brain voxels")
+    print(f"model-based, NumPy: median {cpu_model:.3f} s over {repeats} runs; model / oSVD {cpu_model / cpu:.2f}")
 
     conc, _ = signal_to_concentration(signal, te, baseline, xp=np)
     flat = conc.reshape(n_time, -1)[:, np.flatnonzero(mask.ravel())]
@@ -83,16 +89,19 @@ def main() -> int:
     print(f"speed-up batched vs per-voxel: {loop_est / cpu:.0f}x; max relative CBF difference on the subset {agree:.2e}")
     zones = truth_masks(studies)
     zones["normal"] = zones.pop("brain") & ~zones["core"] & ~zones["penumbra"]
-    accuracy = {}
-    for name in ("CBF", "CBV", "MTT", "Tmax"):
-        import nibabel as nib
+    import nibabel as nib
 
+    accuracy = {"model": {}, "osvd": {}}
+    for name in ("CBF", "CBV", "MTT", "Tmax"):
         true_map = np.asarray(nib.load(str(studies.truth_folder("stroke", "mr") /
                                             truth["grids"]["dsc"]["maps"][name]["file"])).dataobj).transpose(2, 1, 0)
-        accuracy[name] = {z: [round(float(np.median(pm.maps[name][m & mask])), 2), round(float(np.median(true_map[m])), 2)]
-                          for z, m in zones.items()}
-    for name, values in accuracy.items():
-        print(f"{name} median measured / true: " + ", ".join(f"{z} {a} / {b}" for z, (a, b) in values.items()))
+        for method, maps in (("model", pm_model), ("osvd", pm)):
+            accuracy[method][name] = {z: [round(float(np.median(maps.maps[name][m & mask])), 2),
+                                          round(float(np.median(true_map[m])), 2)] for z, m in zones.items()}
+    for method, table in accuracy.items():
+        for name, values in table.items():
+            print(f"{method:5} {name} median measured / true: "
+                  + ", ".join(f"{z} {a} / {b}" for z, (a, b) in values.items()))
 
     gpu, gpu_reason = None, gpu_unavailable_reason()
     if gpu_reason is None:
@@ -113,6 +122,7 @@ def main() -> int:
     emit("perfusion", {
         "quick": bool(args.quick), "series": "realistic stroke DSC (docs/studies.md)", "shape": [*shape, n_time],
         "brain_voxels": nvox, "repeats": repeats, "median_measured_true_by_zone": accuracy,
+        "cpu_model_median_s": round(cpu_model, 4), "model_over_osvd": round(cpu_model / cpu, 2),
         "cpu_osvd_median_s": round(cpu, 4), "cpu_goal_s": 2.0, "cpu_goal_met": cpu <= 2.0,
         "per_voxel_subset": subset, "per_voxel_subset_s": round(loop_subset, 3),
         "per_voxel_extrapolated_s": round(loop_est, 2), "per_voxel_is_extrapolated": True,

@@ -2,11 +2,12 @@
 
 Listens to ``stored.series`` with the default filter :data:`meshdcm.perfusion.DSC_FILTER` (MR; series description or
 protocol naming perfusion/DSC/bolus, or EPI with a PERFUSION image type; never DERIVED images), fetches the series
-wherever its URIs say, computes the maps (oSVD by default; CuPy on a GPU node, NumPy elsewhere) and publishes one
-``stored.series`` per map, with ``meshdcm://`` URIs of the DICOM, NIfTI and PNG outputs and, in ``meta``, the summary
-values (perfusion.json's ``summary``: parenchyma means/medians and per-tissue medians, docs/perfusion.md), the method,
-``derived_from`` (the source series) and ``aif`` (the arterial input function: how it was chosen, its voxels as
-(z, y, x) indices and as LPS points in mm, its dR2* curve and the times).
+wherever its URIs say, computes the maps (model-based deconvolution by default, docs/perfusion.md; CuPy on a GPU
+node, NumPy elsewhere) and publishes one ``stored.series`` per map, with ``meshdcm://`` URIs of the DICOM, NIfTI and
+PNG outputs and, in ``meta``, the summary values (perfusion.json's ``summary``: parenchyma means/medians and
+per-tissue medians, docs/perfusion.md), the method, ``derived_from`` (the source series) and ``aif`` (the arterial
+input function: how it was chosen, its voxels as (z, y, x) indices and as LPS points in mm, its dR2* curve and the
+times).
 
 Stroke (docs/stroke.md): every analysis also gives core, Tmax > 6 s / > 10 s and mismatch volumes; their DICOM
 SEG, SR (TID 1500) and summary image are published as derived ``stored.series`` too (meta ``stroke``: seg, sr or
@@ -17,11 +18,11 @@ It never reprocesses its own outputs: they are DERIVED (the filter excludes them
 Output UIDs derive from the source series, the map and the software version, so a message delivered twice
 does not make a second series. Start several with the same ``--group`` to share the work.
 
-Options (``[nodes.perfusion]``): ``method`` (osvd, csvd or ssvd), ``where`` (a filter replacing the default),
-``work`` (folder for inputs and outputs), ``leakage_correction`` (false), ``vof_correction`` (true: scale the AIF
-by the venous output function, for absolute CBF/CBV), ``normalise`` (true: also rCBV, rCBF, rMTT over normal-
-appearing white matter), ``keep_days`` (7: outputs are removed from ``work/out`` this many days after they were
-written).
+Options (``[nodes.perfusion]``): ``method`` (model, the default, or osvd, csvd, ssvd; docs/perfusion.md), ``where``
+(a filter replacing the default), ``work`` (folder for inputs and outputs), ``leakage_correction`` (false),
+``vof_correction`` (true: scale the AIF by the venous output function, for absolute CBF/CBV), ``normalise`` (true:
+also rCBV, rCBF, rMTT over normal-appearing white matter), ``keep_days`` (7: outputs are removed from ``work/out``
+this many days after they were written).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from meshdcm import (
     path_part, topics,
 )
 from meshdcm.perfusion import DSC_FILTER, PerfusionError, analyse_series
+from meshdcm.perfusion.deconvolution import DEFAULT_METHOD
 from meshdcm.retention import OUTPUT_DAYS
 from meshdcm.stroke.adc import ADC_FILTER
 from meshdcm.stroke.hook import SessionADCs, announcements
@@ -47,7 +49,7 @@ log = logging.getLogger("meshdcm.perfusion.node")
 class PerfusionOptions:
     """``[nodes.perfusion]`` (the module docstring says what each does)."""
 
-    method: str = "osvd"
+    method: str = DEFAULT_METHOD
     where: str = DSC_FILTER
     work: str = ""
     leakage_correction: bool = False

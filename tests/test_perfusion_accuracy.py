@@ -27,7 +27,7 @@ def table(phantom):  # noqa: F811
     conc, _ = signal_to_concentration(phantom.signal, phantom.spec.te, (1, 10), xp="numpy")
     m = phantom.tissue
     rows = {}
-    for method in ("ssvd", "csvd", "osvd"):
+    for method in ("ssvd", "csvd", "osvd", "model"):
         pm = compute_maps(conc, phantom.aif, phantom.spec.tr, m, method=method, xp="numpy")
         cbf = pm.maps["CBF"]
         row = {f"r_{k}": _region_r(pm.maps[k], getattr(phantom, k.lower()), phantom.region, m)
@@ -52,8 +52,13 @@ def test_osvd_correlates_with_truth(table):
     assert r["r_MTT"] >= 0.90
 
 
-@pytest.mark.parametrize("method", ["csvd", "osvd"])
-def test_circulant_methods_are_delay_insensitive(table, method):
+def test_model_correlates_with_truth_at_least_as_well_as_osvd(table):
+    r, o = table["model"], table["osvd"]
+    assert r["r_CBV"] >= 0.97 and r["r_CBF"] >= o["r_CBF"] and r["r_MTT"] >= 0.95, r
+
+
+@pytest.mark.parametrize("method", ["csvd", "osvd", "model"])
+def test_circulant_and_model_methods_are_delay_insensitive(table, method):
     for label in ("all", "short"):
         ratio_3s = table[method][f"delay_{label}"][3]
         assert abs(ratio_3s - 1.0) <= 0.10, (method, label, ratio_3s)

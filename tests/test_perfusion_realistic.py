@@ -7,36 +7,43 @@ of the tissue's normal value (the truth maps carry each voxel's partial volume: 
 or white matter reads lower, so this keeps voxels at least ~85-90 % of the tissue).  The truth compared with is the
 median of the truth maps over the same voxels.
 
-Measured (full set, oSVD; before this fix the automatic AIF took the sinus' partial-volume edge, Tmax -3.8 s,
-Tmax > 6 s = 0 ml):
+Measured (full set), model-based deconvolution (the default, docs/perfusion.md) and, before it, oSVD:
 
-=========  =====================  =====================  ====================
-patient    GM CBF / CBV / MTT     WM CBF / CBV / MTT     Tmax normal GM / WM
-=========  =====================  =====================  ====================
-stroke     40.3/55.5  4.02/4.17   18.9/25.3  1.96/2.03   2.5 / 2.3 s
-           5.98/4.51              6.24/4.79
-control    38.1/55.5  3.94/4.17   18.0/25.3  1.92/2.02   2.5 / 2.3 s
-           6.21/4.51              6.43/4.79
-=========  =====================  =====================  ====================
+=========  ======  =====================  =====================  ============  ===========================
+patient    method  GM CBF / CBV / MTT     WM CBF / CBV / MTT     Tmax normal   Tmax>6 / Tmax>10 ml (core)
+                                                                 GM / WM
+=========  ======  =====================  =====================  ============  ===========================
+stroke     model   58.9/55.5  4.02/4.17   22.8/25.3  1.96/2.03   0.8 / 0.9 s   133.1 / 0.0   (27.4)
+                   4.11/4.51              5.16/4.79
+stroke     oSVD    40.3/55.5  4.02/4.17   18.9/25.3  1.96/2.03   2.5 / 2.3 s   177.5 / 29.6  (27.4)
+                   5.98/4.51              6.24/4.79
+control    model   55.5/55.5  3.94/4.17   21.4/25.3  1.92/2.02   0.7 / 0.8 s   0.0 / 0.0     (0.0)
+                   4.28/4.51              5.41/4.79
+control    oSVD    38.1/55.5  3.94/4.17   18.0/25.3  1.92/2.02   2.5 / 2.3 s   8.8 / 0.0     (0.0)
+                   6.21/4.51              6.43/4.79
+=========  ======  =====================  =====================  ============  ===========================
 
-Goals met and asserted: the AIF is arterial (contralateral MCA on the stroke study), CBV within 20 % in GM and WM.
-Goals NOT met (asserted as strict xfail so that a fix shows up):
+Truth: core + penumbra 138.1 ml (tissue volumes; goal for Tmax > 6 s: within 10 % or 5 ml), core 31.8 ml; the truth's
+own Tmax map on the DSC grid holds 153.4 ml above 6 s and 25.7 ml above 10 s (whole partial voxels; the core's true
+Tmax is 10.4-10.6 s, just above 10).
 
-- CBF is 0.69-0.75 of the truth and MTT 1.29-1.38 of it, in GM and WM of both patients.  This is the deconvolution,
-  not the AIF: with the *true* arterial curve given by hand, oSVD gives GM CBF 37.6/55.5 and MTT 6.6/4.5 on the stroke
-  study (cSVD 35.6, sSVD 33.0).  The studies' tissue residue is exponential (docs/studies.md), whose corner at t = 0
-  truncated SVD cannot follow (docs/perfusion.md: oSVD 0.75 of the truth with an exponential residue, noise-free).
-- Stroke volumes: the ADC core is now within the goal (asserted): 27.4 ml against the truth's core 31.8 ml (tissue;
-  33.0 ml as the DWI-grid mask).  It was 24.8 ml when the ADC was resampled to the coarser DSC grid before the
-  threshold (a voxel then counted only when its core fraction was above ~0.64 in grey matter, ~0.40 in white matter);
-  it is counted on the ADC's own grid now (docs/stroke.md).  The 4.4 ml still missing are cortical grey-matter core
-  voxels mixed with a little CSF: the template's grey matter holds ~6 % CSF (normal grey matter reads 898, not 800,
-  on the ADC), and 6 % CSF (bright at b0, dark at b1000) lifts a grey-matter core voxel from 520 to 620; 92 % of the
-  missed core voxels are grey matter, median ADC 759.  No ADC threshold sees that tissue.  Tmax > 6 s 177.5 ml against core + penumbra 138.1 ml: the oligaemia (true Tmax 4.1 s,
-  216 ml) is partly above 6 s because the SVD residue's peak lies ~2.3 s late at zero delay (docs/perfusion.md,
-  "Tmax offset"; normal tissue reads 2.3-2.5 s).  What is comparable is asserted: Tmax > 6 s holds at least 90 % of
-  core + penumbra and less than core + penumbra + oligaemia; the ADC core is between 80 % and 110 % of the truth's.
-- Control: Tmax > 6 s 8.8 ml (goal < 5 ml; the same offset, noisy white-matter voxels); core 0.0 ml (met).
+Goals met and asserted: the AIF is arterial (contralateral MCA on the stroke study); CBV, CBF and MTT within 20 % in
+GM and WM of both patients (model: CBF 0.84-1.06, MTT 0.91-1.13 of the truth; oSVD read CBF 0.69-0.75 and MTT
+1.29-1.38: truncated SVD cannot follow the corner of the studies' exponential residue at t = 0, also with the true
+AIF); Tmax > 6 s within 10 % of core + penumbra (133.1 for 138.1 ml; oSVD 177.5: its residue's maximum lies ~2.3 s
+late at zero delay, which put part of the oligaemia above 6 s) and under 5 ml on the control (0.0; oSVD 8.8).
+
+The ADC core is within the goal too (asserted): 27.4 ml against the truth's core 31.8 ml (tissue; 33.0 ml as the
+DWI-grid mask).  It was 24.8 ml when the ADC was resampled to the coarser DSC grid before the threshold (a voxel then
+counted only when its core fraction was above ~0.64 in grey matter, ~0.40 in white matter); it is counted on the
+ADC's own grid now (docs/stroke.md).  The 4.4 ml still missing are cortical grey-matter core voxels mixed with a
+little CSF: the template's grey matter holds ~6 % CSF (normal grey matter reads 898, not 800, on the ADC), and 6 %
+CSF (bright at b0, dark at b1000) lifts a grey-matter core voxel from 520 to 620; 92 % of the missed core voxels are
+grey matter, median ADC 759.  No ADC threshold sees that tissue.
+
+Seen, not asserted: Tmax > 10 s reads 0.0 ml with the model (truth 25.7 ml): in the core (low flow, bolus dispersed
+over 3 s) the model's Tmax is 8.8-9.0 s against 10.4, because a dispersed residue and a later undispersed one fit its
+noisy curves alike (docs/perfusion.md, "Limits"); the penumbra reads 7.1 s against 8.5, still above 6.
 """
 
 from __future__ import annotations
@@ -80,7 +87,8 @@ def analysed(request, realistic_studies, tmp_path_factory):
                            for k in ("CBF", "CBV", "MTT", "Tmax")}
     print(f"\n{patient}: AIF x{result.aif_scale:.2f} ({result.partial_volume_correction['area_method']}); "
           + "; ".join(f"{t} " + " ".join(f"{k} {e:.2f}/{v:.2f}" for k, (e, v) in m.items()) for t, m in medians.items())
-          + f"; stroke core {result.stroke['core_ml']} ml, Tmax>6 {result.stroke['tmax6_ml']} ml")
+          + f"; stroke core {result.stroke['core_ml']} ml, Tmax>6 {result.stroke['tmax6_ml']} ml, "
+            f"Tmax>10 {result.stroke['tmax10_ml']} ml")
     return patient, result, truth, maps, medians
 
 
@@ -92,8 +100,8 @@ def test_the_automatic_aif_is_arterial_and_precedes_the_tissue(analysed):
     assert all(artery[tuple(v)] >= 0.1 and maps["vein_fraction"][tuple(v)] == 0 for v in voxels)
     if patient == "stroke":  # a left M1 occlusion: the right (contralateral, on time) MCA
         assert all(maps["artery_right_fraction"][tuple(v)] > 0 for v in voxels)
-    for tissue in TISSUES:  # the AIF before the tissue: Tmax at zero delay is the SVD's ~2 s offset, not negative
-        assert 0.5 < medians[tissue]["Tmax"][0] < 3.0, (tissue, medians[tissue]["Tmax"])
+    for tissue in TISSUES:  # the AIF before the tissue: on time (model deconvolution: no SVD offset), not negative
+        assert -0.5 < medians[tissue]["Tmax"][0] < 1.5, (tissue, medians[tissue]["Tmax"])
     pvc = result.partial_volume_correction
     assert pvc["applied"] and pvc["vof_saturated"] and pvc["area_method"] == "tail"
     assert all(maps["vein_fraction"][tuple(v)] >= 0.9 for v in result.vof_voxels)  # the sinus, not its edge
@@ -105,8 +113,6 @@ def test_cbv_within_20_percent_of_the_truth(analysed, tissue):
     assert est == pytest.approx(true, rel=0.2), (analysed[0], tissue, est, true)
 
 
-@pytest.mark.xfail(strict=True, reason="truncated SVD under-estimates CBF with the studies' exponential residue "
-                                       "(0.69-0.75 of the truth, also with the true AIF); see the module docstring")
 @pytest.mark.parametrize("tissue", TISSUES)
 def test_cbf_and_mtt_within_20_percent_of_the_truth(analysed, tissue):
     for k in ("CBF", "MTT"):
@@ -124,7 +130,7 @@ def test_stroke_volumes_what_is_comparable(analysed):
     assert st["core_method"] == "adc"
     if patient == "control":
         assert st["core_ml"] < 5
-        assert st["tmax6_ml"] < 15  # goal < 5 ml: 8.8 measured (module docstring)
+        assert st["tmax6_ml"] < 15
         return
     vol = truth["lesion"]["volumes_ml"]
     assert 0.9 * (vol["core"] + vol["penumbra"]) <= st["tmax6_ml"] < vol["core"] + vol["penumbra"] + vol["oligaemia"]
@@ -144,14 +150,11 @@ def test_the_adc_core_within_10_percent_or_5_ml(analysed):
     assert _within(st["core_ml"], vol["core"]), (st["core_ml"], vol["core"])
 
 
-@pytest.mark.xfail(strict=True, reason="ADC core under-counts partial-volume voxels and Tmax > 6 s takes in part of "
-                                       "the oligaemia (SVD Tmax offset); control Tmax > 6 s 8.8 ml; module docstring")
-def test_stroke_volumes_within_10_percent_or_5_ml(analysed):
+def test_tmax_volume_within_10_percent_or_5_ml(analysed):
     patient, result, truth, _, _ = analysed
     st = result.stroke
     if patient == "control":
-        assert st["core_ml"] < 5 and st["tmax6_ml"] < 5
+        assert st["tmax6_ml"] < 5, st["tmax6_ml"]
         return
     vol = truth["lesion"]["volumes_ml"]
-    assert _within(st["core_ml"], vol["core"]), (st["core_ml"], vol["core"])
     assert _within(st["tmax6_ml"], vol["core"] + vol["penumbra"]), (st["tmax6_ml"], vol)

@@ -36,7 +36,10 @@ def phantom_and_dir(tmp_path_factory):
 def analysed(phantom_and_dir, tmp_path_factory):
     sp, d = phantom_and_dir
     out = tmp_path_factory.mktemp("stroke_out")
-    assert main([str(d), str(out), "--xp", "numpy"]) == 0
+    # oSVD, as tests/test_stroke_accuracy.py: this phantom's rCBF core (no ADC) is calibrated on it.  With the model
+    # deconvolution (the default) its automatic AIF (one partial-volume voxel) makes the 11 s-delayed shell read rCBF
+    # 0.25 (oSVD 0.33; 0.57 with the true AIF) and the rCBF core 81 ml for 45 (docs/perfusion.md, "Limits")
+    assert main([str(d), str(out), "--xp", "numpy", "--method", "osvd"]) == 0
     return sp, d, out, json.loads((out / "perfusion.json").read_text())
 
 
@@ -145,7 +148,7 @@ def test_report_text_is_the_same_from_the_sr_and_from_the_json(analysed):
 
 def test_rerun_writes_the_same_uids(analysed, tmp_path, capsys):
     _, d, _, doc = analysed
-    again = run_cli(d, tmp_path, capsys)
+    again = run_cli(d, tmp_path, capsys, "--method", "osvd")  # the UIDs derive from the method too
     assert {k: v["sop_instance_uid"] for k, v in again["stroke"]["outputs"].items()} == \
         {k: v["sop_instance_uid"] for k, v in doc["stroke"]["outputs"].items()}
 

@@ -1,4 +1,4 @@
-"""``meshdcm perfusion DSC_SERIES_DIR OUT_DIR [--method ssvd|csvd|osvd] [--no-vof] [--no-normalise] [--json]``."""
+"""``meshdcm perfusion DSC_SERIES_DIR OUT_DIR [--method model|osvd|csvd|ssvd] [--no-vof] [--no-normalise] [--json]``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 
-from .deconvolution import METHODS
+from .deconvolution import DEFAULT_METHOD, METHODS
 from .errors import PerfusionError
 
 __all__ = ["main"]
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="DSC-MRI perfusion maps (CBV, CBF, MTT, Tmax, TTP) by SVD deconvolution")
     p.add_argument("series_dir", help="folder holding the DSC series (DICOM files, searched recursively)")
     p.add_argument("out_dir", help="folder for derived DICOM series, NIfTI and PNG outputs")
-    p.add_argument("--method", choices=METHODS, default="osvd", help="deconvolution (default: osvd)")
+    p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD, help=f"deconvolution (default: {DEFAULT_METHOD}; docs/perfusion.md)")
     p.add_argument("--series-uid", help="SeriesInstanceUID to analyse when the folder holds several DSC series")
     p.add_argument("--leakage", action="store_true", help="Boxerman-Schmainda-Weisskoff leakage correction")
     p.add_argument("--normalise", action=argparse.BooleanOptionalAction, default=True,

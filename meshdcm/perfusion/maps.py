@@ -1,9 +1,11 @@
 """Perfusion maps from concentration curves and an AIF: CBV, CBF, MTT, Tmax, TTP; units and display windows.
 
 - CBV = kH/rho * 100 * integral(C_t) / integral(C_a)            [ml/100 g]   (Rempp et al. 1994)
-- CBF = kH/rho * 6000 * max_t(F R(t)) from SVD deconvolution     [ml/100 g/min] (Østergaard et al. 1996)
+- CBF = kH/rho * 6000 * max_t(F R(t)) from the deconvolution   [ml/100 g/min] (Østergaard et al. 1996)
+  (:mod:`.model`, the default, or truncated SVD: :mod:`.deconvolution`)
 - MTT = 60 * CBV / CBF (central volume theorem)                    [s]
-- Tmax = time of the residue maximum, interpolated between frames [s]
+- Tmax = time of the residue maximum [s]: the model's fitted delay plus its dispersed residue's peak, or the SVD
+  residue's maximum interpolated between frames
 - TTP = time of the concentration peak after the first frame       [s]
 
 Absolute units need the AIF in arterial concentration: the partial-volume correction of :mod:`.vof` scales
@@ -24,7 +26,7 @@ import numpy as np
 
 from ._xp import get_xp, to_numpy
 from .constants import KH, RHO
-from .deconvolution import deconvolve
+from .deconvolution import DEFAULT_METHOD, deconvolve
 from .errors import PerfusionError
 
 logger = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ class PerfusionMaps:
     notes: list[str] = field(default_factory=list)
 
 
-def compute_maps(conc, aif, dt: float, mask: np.ndarray, method: str = "osvd", xp=None, **deconv_kw) -> PerfusionMaps:
+def compute_maps(conc, aif, dt: float, mask: np.ndarray, method: str = DEFAULT_METHOD, xp=None, **deconv_kw) -> PerfusionMaps:
     """Maps from concentration ``conc`` (T, Z, Y, X), global ``aif`` (T,), frame interval ``dt`` (s).
 
     Only voxels in ``mask`` are computed (on the chosen array module); results come back as NumPy.

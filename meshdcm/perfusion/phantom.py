@@ -28,7 +28,8 @@ grey and white, whose bolus arrives ``lesion_delay`` (8 s) late; AIF voxels (two
 right MCA and ACA positions) holding ``artery_fraction`` (0.4) of the arterial curve plus the rest GM
 tissue; and a 3 x 2 sinus at the posterior midline wholly of venous blood: the arterial curve delayed
 (5 s) and dispersed by a unit-area exponential (3 s), so its area equals the true AIF's.  Its residue has
-gamma-distributed transit times (:func:`gamma_residue`, shape 3; 1 = exponential): truncated SVD rounds
+gamma-distributed transit times (:func:`gamma_residue`, shape 3; 1 = exponential; ``"box"``: plug flow,
+:func:`tissue_residue`): truncated SVD rounds
 off the corner of an exponential residue at t = 0 and underestimates CBF by a quarter at MTT 4.5 s even
 without noise, which is a property of the deconvolution, not what this layout is for.  TR 1.5 s, bolus at
 18 s (12 baseline frames), GM peak signal drop 12 % at SNR 200 — the tissue contrast-to-noise of the block
@@ -53,7 +54,7 @@ from .constants import KH, RHO
 logger = logging.getLogger(__name__)
 
 __all__ = ["PhantomSpec", "BrainPhantomSpec", "Phantom", "make_phantom", "make_brain_phantom", "write_phantom_dicom",
-           "phantom_combinations", "gamma_residue"]
+           "phantom_combinations", "gamma_residue", "tissue_residue"]
 
 CBV_VALUES = (1.0, 2.0, 3.0, 4.0, 5.0)
 MTT_VALUES = (2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 12.0)
@@ -222,7 +223,7 @@ class BrainPhantomSpec:
     gm: tuple[float, float] = (60.0, 4.5)  # CBF ml/100 g/min, CBV ml/100 g
     wm: tuple[float, float] = (25.0, 2.0)
     lesion_delay: float = 8.0  # s
-    residue_shape: int = 3  # transit times gamma-distributed with this integer shape; 1 = exponential residue
+    residue_shape: int | str = 3  # transit times gamma-distributed with this integer shape (1 = exponential), or "box"
     artery_fraction: float = 0.4
     vein_delay: float = 5.0
     vein_dispersion: float = 3.0
@@ -246,6 +247,14 @@ def gamma_residue(t: np.ndarray, mtt: float, shape: int) -> np.ndarray:
     return np.exp(-x) * total
 
 
+def tissue_residue(t: np.ndarray, mtt: float, shape: int | str) -> np.ndarray:
+    """The brain phantom's residue: :func:`gamma_residue` of integer ``shape``, or ``"box"``: plug flow, every
+    transit time equal to ``mtt`` (``R = 1`` until ``mtt``, then 0; integral MTT)."""
+    if shape == "box":
+        return (np.asarray(t) < mtt).astype(np.float64)
+    return gamma_residue(t, mtt, int(shape))
+
+
 def _ellipse(yy, xx, cy, cx, ry, rx):
     return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
 
@@ -262,7 +271,7 @@ def make_brain_phantom(spec: BrainPhantomSpec | None = None) -> Phantom:
 
     def tissue_curve(cbf, cbv, delay, amp=1.0):
         ca = amp * gamma_variate(tf, spec.t0 + delay, spec.alpha, spec.beta)
-        conv = np.convolve(ca, gamma_residue(tf, 60.0 * cbv / cbf, spec.residue_shape))[: tf.size] * dtf
+        conv = np.convolve(ca, tissue_residue(tf, 60.0 * cbv / cbf, spec.residue_shape))[: tf.size] * dtf
         return (RHO / KH) * (cbf / 6000.0) * conv
 
     amp = -np.log(1.0 - spec.gm_peak_drop) / spec.te / tissue_curve(*spec.gm, 0.0).max()

@@ -33,7 +33,7 @@ from pydicom.dataset import Dataset
 from ._xp import get_xp, to_numpy
 from .aif import AIF, manual_aif, select_aif
 from .concentration import brain_mask, detect_baseline, signal_to_concentration
-from .deconvolution import METHODS
+from .deconvolution import DEFAULT_METHOD, METHODS
 from .derived import write_map_series
 from .leakage import boxerman_correction
 from .errors import PerfusionError
@@ -107,7 +107,7 @@ def _voxel_ml(series: DSCSeries) -> float | None:
     return v if v > 0 else None
 
 
-def analyse_loaded(series: DSCSeries, method: str = "osvd", aif=None, xp=None, leakage_correction: bool = False,
+def analyse_loaded(series: DSCSeries, method: str = DEFAULT_METHOD, aif=None, xp=None, leakage_correction: bool = False,
                    normalise: bool = True, nawm_mask=None, vof_correction: bool = True,
                    **deconv_kw) -> tuple[PerfusionMaps, AIF, tuple[int, int]]:
     """Compute maps for a loaded series (no files written).
@@ -188,7 +188,7 @@ def summarise(pm: PerfusionMaps) -> dict:
     return summary
 
 
-def analyse_series(source: str | Path | Sequence[Dataset] | DSCSeries, out_dir: str | Path, method: str = "osvd",
+def analyse_series(source: str | Path | Sequence[Dataset] | DSCSeries, out_dir: str | Path, method: str = DEFAULT_METHOD,
                    aif=None, xp=None, *, series_uid: str | None = None, leakage_correction: bool = False,
                    normalise: bool = True, nawm_mask=None, vof_correction: bool = True, write_dicom: bool = True,
                    write_nifti_files: bool = True, write_png_files: bool = True, adc: str | Path | None = None,
