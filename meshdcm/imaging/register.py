@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pydicom
 
 from .._version import __version__
 from ._xp import get_xp, ndimage, to_numpy
@@ -35,6 +36,7 @@ from .geometry import rigid_matrix
 from .series import SeriesVolume, load_series
 
 __all__ = [
+    "RegisteredSeries",
     "RegistrationResult",
     "choose_reference",
     "register_arrays",
@@ -61,6 +63,19 @@ class RegistrationResult:
     moving_series_uid: str
     paths: list[Path] = field(default_factory=list)
     series_uid: str | None = None
+    #: every series written: one per b-value of a diffusion series, else one (then ``paths``/``series_uid``)
+    outputs: list[RegisteredSeries] = field(default_factory=list)
+
+
+@dataclass
+class RegisteredSeries:
+    """One series written by a registration: which volume of the moving series (``label``: "" for a 3D series,
+    "b1000" for a b-value, "frame 1 of 60" for the first time point of a dynamic series), its folder and files."""
+
+    label: str
+    folder: Path
+    paths: list[Path]
+    series_uid: str | None
 
 
 def _direction(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -359,21 +374,59 @@ def _register_loaded(fixed: SeriesVolume, moving_volumes: list[SeriesVolume], ou
     seconds = time.perf_counter() - start
     log.info("registered series %s onto %s (%s, %s) in %.1f s", moving.series_uid, fixed.series_uid, transform, used,
              seconds)
-    air = float(moving.real().min())
-    values = to_numpy(resample_volume(moving.real()[..., 0], moving.affine_lps, fixed.stored.shape[:3],
-                                      fixed.affine_lps, matrix=matrix, cval=air))
-    if np.issubdtype(moving.stored.dtype, np.integer) and moving.slope == 1.0:
-        values = np.rint(values)
-    desc = (str(moving.reference.get("SeriesDescription", "")) + suffix).strip()
+    real = moving.real()
+    air = float(real.min())
+    desc = str(moving.reference.get("SeriesDescription", ""))
     entropy = [fixed.series_uid, transform, np.array2string(np.round(matrix, 4))]
-    paths = write_derived_series(values, fixed.affine_lps, moving, out_dir, series_description=desc,
-                                 node_name=node_name, node_version=node_version,
-                                 derivation=f"{transform} registration onto series {fixed.series_uid}",
-                                 entropy=entropy, geometry_reference=fixed)
-    import pydicom
+    outputs = []
+    volumes = output_volumes(moving)
+    for t, label in volumes:
+        values = to_numpy(resample_volume(real[..., t], moving.affine_lps, fixed.stored.shape[:3],
+                                          fixed.affine_lps, matrix=matrix, cval=air))
+        if np.issubdtype(moving.stored.dtype, np.integer) and moving.slope == 1.0:
+            values = np.rint(values)
+        folder = Path(out_dir) / label.replace(" ", "-") if len(volumes) > 1 else Path(out_dir)
+        paths = write_derived_series(values, fixed.affine_lps, _volume_of(moving, t), folder,
+                                     series_description=(" ".join(p for p in (desc, label) if p) + suffix).strip(),
+                                     node_name=node_name, node_version=node_version,
+                                     derivation=f"{transform} registration onto series {fixed.series_uid}",
+                                     entropy=entropy + ([label] if label else []), geometry_reference=fixed)
+        uid = str(pydicom.dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID) if paths else None
+        outputs.append(RegisteredSeries(label, folder, paths, uid))
+    first = outputs[0]
+    return RegistrationResult(matrix, metric, used, seconds, fixed.series_uid, moving.series_uid, first.paths,
+                              first.series_uid, outputs)
 
-    uid = str(pydicom.dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID) if paths else None
-    return RegistrationResult(matrix, metric, used, seconds, fixed.series_uid, moving.series_uid, paths, uid)
+
+#: a series with more volumes than this that are not b-values is dynamic (DSC, fMRI): only its first is written
+MAX_VOLUMES = 8
+
+
+def output_volumes(vol: SeriesVolume) -> list[tuple[int, str]]:
+    """The volumes of ``vol`` a registration writes, each as (index, label).
+
+    A 3D series: itself (label ""). A diffusion series (volumes of different ``DiffusionBValue``): every b-value,
+    each its own series ("b0", "b1000"), since the b1000 is what shows the stroke. A dynamic series (DSC): only its
+    first time point, before the bolus ("frame 1 of 60"); the same transform would hold for the others, but 60
+    volumes on a 1 mm grid are 2.7 GB and the perfusion maps are computed on the series' own grid anyway.
+    The registration itself always uses the first volume (the b0: the most signal; the DSC baseline)."""
+    nz, nt = vol.stored.shape[2], vol.stored.shape[3]
+    if nt == 1:
+        return [(0, "")]
+    b = [vol.frames[t * nz].dataset.get("DiffusionBValue") for t in range(nt)]
+    if all(v is not None for v in b) and len({float(v) for v in b}) == nt and nt <= MAX_VOLUMES:
+        return [(t, f"b{float(v):g}") for t, v in enumerate(b)]
+    return [(0, f"frame 1 of {nt}")]
+
+
+def _volume_of(vol: SeriesVolume, t: int) -> SeriesVolume:
+    """Volume ``t`` of a 4D series, as a 3D one (its own frames: the derived series references those)."""
+    if vol.stored.shape[3] == 1:
+        return vol
+    nz = vol.stored.shape[2]
+    return SeriesVolume(vol.stored[..., t:t + 1], vol.slope, vol.intercept, vol.affine_lps,
+                        vol.frames[t * nz:(t + 1) * nz], echo_number=vol.echo_number, echo_time=vol.echo_time,
+                        tilt_deg=vol.tilt_deg)
 
 
 def choose_reference(volumes: list[SeriesVolume]) -> int:
