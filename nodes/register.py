@@ -6,8 +6,10 @@ series except a scanner's ADC map):
   the study's reference, and its coronal and sagittal reformats (``reformat_mm`` thick, default 3 mm) are published;
 - every other series of the study is registered onto the reference (rigid mutual information; SimpleITK on CPU,
   CuPy on a GPU node) and published resampled, SeriesDescription suffixed " [reg]", with meta ``reference`` (the
-  reference series). Series that arrive before their study's reference wait for it, and ``waiting.series`` says so
-  (meta ``reason``: no series is a 3D volume with slices <= ``reformat_below_mm``).
+  reference series), ``transform`` (4x4, row by row: reference LPS -> the series' LPS) and ``seconds``; a diffusion
+  series as one series per b-value, a dynamic one (DSC) as its first frame (meshdcm.imaging.register.output_volumes).
+  Series that arrive before their study's reference wait for it, and ``waiting.series`` says so (meta ``reason``:
+  no series is a 3D volume with slices <= ``reformat_below_mm``).
 The choice of reference and the series waiting for one are kept under ``work`` (``references.json`` and
 ``waiting/<study>/<series>.msg|.folder``), so a restarted node goes on where it stopped.
 Outputs are derived ``stored.series`` with ``derived_from``; UIDs derive from the inputs, so redelivery makes no
