@@ -158,3 +158,18 @@ def test_the_realistic_stroke_mr_is_registered_onto_its_3d_t1(mesh, tmp_path, re
         assert fig["max_mm"] <= MAX_DISPLACEMENT_MM and fig["rotation_deg"] <= MAX_ROTATION_DEG, (key, fig)
         if "dice" in fig:
             assert fig["dice"] > 0.9 and fig["dice"] >= fig["dice_identity"] - 0.005, (key, fig)
+
+
+def test_a_derived_series_window_is_set_by_its_head_not_by_the_air_around_it():
+    """A registered slab on a larger grid is mostly the air's fill value; the window must still hold the head
+    (before: centre at the air's median, 0, and half the window below the darkest voxel)."""
+    from meshdcm.imaging.derived import display_window
+
+    rng = np.random.default_rng(3)
+    values = np.zeros((64, 64, 64), np.float32)  # outside the slab: the fill value
+    values[:, :, 20:30] = rng.rayleigh(8.0, (64, 64, 10))  # the slab's air: noise
+    values[16:48, 16:48, 20:30] = rng.normal(500.0, 60.0, (32, 32, 10))  # the head
+    center, width = display_window(values)
+    head = values[16:48, 16:48, 20:30]
+    assert np.percentile(head, 1) - 20 <= center - width / 2 and center + width / 2 <= head.max() + 1
+    assert center - width / 2 >= 0 and 400 < center < 600
