@@ -173,3 +173,31 @@ def test_a_derived_series_window_is_set_by_its_head_not_by_the_air_around_it():
     head = values[16:48, 16:48, 20:30]
     assert np.percentile(head, 1) - 20 <= center - width / 2 and center + width / 2 <= head.max() + 1
     assert center - width / 2 >= 0 and 400 < center < 600
+
+
+@pytest.mark.timeout(120)
+def test_the_registered_adc_is_not_taken_for_the_studys_adc_by_the_perfusion_node(mesh, tmp_path, realistic_studies):
+    """The perfusion node counts the stroke core on "the latest ADC series announced" for the study; the register
+    node's "..._ADC [reg]" (the ADC resampled onto the 1 mm T1, announced after the scanner's) must not replace it."""
+    from pydicom.uid import generate_uid
+
+    work = tmp_path / "perfusion"
+    perfusion = mesh.start("node", "perfusion", "--workers", "1", "--config", mesh.config("perfusion", work=str(work)))
+    perfusion.wait_for_output("started on")
+    scanner = _header(realistic_studies.series("stroke", "mr", "adc"))
+    registered = _header(realistic_studies.series("stroke", "mr", "adc"))
+    registered.SeriesInstanceUID = generate_uid()
+    registered.SeriesDescription = f"{scanner.SeriesDescription} [reg]"
+    registered.ImageType = ["DERIVED", "SECONDARY"]
+    marker = _header(realistic_studies.series("control", "mr", "adc"))  # another study: handled after the others
+    with Node("pacs-like", mesh=mesh.name) as pacs:
+        assert pacs.wait_for_peers(1, 10) and pacs.wait_for_subscribers("stored.series", 10)
+        uri = [realistic_studies.series("stroke", "mr", "adc").as_uri()]
+        pacs.publish("stored.series", scanner, uris=uri)
+        pacs.publish("stored.series", registered, uris=[(tmp_path / "reg").as_uri()],
+                     meta={"derived_from": str(scanner.SeriesInstanceUID), "derivation": "registered onto ..."})
+        pacs.publish("stored.series", marker, uris=[realistic_studies.series("control", "mr", "adc").as_uri()])
+        wait_until(lambda: (work / "adc" / str(marker.StudyInstanceUID) / "adc.json").exists(), 60,
+                   what="the perfusion node remembering the marker study's ADC")
+    known = json.loads((work / "adc" / str(scanner.StudyInstanceUID) / "adc.json").read_text())
+    assert known["series_uid"] == str(scanner.SeriesInstanceUID)
