@@ -12,7 +12,8 @@ times).
 Stroke (docs/stroke.md): every analysis also gives core, Tmax > 6 s / > 10 s and mismatch volumes; their DICOM
 SEG, SR (TID 1500) and summary image are published as derived ``stored.series`` too (meta ``stroke``: seg, sr or
 summary; ``volumes``). ADC series (:data:`meshdcm.stroke.ADC_FILTER`) announced before a study's DSC series are
-remembered, and their core (ADC < 620 x10^-6 mm^2/s) replaces the rCBF one.
+remembered (not a meshdcm node's derived series, such as the register node's ADC [reg]), and their core (ADC < 620
+x10^-6 mm^2/s) replaces the rCBF one.
 
 It never reprocesses its own outputs: they are DERIVED (the filter excludes them) and carry ``derived_from``.
 Output UIDs derive from the source series, the map and the software version, so a message delivered twice
@@ -36,6 +37,7 @@ from meshdcm import (
     FolderRetention, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, days_option, node_options,
     path_part, topics,
 )
+from meshdcm.imaging import is_own_output
 from meshdcm.perfusion import DSC_FILTER, PerfusionError, analyse_series
 from meshdcm.perfusion.deconvolution import DEFAULT_METHOD
 from meshdcm.retention import OUTPUT_DAYS
@@ -76,6 +78,8 @@ def create(config: NodeConfig) -> Node:
 
     @node.on(topics.STORED_SERIES, where=ADC_FILTER)
     def remember_adc(msg: Message) -> None:
+        if msg.meta.get("derived_from") or is_own_output(msg.dataset):
+            return  # a meshdcm node's output (the register node's "..._ADC [reg]" on the T1 grid), not the scanner's
         if msg.uris and msg.get("StudyInstanceUID") and msg.get("SeriesInstanceUID"):
             adcs.remember(path_part(msg.get("StudyInstanceUID"), "StudyInstanceUID"),
                           path_part(msg.get("SeriesInstanceUID"), "SeriesInstanceUID"), msg.uris)

@@ -1,12 +1,15 @@
 """register: every series of a head study registered onto its reference series, and multiplanar reformats.
 
-On ``stored.series`` matching :data:`meshdcm.imaging.DEFAULT_FILTER`:
+On ``stored.series`` matching :data:`meshdcm.imaging.provenance.REGISTRATION_FILTER` (MR and CT, not derived
+series except a scanner's ADC map):
 - a thin 3D series (slice thickness <= ``reformat_below_mm``, default 1.5 mm; the 3D T1 or the thinnest CT) becomes
   the study's reference, and its coronal and sagittal reformats (``reformat_mm`` thick, default 3 mm) are published;
 - every other series of the study is registered onto the reference (rigid mutual information; SimpleITK on CPU,
   CuPy on a GPU node) and published resampled, SeriesDescription suffixed " [reg]", with meta ``reference`` (the
-  reference series). Series that arrive before their study's reference wait for it, and ``waiting.series`` says so
-  (meta ``reason``: no series is a 3D volume with slices <= ``reformat_below_mm``).
+  reference series), ``transform`` (4x4, row by row: reference LPS -> the series' LPS) and ``seconds``; a diffusion
+  series as one series per b-value, a dynamic one (DSC) as its first frame (meshdcm.imaging.register.output_volumes).
+  Series that arrive before their study's reference wait for it, and ``waiting.series`` says so (meta ``reason``:
+  no series is a 3D volume with slices <= ``reformat_below_mm``).
 The choice of reference and the series waiting for one are kept under ``work`` (``references.json`` and
 ``waiting/<study>/<series>.msg|.folder``), so a restarted node goes on where it stopped.
 Outputs are derived ``stored.series`` with ``derived_from``; UIDs derive from the inputs, so redelivery makes no
@@ -35,7 +38,8 @@ from meshdcm import (
     FolderRetention, HandlerError, Message, Node, NodeConfig, TransferError, data_dir, days_option, node_options,
     path_part, topics,
 )
-from meshdcm.imaging import DEFAULT_FILTER, ImagingError, is_own_output, reformat_series, register_series
+from meshdcm.imaging import ImagingError, is_own_output, reformat_series, register_series
+from meshdcm.imaging.provenance import REGISTRATION_FILTER
 from meshdcm.retention import OUTPUT_DAYS
 
 log = logging.getLogger("meshdcm.register.node")
@@ -45,7 +49,7 @@ log = logging.getLogger("meshdcm.register.node")
 class RegisterOptions:
     """``[nodes.register]`` (the module docstring says what each does)."""
 
-    where: str = DEFAULT_FILTER
+    where: str = REGISTRATION_FILTER
     work: str = ""
     transform: str = "rigid"
     reformat_mm: float = 3.0
@@ -140,8 +144,12 @@ class Coregistration:
         except ImagingError as exc:
             raise HandlerError(f"series {msg.get('SeriesInstanceUID')} could not be registered: {exc}",
                                action="meshdcm register FIXED MOVING OUT shows the problem") from exc
-        self.publish_folder(out, msg, f"registered onto {result.fixed_series_uid} ({result.backend}, "
-                                      f"{result.seconds:.1f} s)", reference=result.fixed_series_uid)
+        what = f"registered onto {result.fixed_series_uid} ({result.backend}, {result.seconds:.1f} s)"
+        for output in result.outputs:  # one per b-value of a diffusion series, else one
+            self.publish_folder(output.folder, msg, f"{what}, {output.label}" if output.label else what,
+                                reference=result.fixed_series_uid,
+                                transform=[round(v, 6) for v in result.matrix.ravel().tolist()],
+                                seconds=round(result.seconds, 2))
 
     def say_waiting(self, msg: Message) -> None:
         """``waiting.series``: why this series is not registered yet (pages show it on the study)."""
@@ -151,13 +159,16 @@ class Coregistration:
             "waiting_for": "reference", "reason": "waiting for a reference series: none of the series is a 3D "
                                                   f"volume with <= {self.thin:g} mm slices"})
 
-    def publish_folder(self, folder: Path, source: Message, what: str, reference: str | None = None) -> None:
+    def publish_folder(self, folder: Path, source: Message, what: str, **extra) -> None:
+        """``stored.series`` of a derived series in ``folder``; ``extra`` meta of a registered one: ``reference``
+        (the reference series), ``transform`` (the 4x4 matrix, row by row, mapping reference LPS points to the
+        source series' LPS points) and ``seconds`` (the registration's)."""
         files = sorted(folder.glob("*.dcm")) or sorted(p for p in folder.rglob("*") if p.is_file())
         header = dcmread(files[0], stop_before_pixels=True)
         self.node.publish(topics.STORED_SERIES, header, reply_to=source,
                           uris=[self.node.uri_for(folder), folder.resolve().as_uri()],
                           meta={"derived_from": source.get("SeriesInstanceUID"), "derivation": what,
-                                "instances": len(files), **({"reference": reference} if reference else {})})
+                                "instances": len(files), **extra})
 
     def forget_references(self, gone: list[str]) -> None:
         """The retention removed these ``work/in`` entries: the references into them are forgotten."""

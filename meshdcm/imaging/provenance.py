@@ -15,7 +15,8 @@ private blocks are dropped by some anonymisers and PACS exports while the standa
 Default node input filters (meshdcm filter strings) that skip derived series, ours and others':
 
 * :data:`DEFAULT_FILTER` -- ``Modality in ["MR", "CT"] and not ImageType contains "DERIVED"``
-* :data:`REGISTRATION_FILTER` -- the same, for the series to register onto a reference
+* :data:`REGISTRATION_FILTER` -- the same, except a scanner's ADC map (``ImageType`` ``DERIVED\\PRIMARY\\
+  DIFFUSION\\ADC``): it shows the stroke's core, and the radiologist wants it on the reference with the DWI
 * :data:`REFORMAT_FILTER` -- ``Modality in ["MR", "CT"] and not ImageType contains "DERIVED"`` too: reformats
   of reformats are never wanted.
 """
@@ -40,7 +41,8 @@ __all__ = [
 ]
 
 DEFAULT_FILTER = 'Modality in ["MR", "CT"] and not ImageType contains "DERIVED"'
-REGISTRATION_FILTER = DEFAULT_FILTER
+REGISTRATION_FILTER = ('Modality in ["MR", "CT"] and (not ImageType contains "DERIVED" or '
+                       'ImageType contains "ADC")')
 REFORMAT_FILTER = DEFAULT_FILTER
 
 PRIVATE_CREATOR = "MESHDCM"

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pydicom
 
 from .._version import __version__
 from ._xp import get_xp, ndimage, to_numpy
@@ -35,6 +36,7 @@ from .geometry import rigid_matrix
 from .series import SeriesVolume, load_series
 
 __all__ = [
+    "RegisteredSeries",
     "RegistrationResult",
     "choose_reference",
     "register_arrays",
@@ -61,6 +63,19 @@ class RegistrationResult:
     moving_series_uid: str
     paths: list[Path] = field(default_factory=list)
     series_uid: str | None = None
+    #: every series written: one per b-value of a diffusion series, else one (then ``paths``/``series_uid``)
+    outputs: list[RegisteredSeries] = field(default_factory=list)
+
+
+@dataclass
+class RegisteredSeries:
+    """One series written by a registration: which volume of the moving series (``label``: "" for a 3D series,
+    "b1000" for a b-value, "frame 1 of 60" for the first time point of a dynamic series), its folder and files."""
+
+    label: str
+    folder: Path
+    paths: list[Path]
+    series_uid: str | None
 
 
 def _direction(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -115,26 +130,41 @@ def _centre_of_mass(values: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return (affine @ np.r_[c, 1.0])[:3]
 
 
-def _factor(shape, max_voxels: float) -> int:
-    """Smallest power-of-two block size that brings ``shape`` to at most ``max_voxels``."""
-    nvox, f = float(np.prod(shape)), 1
-    while nvox / f**3 > max_voxels:
-        f *= 2
-    return f
+def _factor(shape, max_voxels: float, spacing=None) -> tuple[int, int, int]:
+    """Block sizes per axis that bring ``shape`` to at most ``max_voxels``, as near cubic in millimetres as they
+    can be: an axis whose voxels are already coarse (the 6 mm slice step of a 2D series) is averaged least or not
+    at all, so thick-slice series keep what through-plane detail they have (averaging their slices in pairs made
+    12 mm blocks and cost a 2D T2 about 1 mm of accuracy against a 1 mm 3D T1)."""
+    spacing = np.ones(3) if spacing is None else np.asarray(spacing, dtype=float)
+    shape = np.asarray(shape[:3], dtype=float)
+    block = float(spacing.min())
+    while True:
+        f = np.maximum(1, np.rint(block / spacing)).astype(int)
+        if np.prod(shape // f) <= max_voxels or np.all(f >= shape):
+            return tuple(int(v) for v in f)
+        block *= 1.25
 
 
-def block_mean(values, affine: np.ndarray, factor: int, xp=np):
-    """Average ``factor``^3 blocks (a cheap, alias-free pyramid level) and the matching affine.  xp-generic."""
-    if factor == 1:
+def block_mean(values, affine: np.ndarray, factor, xp=np):
+    """Average blocks of ``factor`` voxels (one int for cubes, or one per axis): a cheap, alias-free pyramid level,
+    and the matching affine.  xp-generic."""
+    f = (factor,) * 3 if np.isscalar(factor) else tuple(int(v) for v in factor)
+    if f == (1, 1, 1):
         return values, affine
-    n = [s // factor for s in values.shape[:3]]
-    v = values[: n[0] * factor, : n[1] * factor, : n[2] * factor]
-    v = v.reshape(n[0], factor, n[1], factor, n[2], factor).mean(axis=(1, 3, 5))
-    scale = np.diag([factor, factor, factor, 1.0])
-    scale[:3, 3] = (factor - 1) / 2.0
+    n = [s // b for s, b in zip(values.shape[:3], f, strict=True)]
+    v = values[: n[0] * f[0], : n[1] * f[1], : n[2] * f[2]]
+    v = v.reshape(n[0], f[0], n[1], f[1], n[2], f[2]).mean(axis=(1, 3, 5))
+    scale = np.diag([*map(float, f), 1.0])
+    scale[:3, 3] = (np.asarray(f) - 1) / 2.0
     return v, affine @ scale
 
 
+def _voxel_ml(affine: np.ndarray) -> float:
+    return abs(float(np.linalg.det(np.asarray(affine)[:3, :3]))) / 1000.0
+
+
+# a moving image with voxels this many times larger than the fixed one's is registered the other way round
+COARSER = 1.5
 # coarse search (ITK) on at most this many voxels, Powell refinement on at most REFINE_VOXELS
 COARSE_VOXELS = 3.0e5
 REFINE_VOXELS = 2.0e6
@@ -146,8 +176,8 @@ def _register_sitk(fixed: np.ndarray, fixed_affine: np.ndarray, moving: np.ndarr
 
     # ITK's own pyramid smooths the full-resolution images at every level, which dominates the run time on a
     # 256x256x176 volume; block means computed once are as good for the coarse search and far cheaper.
-    fb = _factor(fixed.shape, COARSE_VOXELS)
-    mb = _factor(moving.shape, COARSE_VOXELS)
+    fb = _factor(fixed.shape, COARSE_VOXELS, _direction(fixed_affine)[1])
+    mb = _factor(moving.shape, COARSE_VOXELS, _direction(moving_affine)[1])
     f_small, f_aff = block_mean(np.asarray(fixed, np.float32), fixed_affine, fb)
     m_small, m_aff = block_mean(np.asarray(moving, np.float32), moving_affine, mb)
     f_img, m_img = _sitk_image(f_small, f_aff), _sitk_image(m_small, m_aff)
@@ -240,7 +270,7 @@ def _register_xp(fixed: np.ndarray, fixed_affine: np.ndarray, moving: np.ndarray
     m_full = xp.asarray(moving, dtype=xp.float32)
     for factor, sigma in levels:
         f, m = (nd.gaussian_filter(f_full, sigma), nd.gaussian_filter(m_full, sigma)) if sigma else (f_full, m_full)
-        pts = rng.uniform(0, np.array(fixed.shape) - 1, size=(samples, 3))  # continuous fixed voxel positions
+        pts = rng.integers(0, np.array(fixed.shape[:3]), size=(samples, 3)).astype(float)  # fixed voxel centres
         fvals = nd.map_coordinates(f, xp.asarray(pts.T), order=1)
         world = np.c_[pts, np.ones(len(pts))] @ fixed_affine.T
 
@@ -289,6 +319,15 @@ def register_arrays(fixed: np.ndarray, fixed_affine: np.ndarray, moving: np.ndar
     """:func:`register_volumes` on plain arrays (i, j, k) with their voxel->LPS affines."""
     if transform not in ("rigid", "affine"):
         raise RegistrationError(f"unknown transform {transform!r}; use 'rigid' or 'affine'")
+    if _voxel_ml(moving_affine) > COARSER * _voxel_ml(fixed_affine):
+        # The metric samples the fixed image at its voxel centres and interpolates the moving one. With a 2D
+        # series (6 mm slice step) moving onto a 1 mm 3D T1 that interpolates across the slice gaps, where the
+        # image holds nothing; registering the fine image onto the coarse one and inverting samples the coarse
+        # image only where it was measured (on the realistic stroke MR: max brain displacement 0.1-0.4 mm
+        # instead of 0.6-2.3 mm).
+        inverse, metric, used = register_arrays(moving, moving_affine, fixed, fixed_affine, transform=transform,
+                                                backend=backend, seed=seed, samples=samples, refine=refine)
+        return np.linalg.inv(inverse), metric, used
     f, m = fixed, moving
     if backend == "auto":
         xp = get_xp("auto")
@@ -299,7 +338,8 @@ def register_arrays(fixed: np.ndarray, fixed_affine: np.ndarray, moving: np.ndar
         if transform == "rigid" and refine:
             # ITK's gradient descent stalls ~0.5-1 mm from the optimum on edge-dominated (CT) images because the
             # sampled MI gradient is noisy there; a Powell search on the value (not the gradient) finishes it.
-            fr, mr = _factor(fixed.shape, REFINE_VOXELS), _factor(moving.shape, REFINE_VOXELS)
+            fr = _factor(fixed.shape, REFINE_VOXELS, _direction(fixed_affine)[1])
+            mr = _factor(moving.shape, REFINE_VOXELS, _direction(moving_affine)[1])
             f_ref, fa_ref = block_mean(np.asarray(f, np.float32), fixed_affine, fr)
             m_ref, ma_ref = block_mean(np.asarray(m, np.float32), moving_affine, mr)
             mat, metric = _register_xp(f_ref, fa_ref, m_ref, ma_ref, xp=np, seed=seed,
@@ -334,21 +374,59 @@ def _register_loaded(fixed: SeriesVolume, moving_volumes: list[SeriesVolume], ou
     seconds = time.perf_counter() - start
     log.info("registered series %s onto %s (%s, %s) in %.1f s", moving.series_uid, fixed.series_uid, transform, used,
              seconds)
-    air = float(moving.real().min())
-    values = to_numpy(resample_volume(moving.real()[..., 0], moving.affine_lps, fixed.stored.shape[:3],
-                                      fixed.affine_lps, matrix=matrix, cval=air))
-    if np.issubdtype(moving.stored.dtype, np.integer) and moving.slope == 1.0:
-        values = np.rint(values)
-    desc = (str(moving.reference.get("SeriesDescription", "")) + suffix).strip()
+    real = moving.real()
+    air = float(real.min())
+    desc = str(moving.reference.get("SeriesDescription", ""))
     entropy = [fixed.series_uid, transform, np.array2string(np.round(matrix, 4))]
-    paths = write_derived_series(values, fixed.affine_lps, moving, out_dir, series_description=desc,
-                                 node_name=node_name, node_version=node_version,
-                                 derivation=f"{transform} registration onto series {fixed.series_uid}",
-                                 entropy=entropy, geometry_reference=fixed)
-    import pydicom
+    outputs = []
+    volumes = output_volumes(moving)
+    for t, label in volumes:
+        values = to_numpy(resample_volume(real[..., t], moving.affine_lps, fixed.stored.shape[:3],
+                                          fixed.affine_lps, matrix=matrix, cval=air))
+        if np.issubdtype(moving.stored.dtype, np.integer) and moving.slope == 1.0:
+            values = np.rint(values)
+        folder = Path(out_dir) / label.replace(" ", "-") if len(volumes) > 1 else Path(out_dir)
+        paths = write_derived_series(values, fixed.affine_lps, _volume_of(moving, t), folder,
+                                     series_description=(" ".join(p for p in (desc, label) if p) + suffix).strip(),
+                                     node_name=node_name, node_version=node_version,
+                                     derivation=f"{transform} registration onto series {fixed.series_uid}",
+                                     entropy=entropy + ([label] if label else []), geometry_reference=fixed)
+        uid = str(pydicom.dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID) if paths else None
+        outputs.append(RegisteredSeries(label, folder, paths, uid))
+    first = outputs[0]
+    return RegistrationResult(matrix, metric, used, seconds, fixed.series_uid, moving.series_uid, first.paths,
+                              first.series_uid, outputs)
 
-    uid = str(pydicom.dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID) if paths else None
-    return RegistrationResult(matrix, metric, used, seconds, fixed.series_uid, moving.series_uid, paths, uid)
+
+#: a series with more volumes than this that are not b-values is dynamic (DSC, fMRI): only its first is written
+MAX_VOLUMES = 8
+
+
+def output_volumes(vol: SeriesVolume) -> list[tuple[int, str]]:
+    """The volumes of ``vol`` a registration writes, each as (index, label).
+
+    A 3D series: itself (label ""). A diffusion series (volumes of different ``DiffusionBValue``): every b-value,
+    each its own series ("b0", "b1000"), since the b1000 is what shows the stroke. A dynamic series (DSC): only its
+    first time point, before the bolus ("frame 1 of 60"); the same transform would hold for the others, but 60
+    volumes on a 1 mm grid are 2.7 GB and the perfusion maps are computed on the series' own grid anyway.
+    The registration itself always uses the first volume (the b0: the most signal; the DSC baseline)."""
+    nz, nt = vol.stored.shape[2], vol.stored.shape[3]
+    if nt == 1:
+        return [(0, "")]
+    b = [vol.frames[t * nz].dataset.get("DiffusionBValue") for t in range(nt)]
+    if all(v is not None for v in b) and len({float(v) for v in b}) == nt and nt <= MAX_VOLUMES:
+        return [(t, f"b{float(v):g}") for t, v in enumerate(b)]
+    return [(0, f"frame 1 of {nt}")]
+
+
+def _volume_of(vol: SeriesVolume, t: int) -> SeriesVolume:
+    """Volume ``t`` of a 4D series, as a 3D one (its own frames: the derived series references those)."""
+    if vol.stored.shape[3] == 1:
+        return vol
+    nz = vol.stored.shape[2]
+    return SeriesVolume(vol.stored[..., t:t + 1], vol.slope, vol.intercept, vol.affine_lps,
+                        vol.frames[t * nz:(t + 1) * nz], echo_number=vol.echo_number, echo_time=vol.echo_time,
+                        tilt_deg=vol.tilt_deg)
 
 
 def choose_reference(volumes: list[SeriesVolume]) -> int:
