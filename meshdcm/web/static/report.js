@@ -146,7 +146,8 @@ function aiResult(r) {
   const accepted = state.aiAccepted === sop, locked = $("#report-findings") && $("#report-findings").readOnly;
   const row = (label, value, unit = "") => el("tr", {}, el("td", {}, label), el("td", {class: "num"}, value), el("td", {}, unit));
   const crit = (label, met) => el("tr", {}, el("td", {}, label), el("td", {class: met ? "met" : "error"}, met ? "met" : "not met"), el("td"));
-  const seg = state.studyData.series.find(s => s.stroke === "seg" && s.derived_from === p.source_series_uid);
+  const seg = state.studyData.series.find(s => s.uid === p.seg_series_uid) ||  // the SEG this SR measures
+    state.studyData.series.find(s => s.stroke === "seg" && s.derived_from === p.source_series_uid);
   return el("div", {class: "ai-result", id: "ai-result", dataset: {sop, accepted: accepted ? "true" : "false"}},
     el("b", {}, "Stroke perfusion analysis"), " ", el("span", {class: "tag"}, "automated — to be confirmed"),
     el("table", {class: "ai-volumes"},
