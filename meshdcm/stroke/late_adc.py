@@ -35,6 +35,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..atomic import replacing
+
 log = logging.getLogger(__name__)
 
 __all__ = ["KeptAnalysis", "KeptAnalyses", "rerun_with_adc"]
@@ -118,8 +120,6 @@ class KeptAnalyses:
 
     def tried(self, kept: KeptAnalysis, adc_series_uid: str) -> None:
         """Note an ADC series that gave no ADC core for this DSC series (it is not tried again)."""
-        from ..atomic import replacing
-
         doc = json.loads((kept.folder / "kept.json").read_text())
         doc["adc_tried"] = sorted(set(doc.get("adc_tried", [])) | {adc_series_uid})
         with replacing(kept.folder / "kept.json") as tmp:
@@ -142,7 +142,7 @@ class KeptAnalyses:
 def rerun_with_adc(kept: KeptAnalysis, adc: str | Path, out_dir: str | Path) -> dict | None:
     """The stroke analysis of a kept DSC series with the ADC series in the folder ``adc``: its SEG, SR (superseding
     the first run's) and summary written under ``out_dir/stroke``, and perfusion.json's ``"stroke"`` object
-    returned; None when the ADC gives no core (it cannot be used: the warning says why, and the rCBF objects
+    written to ``out_dir/stroke.json`` (perfusion.json stays the first run's) and returned; None when the ADC gives no core (it cannot be used: the warning says why, and the rCBF objects
     stand)."""
     from pydicom import dcmread
 
@@ -171,4 +171,7 @@ def rerun_with_adc(kept: KeptAnalysis, adc: str | Path, out_dir: str | Path) -> 
     write_outputs(series, result, series.signal[0], Path(out_dir) / "stroke", method=kept.method,
                   adc_series_uid=result.reference.get("adc_series_uid"), supersedes=predecessor)
     result.seconds = round(time.perf_counter() - t0, 3)
-    return result.to_dict()
+    stroke = result.to_dict()
+    with replacing(Path(out_dir) / "stroke.json") as tmp:  # perfusion.json's "stroke" object for this run
+        tmp.write_text(json.dumps(stroke, indent=2) + "\n")
+    return stroke
