@@ -104,7 +104,7 @@ def create(config: NodeConfig) -> Node:
         except TransferError as exc:
             raise HandlerError(f"series {series_uid} could not be fetched: {exc}", retry=True,  # a busy or restarting peer
                                action="check that the node holding it is running; publish stored.series again") from exc
-        adc = _fetch_adc(node, adcs, msg, inbox.with_name(f"{series_uid}-adc"))
+        adc_uid, adc = _fetch_adc(node, adcs, msg, inbox.with_name(f"{series_uid}-adc"))
         try:
             series = load_dsc_series(source, series_uid=series_uid)
             result = analyse_series(series, work / "out" / str(series_uid),
@@ -141,7 +141,7 @@ def create(config: NodeConfig) -> Node:
                  result.seconds, result.array_module)
         study = msg.get("StudyInstanceUID")
         if study and kept.keep(path_part(study, "StudyInstanceUID"), series, result.maps, result.baseline_frames,
-                               method=result.method, stroke=result.stroke):
+                               method=result.method, stroke=result.stroke, adc_tried=adc_uid):
             try:  # its ADC series may have come during the analysis
                 late_adc(path_part(study, "StudyInstanceUID"), msg)
             except HandlerError as exc:  # the maps and the rCBF objects are out: the ADC's own message retries it
@@ -150,18 +150,19 @@ def create(config: NodeConfig) -> Node:
     return node
 
 
-def _fetch_adc(node: Node, adcs: SessionADCs, msg: Message, dest: Path) -> Path | None:
-    """The study's ADC series as a local folder, or None (none announced, or it cannot be fetched: rCBF core)."""
+def _fetch_adc(node: Node, adcs: SessionADCs, msg: Message, dest: Path) -> tuple[str | None, Path | None]:
+    """(the study's ADC series UID, as a local folder), the folder None when it cannot be fetched (rCBF core);
+    (None, None) when none was announced."""
     study = msg.get("StudyInstanceUID")
     known = adcs.find(path_part(study, "StudyInstanceUID")) if study else None
     if known is None:
-        return None
+        return None, None
     try:
-        return node.fetch_folder(known[1], dest)
+        return known[0], node.fetch_folder(known[1], dest)
     except TransferError as exc:
         log.warning("ADC series %s of study %s could not be fetched (%s); the stroke core is by rCBF", known[0],
                     study, exc)
-        return None
+        return known[0], None
 
 
 def _late_adc(node: Node, adcs: SessionADCs, kept: KeptAnalyses, study: str, work: Path, reply_to: Message) -> None:

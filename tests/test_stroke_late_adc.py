@@ -63,3 +63,6 @@ def test_only_rcbf_cores_are_kept_and_an_adc_without_a_core_is_tried_once(analys
     assert not (tmp_path / "again" / "stroke").exists()  # nothing written under the rCBF objects' UIDs
     kept.tried(entry, "1.2.3")
     assert kept.waiting(series.study_uid, "1.2.3") == [] and len(kept.waiting(series.study_uid, "1.2.4")) == 1
+    kept.keep(series.study_uid, series, result.maps, result.baseline_frames, method="osvd", stroke=result.stroke,
+              adc_tried="1.2.4")  # analysed again, given an ADC it could not use: that one is not tried again
+    assert kept.waiting(series.study_uid, "1.2.4") == [] and len(kept.waiting(series.study_uid, "1.2.3")) == 1

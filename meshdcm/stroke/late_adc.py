@@ -81,9 +81,10 @@ class KeptAnalyses:
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def keep(self, study_uid: str, series, maps, baseline_frames: tuple[int, int], *, method: str,
-             stroke: dict) -> KeptAnalysis | None:
+             stroke: dict, adc_tried: str | None = None) -> KeptAnalysis | None:
         """Keep what a second stroke run needs when ``stroke`` (perfusion.json's object) has the rCBF core; a kept
-        entry of the same series is replaced (a DSC series analysed again)."""
+        entry of the same series is replaced (a DSC series analysed again). ``adc_tried``: the ADC series this
+        analysis was given but could not use (not fetched, or no core from it): not tried again."""
         if not stroke or "error" in stroke or stroke.get("core_method") != "rcbf":
             return None
         b0, b1 = baseline_frames
@@ -98,7 +99,8 @@ class KeptAnalyses:
             (tmp / "slices.json").write_text(json.dumps([ds.to_json_dict() for ds in series.slices]))
             sr = ((stroke.get("outputs") or {}).get("sr") or {}).get("files") or [None]
             doc = {"study_uid": study_uid, "series_uid": series.series_uid, "method": method,
-                   "frame_of_reference_uid": series.frame_of_reference_uid, "sr": sr[0], "adc_tried": [],
+                   "frame_of_reference_uid": series.frame_of_reference_uid, "sr": sr[0],
+                   "adc_tried": [adc_tried] if adc_tried else [],
                    "time": time.time()}
             (tmp / "kept.json").write_text(json.dumps(doc))
             shutil.rmtree(target, ignore_errors=True)
