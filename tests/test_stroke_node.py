@@ -1,5 +1,6 @@
 """The stroke objects in a mesh: the perfusion node announces SEG, SR and summary as derived series (core by the
-study's ADC series when one was announced first) and the pacs node archives them in its PACS."""
+study's ADC series when one was announced first; again, superseding the rCBF ones, when it comes after the DSC
+series) and the pacs node archives them in its PACS."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pydicom.dataset import Dataset
 
 from conftest import wait_until
 from meshdcm import Message, Node
+from meshdcm.perfusion import analyse_series
 from meshdcm.stroke import StrokePhantomSpec, make_stroke_phantom, write_stroke_phantom
 from meshdcm.stroke.phantom import write_adc_series
 
@@ -68,3 +70,59 @@ def test_stroke_seg_sr_summary_are_announced_and_archived(mesh, tmp_path):
         archived = {m.dataset.SeriesInstanceUID: m.dataset.Modality for m in replies(find, "found.series")}
         for m in stroke.values():
             assert archived.get(m.dataset.SeriesInstanceUID) == m.dataset.Modality
+        # the ADC came first: one set only, nothing kept to run again
+        assert len([m for m in got if m.meta.get("stroke")]) == 3
+        assert not list((work / "stroke").glob("*/*"))
+
+
+VOLUME_KEYS = ("core_method", "core_ml", "tmax6_ml", "tmax10_ml", "mismatch_ml", "mismatch_ratio", "hir", "side")
+
+
+def test_an_adc_after_the_dsc_gives_a_second_superseding_set(mesh, tmp_path):
+    """A study fetched from a PACS comes in any order: the DSC series first (rCBF core), then its ADC series. The
+    stroke part runs again with the ADC core: new SEG, SR and summary, new UIDs, the SR superseding the first."""
+    sp = make_stroke_phantom(StrokePhantomSpec(lesion="medium", shape=(10, 64, 64), slice_thickness=10.0, n_time=60))
+    dsc = pydicom.dcmread(write_stroke_phantom(sp, tmp_path / "dsc")[0], stop_before_pixels=True)
+    adc_files = write_adc_series(sp, tmp_path / "adc", dsc)
+    work = tmp_path / "perfusion-work"
+    perfusion = mesh.start("node", "perfusion", "--config", mesh.config("perfusion", work=str(work)))
+    perfusion.wait_for_output("started on", 30)
+    got: list[Message] = []
+    lock = threading.Lock()
+    with Node("client", mesh=mesh.name) as client:
+        for topic in ("stored.series", "error"):
+            @client.on(topic)
+            def keep(msg):
+                with lock:
+                    got.append(msg)
+
+        def stroke_sets():
+            with lock:
+                return [m for m in got if m.meta.get("stroke")]
+
+        assert client.wait_for_peers(1, 20) and client.wait_for_subscribers("stored.series", 20)
+        request = client.publish("stored.series", dsc, uris=[(tmp_path / "dsc").as_uri()])
+        first = wait_until(lambda: len(s := [m for m in stroke_sets() if m.correlation_id == request.message_id]) == 3
+                           and {m.meta["stroke"]: m for m in s}, 180, what="the rCBF stroke objects")
+        assert {m.meta["volumes"]["core_method"] for m in first.values()} == {"rcbf"}
+        client.publish("stored.series", pydicom.dcmread(adc_files[0], stop_before_pixels=True),
+                       uris=[(tmp_path / "adc").as_uri()])
+        second = wait_until(lambda: len(s := [m for m in stroke_sets() if m.meta["volumes"]["core_method"] == "adc"])
+                            == 3 and {m.meta["stroke"]: m for m in s}, 120, what="the ADC-core stroke objects")
+        assert not [m for m in got if m.topic.startswith("error.")], [m.meta for m in got if m.topic.startswith("e")]
+        for kind, m in second.items():
+            assert m.meta["derived_from"] == dsc.SeriesInstanceUID and m.meta["volumes"]["core_method"] == "adc"
+            assert m.dataset.SeriesInstanceUID != first[kind].dataset.SeriesInstanceUID
+            assert m.dataset.Modality == first[kind].dataset.Modality
+        volumes = second["sr"].meta["volumes"]
+        assert abs(volumes["core_ml"] - sp.truth_ml["core_ml"]) <= max(5, 0.1 * sp.truth_ml["core_ml"])
+        direct = analyse_series(tmp_path / "dsc", tmp_path / "direct", adc=tmp_path / "adc").stroke  # ADC first
+        assert {k: volumes[k] for k in VOLUME_KEYS} == {k: direct[k] for k in VOLUME_KEYS}  # kept maps: the same
+        old = pydicom.dcmread(client.fetch(first["sr"].uris[0], tmp_path / "sr-rcbf")[0])
+        new = pydicom.dcmread(client.fetch(second["sr"].uris[0], tmp_path / "sr-adc")[0])
+        assert new.SOPInstanceUID != old.SOPInstanceUID
+        (predecessor,) = [sop for study in new.PredecessorDocumentsSequence for series in study.ReferencedSeriesSequence
+                          for sop in series.ReferencedSOPSequence]
+        assert predecessor.ReferencedSOPInstanceUID == old.SOPInstanceUID
+        assert (new.ContentDate + new.ContentTime) >= (old.ContentDate + old.ContentTime)
+        assert not list((work / "stroke").glob("*/*"))  # done: the ADC announced again runs nothing

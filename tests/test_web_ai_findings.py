@@ -21,6 +21,7 @@ from meshdcm import Node
 from meshdcm.perfusion.cli import main
 from meshdcm.transfer import TransferError
 from meshdcm.stroke import StrokePhantomSpec, make_stroke_phantom, report_text, write_stroke_phantom
+from meshdcm.stroke.rules import ALGORITHM_VERSION
 from meshdcm.web.ai import AIResults, NotAnAIResult, read_ai_sr
 from meshdcm.web.app import WebConfig, create_app
 from meshdcm.web.images import SeriesImages, index_series, slice_array
@@ -58,11 +59,13 @@ def test_the_stroke_sr_is_offered_as_the_stroke_packages_text_with_its_numbers_a
     assert v["side"] == "left" and v["defuse3"] == {"core_lt_70ml": True, "mismatch_ratio_ge_1_8": True,
                                                     "mismatch_ge_15ml": True, "all_met": True}
     p = offered["provenance"]
-    assert (p["algorithm"], p["algorithm_version"]) == ("meshdcm stroke", "1.0")
+    assert (p["algorithm"], p["algorithm_version"]) == ("meshdcm stroke", ALGORITHM_VERSION)
     assert p["sop_instance_uid"] == ds.SOPInstanceUID and p["series_uid"] == ds.SeriesInstanceUID
     assert p["study_uid"] == ds.StudyInstanceUID and p["sop_class_uid"] == ds.SOPClassUID
     assert p["time"].startswith(f"{ds.ContentDate[:4]}-{ds.ContentDate[4:6]}-{ds.ContentDate[6:]}T")
     assert p["seg_sop_instance_uid"] == dcmread(stroke["seg"], stop_before_pixels=True).SOPInstanceUID
+    assert p["seg_series_uid"] == dcmread(stroke["seg"], stop_before_pixels=True).SeriesInstanceUID  # the overlay
+    assert p["supersedes"] == []
 
 
 def test_an_sr_that_is_no_stroke_report_is_not_offered(stroke):
@@ -133,6 +136,39 @@ def test_the_signed_report_references_the_ai_sr_it_used(stroke, tmp_path):
     errors = [line for line in dump.stderr.splitlines() if line.startswith("E:")]  # W: UTF-8 is not VR-checked
     assert dump.returncode == 0 and not errors, dump.stderr
     assert 'COMPOSITE:(,,"Source of Measurement")=(Comprehensive3DSRStorage,)' in dump.stdout
+
+
+def test_an_sr_that_supersedes_another_is_offered_first_whatever_its_time(stroke, tmp_path):
+    """The ADC core's SR after the rCBF core's (docs/stroke.md, late ADC): offered first even in the same second,
+    or with a clock behind; the earlier one stays, counted as older."""
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    first = dcmread(stroke["sr"])
+    later = dcmread(stroke["sr"])
+    later.SeriesInstanceUID, later.SOPInstanceUID = generate_uid(), generate_uid()
+    later.file_meta.MediaStorageSOPInstanceUID = later.SOPInstanceUID
+    later.ContentTime = "000000"  # earlier than the first's
+    ref = Dataset()
+    ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = first.SOPClassUID, first.SOPInstanceUID
+    series = Dataset()
+    series.SeriesInstanceUID, series.ReferencedSOPSequence = first.SeriesInstanceUID, [ref]
+    study = Dataset()
+    study.StudyInstanceUID, study.ReferencedSeriesSequence = first.StudyInstanceUID, [series]
+    later.PredecessorDocumentsSequence = [study]
+    (tmp_path / "later").mkdir()
+    later.save_as(tmp_path / "later" / "sr.dcm")
+    results = AIResults(lambda uris, dest: Path(uris[0].removeprefix("file://")), tmp_path / "ai", lambda s: None)
+    try:
+        uid = str(first.StudyInstanceUID)
+        results.heard(uid, str(later.SeriesInstanceUID), [(tmp_path / "later").as_uri()], "perfusion")
+        results.heard(uid, str(first.SeriesInstanceUID), [stroke["sr"].parent.as_uri()], "perfusion")
+        _wait(lambda: len([r for r in results.of(uid) if r["state"] == "ready"]) == 2)
+        offered = [r["provenance"]["sop_instance_uid"] for r in results.of(uid)]
+        assert offered == [later.SOPInstanceUID, first.SOPInstanceUID]
+        assert results.of(uid)[0]["provenance"]["supersedes"] == [first.SOPInstanceUID]
+    finally:
+        results.close()
 
 
 def test_the_ai_results_read_an_announced_sr_series_once_and_say_why_one_failed(stroke, tmp_path):

@@ -78,8 +78,9 @@ def analyse_dsc(series, maps, baseline_frames: tuple[int, int], out_dir: str | P
 
 
 def write_outputs(series, result: StrokeResult, baseline: np.ndarray, folder: Path, *, method: str,
-                  adc_series_uid: str | None = None) -> dict:
-    """Write the SEG, SR and summary; record each in ``result.outputs`` (or the error that stopped it)."""
+                  adc_series_uid: str | None = None, supersedes=None) -> dict:
+    """Write the SEG, SR and summary; record each in ``result.outputs`` (or the error that stopped it).
+    ``supersedes``: the earlier SR (a pydicom Dataset) this analysis replaces (:mod:`.late_adc`)."""
     from .seg import write_seg
     from .sr import write_sr
     from .summary import render_summary, write_summary
@@ -99,7 +100,7 @@ def write_outputs(series, result: StrokeResult, baseline: np.ndarray, folder: Pa
         try:
             path = folder / "SR" / "sr.dcm"
             write_sr(seg, result, series.series_uid, path, series_uid=uids["sr_series"],
-                     sop_instance_uid=uids["sr_instance"])
+                     sop_instance_uid=uids["sr_instance"], supersedes=supersedes)
             result.outputs["sr"] = {"modality": "SR", "series_uid": uids["sr_series"],
                                     "sop_instance_uid": uids["sr_instance"], "files": [str(path)]}
         except StrokeError as exc:

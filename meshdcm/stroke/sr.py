@@ -68,8 +68,11 @@ def _group(finding, result: StrokeResult, algorithm, site, seg: Dataset, source_
 
 
 def write_sr(seg: Dataset, result: StrokeResult, source_series_uid: str, path: str | Path, *, series_uid: str,
-             sop_instance_uid: str) -> Dataset:
-    """Write the measurement report of ``result`` (whose masks ``seg`` holds) to ``path`` and return it."""
+             sop_instance_uid: str, supersedes: Dataset | None = None) -> Dataset:
+    """Write the measurement report of ``result`` (whose masks ``seg`` holds) to ``path`` and return it.
+
+    ``supersedes``: the earlier report of the same DSC series this one replaces (the rCBF core's, when the study's
+    ADC series came after it): named in the Predecessor Documents Sequence."""
     params = algorithm_parameters(result.rules, result.core_method)
     algorithm = hd.sr.AlgorithmIdentification(name=ALGORITHM_NAME, version=ALGORITHM_VERSION,
                                               parameters=[f"{k}: {v}" for k, v in params.items()])
@@ -87,7 +90,8 @@ def write_sr(seg: Dataset, result: StrokeResult, source_series_uid: str, path: s
         sr = hd.sr.Comprehensive3DSR(
             evidence=[seg], content=report[0], series_instance_uid=series_uid, series_number=SERIES_NUMBER,
             sop_instance_uid=sop_instance_uid, instance_number=1, manufacturer="meshdcm", is_complete=True,
-            is_final=False, is_verified=False, series_description="Stroke perfusion measurements (meshdcm)")
+            is_final=False, is_verified=False, series_description="Stroke perfusion measurements (meshdcm)",
+            previous_versions=None if supersedes is None else [supersedes])
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise StrokeError(f"the stroke SR of series {source_series_uid} could not be built: {exc}") from exc
     path = Path(path)

@@ -62,8 +62,23 @@ def read_ai_sr(ds: Dataset) -> dict:
     p = dict(text.provenance)
     p.update({"study_uid": str(ds.StudyInstanceUID), "series_uid": str(ds.SeriesInstanceUID),
               "sop_class_uid": str(ds.SOPClassUID), "sop_instance_uid": str(ds.SOPInstanceUID), "time": _dt(ds),
-              "series_description": str(ds.get("SeriesDescription", "") or "")})
+              "series_description": str(ds.get("SeriesDescription", "") or ""),
+              "seg_series_uid": _evidence_series(ds, p.get("seg_sop_instance_uid")),
+              "supersedes": [str(i.ReferencedSOPInstanceUID) for study in ds.get("PredecessorDocumentsSequence", [])
+                             for series in study.get("ReferencedSeriesSequence", [])
+                             for i in series.get("ReferencedSOPSequence", [])]})
     return {"findings": text.findings, "impression": text.impression, "values": text.values, "provenance": p}
+
+
+def _evidence_series(ds: Dataset, sop: str | None) -> str | None:
+    """The series UID the SR's evidence gives for the SOP instance ``sop`` (its SEG), else None: the page overlays
+    that SEG, not another of the same DSC series (an ADC core's SEG after an rCBF one, docs/stroke.md)."""
+    for keyword in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
+        for study in ds.get(keyword, []):
+            for series in study.get("ReferencedSeriesSequence", []):
+                if any(str(i.get("ReferencedSOPInstanceUID", "")) == sop for i in series.get("ReferencedSOPSequence", [])):
+                    return str(series.SeriesInstanceUID)
+    return None
 
 
 class AIResults:
@@ -125,10 +140,15 @@ class AIResults:
         self._changed(study)
 
     def of(self, study: str) -> list[dict]:
-        """The study's AI results as the page gets them (newest first; those still being read, or failed, too)."""
+        """The study's AI results as the page gets them: ready ones first, one that a later SR supersedes (the rCBF
+        core's once the ADC core's is here) after those that are current, newest first; those still being read, or
+        failed, last."""
         with self._lock:
             results = [{k: v for k, v in r.items() if k != "_dataset"} for r in self._studies.get(study, {}).values()]
-        return sorted(results, key=lambda r: (r["state"] != "ready", -_order(r)), reverse=False)
+        superseded = {sop for r in results for sop in (r.get("provenance") or {}).get("supersedes", [])}
+        return sorted(results, key=lambda r: (r["state"] != "ready",
+                                              (r.get("provenance") or {}).get("sop_instance_uid") in superseded,
+                                              -_order(r)))
 
     def dataset(self, study: str, sop: str) -> Dataset | None:
         """The SR ``sop`` of ``study`` as read (for the signed report's references), None when not known here."""

@@ -138,7 +138,10 @@ function renderAi() {
   const ready = all.filter(r => r.state === "ready");
   const others = all.filter(r => r.state !== "ready").map(r => el("div", {class: r.state === "error" ? "error" : "dim",
     dataset: {state: r.state}}, r.state === "error" ? r.error : `reading the AI result from ${r.node}…`));
+  const stale = state.aiAccepted && ready.length && ready[0].provenance.sop_instance_uid !== state.aiAccepted;
   box.replaceChildren(...ready.slice(0, 1).map(aiResult), ...(ready.length ? [] : others),
+    stale ? el("div", {class: "error", id: "ai-superseded"}, "The AI result accepted into this report has been " +
+      "superseded by the one above (e.g. the core by the ADC series that came later): check the inserted text.") : "",
     ready.length > 1 ? el("div", {class: "dim"}, `${ready.length - 1} older AI result(s) of this study not shown`) : "");
 }
 function aiResult(r) {
@@ -146,7 +149,8 @@ function aiResult(r) {
   const accepted = state.aiAccepted === sop, locked = $("#report-findings") && $("#report-findings").readOnly;
   const row = (label, value, unit = "") => el("tr", {}, el("td", {}, label), el("td", {class: "num"}, value), el("td", {}, unit));
   const crit = (label, met) => el("tr", {}, el("td", {}, label), el("td", {class: met ? "met" : "error"}, met ? "met" : "not met"), el("td"));
-  const seg = state.studyData.series.find(s => s.stroke === "seg" && s.derived_from === p.source_series_uid);
+  const seg = state.studyData.series.find(s => s.uid === p.seg_series_uid) ||  // the SEG this SR measures
+    state.studyData.series.find(s => s.stroke === "seg" && s.derived_from === p.source_series_uid);
   return el("div", {class: "ai-result", id: "ai-result", dataset: {sop, accepted: accepted ? "true" : "false"}},
     el("b", {}, "Stroke perfusion analysis"), " ", el("span", {class: "tag"}, "automated — to be confirmed"),
     el("table", {class: "ai-volumes"},
