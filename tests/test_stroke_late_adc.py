@@ -31,7 +31,7 @@ def analysed(tmp_path_factory):
 def test_the_rerun_with_a_late_adc_equals_an_analysis_with_it_and_supersedes_the_first(analysed, tmp_path):
     series, result, tmp = analysed["series"], analysed["result"], analysed["tmp"]
     kept = KeptAnalyses(tmp_path / "kept")
-    entry = kept.keep(series.study_uid, series, result.maps, result.baseline_frames, method="osvd",
+    entry = kept.keep(series.study_uid, series, result.maps, result.baseline_frames, method=result.method,
                       stroke=result.stroke)
     assert kept.waiting(series.study_uid, "1.2.3") == [entry]
     stroke = rerun_with_adc(entry, tmp / "adc", tmp_path / "again")
@@ -52,17 +52,17 @@ def test_the_rerun_with_a_late_adc_equals_an_analysis_with_it_and_supersedes_the
 def test_only_rcbf_cores_are_kept_and_an_adc_without_a_core_is_tried_once(analysed, tmp_path):
     series, result = analysed["series"], analysed["result"]
     kept = KeptAnalyses(tmp_path / "kept")
-    assert kept.keep(series.study_uid, series, result.maps, result.baseline_frames, method="osvd",
+    assert kept.keep(series.study_uid, series, result.maps, result.baseline_frames, method=result.method,
                      stroke={**result.stroke, "core_method": "adc"}) is None
-    assert kept.keep(series.study_uid, series, result.maps, result.baseline_frames, method="osvd",
+    assert kept.keep(series.study_uid, series, result.maps, result.baseline_frames, method=result.method,
                      stroke={"error": "no normal tissue"}) is None
-    entry = kept.keep(series.study_uid, series, result.maps, result.baseline_frames, method="osvd",
+    entry = kept.keep(series.study_uid, series, result.maps, result.baseline_frames, method=result.method,
                       stroke=result.stroke)
     (tmp_path / "not-adc").mkdir()
     assert rerun_with_adc(entry, tmp_path / "not-adc", tmp_path / "again") is None  # unreadable: rCBF stands
     assert not (tmp_path / "again" / "stroke").exists()  # nothing written under the rCBF objects' UIDs
     kept.tried(entry, "1.2.3")
     assert kept.waiting(series.study_uid, "1.2.3") == [] and len(kept.waiting(series.study_uid, "1.2.4")) == 1
-    kept.keep(series.study_uid, series, result.maps, result.baseline_frames, method="osvd", stroke=result.stroke,
+    kept.keep(series.study_uid, series, result.maps, result.baseline_frames, method=result.method, stroke=result.stroke,
               adc_tried="1.2.4")  # analysed again, given an ADC it could not use: that one is not tried again
     assert kept.waiting(series.study_uid, "1.2.4") == [] and len(kept.waiting(series.study_uid, "1.2.3")) == 1

@@ -61,6 +61,9 @@ class PerfusionMaps:
     oscillation: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
     tissue: object | None = None
+    #: oSVD's CBF when the maps are by another method and a stroke core by rCBF is wanted (meshdcm.stroke: the
+    #: rCBF < 30 % threshold was derived on SVD flow; docs/stroke.md, "rCBF core")
+    core_cbf: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
 
 

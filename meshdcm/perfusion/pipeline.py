@@ -108,7 +108,7 @@ def _voxel_ml(series: DSCSeries) -> float | None:
 
 
 def analyse_loaded(series: DSCSeries, method: str = DEFAULT_METHOD, aif=None, xp=None, leakage_correction: bool = False,
-                   normalise: bool = True, nawm_mask=None, vof_correction: bool = True,
+                   normalise: bool = True, nawm_mask=None, vof_correction: bool = True, svd_core_cbf: bool = False,
                    **deconv_kw) -> tuple[PerfusionMaps, AIF, tuple[int, int]]:
     """Compute maps for a loaded series (no files written).
 
@@ -116,7 +116,8 @@ def analyse_loaded(series: DSCSeries, method: str = DEFAULT_METHOD, aif=None, xp
     equals the venous output function's (:mod:`.vof`); a curve given by hand is taken as it is.  The returned
     AIF is the one used, its ``scale`` and ``correction`` say what was done.  ``normalise``: add rCBV, rCBF,
     rMTT over NAWM (``nawm_mask``, else :mod:`.tissue`'s rule); when no NAWM is found the maps are left out
-    and ``maps.notes`` says so.  Tissue classes are in ``maps.tissue``.
+    and ``maps.notes`` says so.  Tissue classes are in ``maps.tissue``.  ``svd_core_cbf``: with a method other
+    than oSVD, also oSVD's CBF in ``maps.core_cbf``, for a stroke core by rCBF (docs/stroke.md).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
@@ -150,6 +151,8 @@ def analyse_loaded(series: DSCSeries, method: str = DEFAULT_METHOD, aif=None, xp
         vof = select_vof(conc, dilate_in_plane(mask, 2), series.times, chosen, te=series.te, baseline=baseline)
         chosen, _ = correct_aif(chosen, vof, series.times)
     pm = compute_maps(conc, chosen.curve, series.dt, mask, method=method, xp=xp, **deconv_kw)
+    if svd_core_cbf and method != "osvd":
+        pm.core_cbf = compute_maps(conc, chosen.curve, series.dt, mask, method="osvd", xp=xp).maps["CBF"]
     lr = _left_right(series, mask.shape)
     try:
         pm.tissue = classify_tissue(pm, lr, _voxel_ml(series))
@@ -205,7 +208,7 @@ def analyse_series(source: str | Path | Sequence[Dataset] | DSCSeries, out_dir: 
     xp_mod = get_xp(xp)
     series = source if isinstance(source, DSCSeries) else load_dsc_series(source, series_uid=series_uid)
     pm, chosen, baseline = analyse_loaded(series, method, aif, xp_mod, leakage_correction, normalise, nawm_mask,
-                                          vof_correction, **deconv_kw)
+                                          vof_correction, svd_core_cbf=adc is None, **deconv_kw)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, MapOutput] = {}

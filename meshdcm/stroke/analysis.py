@@ -62,7 +62,10 @@ def analyse_dsc(series, maps, baseline_frames: tuple[int, int], out_dir: str | P
         except ADCError as exc:  # the perfusion core still stands: say why the ADC one does not
             adc_problem = f"the ADC series was not used ({exc}); the core is by rCBF"
             log.warning("series %s: %s", series.series_uid, adc_problem)
-    result = analyse_stroke(maps.maps["CBF"], maps.maps["CBV"], maps.maps["Tmax"], maps.mask,
+    # the rCBF core on oSVD's flow when the maps are by the model: the 30 % threshold was derived on SVD flow, and
+    # the model reads dispersed penumbra lower (docs/stroke.md, "rCBF core")
+    cbf = maps.core_cbf if adc_map is None and getattr(maps, "core_cbf", None) is not None else maps.maps["CBF"]
+    result = analyse_stroke(cbf, maps.maps["CBV"], maps.maps["Tmax"], maps.mask,
                             voxel_volume_ml(series.affine_lps), baseline=baseline,
                             adc=adc_map, affine_lps=series.affine_lps, rules=rules)
     if adc_problem is not None:
