@@ -63,6 +63,23 @@ _MR_ATTRS = ["ScanningSequence", "SequenceVariant", "ScanOptions", "MRAcquisitio
 _CT_ATTRS = ["KVP", "ConvolutionKernel", "XRayTubeCurrent", "ExposureTime", "Exposure"]
 
 
+#: A voxel brighter than this fraction of the volume's 99.5th percentile is in the head (the rest is background).
+_HEAD_FRACTION = 0.05
+
+
+def _window(real: np.ndarray) -> tuple[float, float]:
+    """(center, width) a derived MR series opens at: from the volume's lowest values (0.5th percentile, the
+    background) to the 99.5th percentile of its head voxels, as a scanner's window spans its image. (The median of
+    a resampled volume is its background, mostly: a window centred there showed the brain saturated white.)"""
+    finite = real[np.isfinite(real)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    top = float(np.percentile(finite, 99.5))
+    head = finite[finite > _HEAD_FRACTION * top] if top > 0 else finite
+    lo, hi = float(np.percentile(finite, 0.5)), float(np.percentile(head if head.size else finite, 99.5))
+    return (lo + hi) / 2, hi - lo
+
+
 def _nearest_frames(vol: SeriesVolume, positions: np.ndarray, normal: np.ndarray) -> list:
     """For each output slice position, the source frame whose plane centre is nearest."""
     nx, ny = vol.stored.shape[:2]
@@ -121,7 +138,7 @@ def write_derived_series(values: np.ndarray, affine_lps: np.ndarray, source: Ser
     nearest = _nearest_frames(source, positions, normal)
     now = _dt.datetime.now()
     real = stored.astype(np.float64) * slope + intercept
-    center, width = float(np.percentile(real, 50.0)), float(np.percentile(real, 99.5) - np.percentile(real, 0.5))
+    center, width = _window(real)
     if modality == "CT":
         center, width = 40.0, 80.0
     refd = Dataset()
