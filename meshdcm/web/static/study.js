@@ -5,7 +5,7 @@ async function showStudy(uid) {
   if (state.study !== uid) {
     state.study = uid; state.series = null; state.studyData = null;
     $("#series").replaceChildren(); $("#sign-status").replaceChildren(); clearViewer();
-    await openIfNeverOpened(uid);
+    await openFromLink(uid);
     await loadDraft();
   }
   refreshStudy(); refreshMeasurements();
