@@ -454,6 +454,12 @@ def walk(browser, up, shot) -> None:  # noqa: PLR0915 - one story, told in order
     expect(renditions).to_have_count(5)
     expect(renditions.filter(has_text="NIfTI rendition of ep2d_perf")).to_have_count(1)
 
+    # the stroke analysis' SR is a document: its card says so, and where its text is, rather than failing to load
+    sr_card = page.locator(".series-card[data-kind=document]", has_text="Stroke perfusion measurements")
+    expect(sr_card).to_contain_text("document by perfusion")
+    sr_card.click()
+    expect(page.locator("#viewer-title")).to_contain_text("a report (SR), not images")
+
     # why series waited: every study of the set has its reference, but a series stored before the 3D T1 was held
     # back by the register node, which said why (waiting.series: the page's note while it waited); none is left
     expect(page.locator("#study-notes li")).to_have_count(0)
