@@ -534,6 +534,8 @@ def walk(browser, up, shot) -> None:  # noqa: PLR0915 - one story, told in order
     # the patient's CT lists both as prior reports: the amended one, and the one it superseded
     page.goto(f"{url}#/study/{ct}")
     expect(page.locator("#priors .prior")).to_have_count(2)
+    expect(page.locator("#measurements")).to_have_text("none yet")  # the MR's perfusion values are not the CT's
+    expect(page.locator(".insert-measurement")).to_have_count(0)
     expect(page.locator(f"#priors [data-sop='{first.SOPInstanceUID}']")).to_have_attribute("data-status", "superseded")
     expect(page.locator(f"#priors [data-sop='{amendment.SOPInstanceUID}']")).to_have_attribute("data-status",
                                                                                              "amended")

@@ -5,6 +5,7 @@ async function showStudy(uid) {
   if (state.study !== uid) {
     state.study = uid; state.series = null; state.studyData = null;
     $("#series").replaceChildren(); $("#sign-status").replaceChildren(); clearViewer();
+    $("#measurements").replaceChildren("none yet"); $("#measurements").classList.add("dim");  // the last study's
     await openFromLink(uid);
     await loadDraft();
   }
