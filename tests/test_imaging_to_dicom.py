@@ -70,6 +70,20 @@ def test_derived_series_attributes(synthetic_series, tmp_path):  # noqa: F811
     assert is_own_output(d, "convert")
 
 
+def test_a_derived_series_opens_at_a_window_spanning_its_head(tmp_path):
+    """A registered or reformatted volume is mostly background: its window must span the head's values, as the
+    scanner's does (it was centred on the volume's median, the background, and showed the brain saturated)."""
+    from meshdcm.imaging.derived import display_window
+
+    rng = np.random.default_rng(3)
+    volume = np.zeros((40, 40, 40))
+    volume[10:30, 10:30, 10:30] = rng.normal(600.0, 60.0, (20, 20, 20))  # an eighth of the volume is head
+    center, width = display_window(volume)
+    head = volume[10:30, 10:30, 10:30]
+    assert center - width / 2 <= 0 and np.mean(head >= center + width / 2) < 0.01
+    assert center + width / 2 < 1.2 * head.max()  # not stretched by the background either
+
+
 def test_uids_are_deterministic(synthetic_series, tmp_path):  # noqa: F811
     nii = series_to_nifti(synthetic_series["ct"], tmp_path / "nii").paths[0]
     a = nifti_to_series(nii, synthetic_series["ct"], tmp_path / "a", **KW)

@@ -93,3 +93,15 @@ def test_derived_series_say_what_they_are_and_held_back_series_why():
     assert provenance == {t1: "", t2: "", reg: "registered to T1 3D, from T2 axial",
                           cor: "coronal reformat 3 mm of T1 3D"}
     assert study["notes"] == []
+
+
+def test_a_study_reached_by_a_link_names_its_modalities_from_its_series():
+    """Never found by a search (no ModalitiesInStudy), the study page still says "CT" or "MR, SR", never nothing."""
+    view = MeshView(Node("web-view-test", mesh="test-web-view"), Hub())
+    for series, modality in zip(SERIES, ("MR", "SR"), strict=True):
+        ds = Dataset()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = STUDY, series, modality
+        view.on_message(Message("stored.series", ds, meta={"instances": 1}))
+    assert view.study(STUDY).summary()["info"]["ModalitiesInStudy"] == "MR\\SR"
+    view.study(STUDY).info["ModalitiesInStudy"] = "MR"  # what a search found is kept
+    assert view.study(STUDY).summary()["info"]["ModalitiesInStudy"] == "MR"

@@ -81,7 +81,10 @@ class Study:
 
     def summary(self) -> dict:
         series = sorted(self.series.values(), key=lambda s: (s["derived"], _num(s["number"]), s["description"]))
-        return {"uid": self.uid, "info": self.info, "state": self.state, "done": self.done, "total": self.total,
+        info = self.info
+        if not info.get("ModalitiesInStudy"):  # a study reached by a link, never found by a search: from its series
+            info = {**info, "ModalitiesInStudy": "\\".join(sorted({s["modality"] for s in series if s["modality"]}))}
+        return {"uid": self.uid, "info": info, "state": self.state, "done": self.done, "total": self.total,
                 "series": [dict(s, provenance=self.provenance(s)) for s in series],
                 "renditions": [dict(r, provenance=f"{r['format']} rendition of {self.describe(r['of'])}")
                                for r in self.renditions.values()],

@@ -58,11 +58,13 @@ async function saveDraft() {
   $("#draft-status").textContent = `draft saved ${localTime(d.saved)}`;
   $("#draft-status").dataset.saved = d.saved;
 }
-const refreshMeasurements = later(async () => {
-  if (!state.study) return;
-  const m = await api(`/api/studies/${state.study}/measurements`);
-  if (!m.measurements.length) return;
-  $("#measurements").classList.remove("dim");
+const refreshMeasurements = later(async () => {  // this study's only: another study's values are never offered
+  const study = state.study;
+  if (!study) return;
+  const m = await api(`/api/studies/${study}/measurements`);
+  if (state.study !== study) return;  // the page moved to another study meanwhile
+  $("#measurements").classList.toggle("dim", !m.measurements.length);
+  if (!m.measurements.length) { $("#measurements").textContent = "none yet"; return; }
   $("#measurements").replaceChildren(...m.measurements.map(x => {
     const value = `${x.label}: ${x.value} ${x.unit || ""}`.trim();
     return el("div", {class: "measure"}, el("button", {class: "small insert-measurement", onclick: () => insertFinding(

@@ -59,11 +59,11 @@ function renderResults() {
     el("td", {}, r.NumberOfStudyRelatedInstances || ""), el("td", {class: "dim"}, (r.sources || []).join(", ")),
     el("td", {}, el("button", {class: "small open-study", onclick: () => openStudy(r.StudyInstanceUID)}, "Open")))));
 }
-async function openStudy(uid, again = false) {
-  await api(`/api/studies/${uid}/open${again ? "?again=1" : ""}`, {method: "POST"});
+async function openStudy(uid, again = false) {  // showStudy opens a study it was not showing (openFromLink)
+  if (again || state.study === uid) await api(`/api/studies/${uid}/open${again ? "?again=1" : ""}`, {method: "POST"});
   if (location.hash !== "#/study/" + uid) location.hash = "#/study/" + uid; else showStudy(uid);
 }
-async function openIfNeverOpened(uid) {  // a study reached by a link, never opened by this node: open (fetch) it
-  const s = await api("/api/studies/" + uid);
-  if (s.state === "idle") await api(`/api/studies/${uid}/open`, {method: "POST"});
+async function openFromLink(uid) {  // a study reached by a link (or by going back to it): opened as Open does, so a
+  // study never opened is fetched and one opened before asks again for its prior reports (one signed since shows)
+  await api(`/api/studies/${uid}/open`, {method: "POST"});
 }

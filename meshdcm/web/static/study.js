@@ -5,7 +5,8 @@ async function showStudy(uid) {
   if (state.study !== uid) {
     state.study = uid; state.series = null; state.studyData = null;
     $("#series").replaceChildren(); $("#sign-status").replaceChildren(); clearViewer();
-    await openIfNeverOpened(uid);
+    $("#measurements").replaceChildren("none yet"); $("#measurements").classList.add("dim");  // the last study's
+    await openFromLink(uid);
     await loadDraft();
   }
   refreshStudy(); refreshMeasurements();
@@ -38,7 +39,8 @@ function renderSeries(list, renditions) {
   for (const s of list) {
     let card = cards.get(s.uid);
     if (!card) {
-      card = el("div", {class: "series-card", dataset: {series: s.uid}, onclick: () => openSeries(s.uid)},
+      card = el("div", {class: "series-card", dataset: {series: s.uid},
+        onclick: () => card.dataset.kind === "document" ? showDocument(s.uid) : openSeries(s.uid)},
         el("div", {class: "noimg"}), el("div", {class: "desc"}), el("div", {class: "bar"}, el("div")), el("div", {class: "dim meta"}));
       grid.append(card);
     }
@@ -67,13 +69,21 @@ function renderSeries(list, renditions) {
   }
   markCards();
 }
-// What a series is, for the card's badge: original, map, registration, reformat, or another derived series.
+// What a series is, for the card's badge: original, map, registration, reformat, a document (an SR), or another
+// derived series.
 function seriesKind(s) {
+  if (s.modality === "SR") return "document";
   if (!s.derived) return "original";
   if (s.map) return "map";
   if (/^registered/.test(s.provenance || "")) return "registration";
   if (/reformat/.test(s.derivation || "")) return "reformat";
   return "derived";
+}
+function showDocument(uid) {  // an SR has no images to view: say where its text is instead of failing to load them
+  const s = seriesRow(uid);
+  $("#viewer-title").textContent = `${s.modality} #${s.number} ${s.description}: a report (SR), not images; its ` +
+    "text is in the report panel (AI findings, prior reports)";
+  $("#viewer-status").textContent = "";
 }
 function renderNotes(notes) {
   $("#study-notes").replaceChildren(...notes.map(n => el("li", {class: "note", dataset: {node: n.node}},
