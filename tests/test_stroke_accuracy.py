@@ -121,3 +121,21 @@ def test_adc_units_are_told_by_their_values():
         adc_units_factor(brain * 50)
     with pytest.raises(ADCError, match="no positive value"):
         adc_units_factor(np.zeros(10))
+
+
+@pytest.mark.xfail(strict=True, reason="the model deconvolution (the default) reads Tmax ~1.3-1.6 s low in delayed, "
+                                       "dispersed tissue: part of the phantom's Tmax > 6 s shell (true 7.3 s) falls "
+                                       "under 6 s (docs/perfusion.md, Limits); oSVD meets it, above")
+@pytest.mark.parametrize("lesion", ["small", "medium", "large"])
+def test_the_default_deconvolution_meets_the_phantom_volumes(lesion):
+    """The stroke volumes with the product's default (the model deconvolution; the rCBF core on oSVD's flow, as
+    analyse_series does): measured 88.2/108.9, 195.4/230.4, 252.4/302.1 ml Tmax > 6 s; core and Tmax > 10 s met."""
+    from meshdcm.perfusion.deconvolution import DEFAULT_METHOD
+
+    sp = make_stroke_phantom(StrokePhantomSpec(lesion=lesion))
+    series = sp.as_series()
+    pm, _, baseline = analyse_loaded(series, DEFAULT_METHOD, xp="numpy", svd_core_cbf=True)
+    r = analyse_dsc(series, pm, baseline, None, method=DEFAULT_METHOD, write_dicom=False)
+    t = sp.truth_ml
+    for key in ("core_ml", "tmax10_ml", "tmax6_ml"):
+        assert abs(getattr(r, key) - t[key]) <= tolerance(t[key]), (key, getattr(r, key), t)
