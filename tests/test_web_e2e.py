@@ -13,7 +13,8 @@ import uuid
 import httpx
 
 from conftest import wait_until
-from web_fixtures import CHROMIUM_ARGS, SIGNER, chromium_or_skip, find_sr_text, keep_artifacts, login_csrf, users_file
+from web_fixtures import (CHROMIUM_ARGS, SIGNER, chromium_or_skip, find_sr_text, keep_artifacts, login_csrf,
+                          studies_found, users_file, web_answers)
 from ports import free_port
 
 
@@ -33,9 +34,9 @@ def test_the_whole_story_in_a_browser(mesh, tmp_path):
     pacs_host, pacs_port = re.search(r"embedded PACS \S+ on ([\d.]+):(\d+)", up.wait_for_output("embedded PACS",
                                                                                                 timeout=60)).groups()
     with httpx.Client(base_url=url, timeout=10) as api:  # the mesh is ready once a search finds both studies
-        wait_until(lambda: _answered(api), 60, interval=0.2, what="the web UI to be up")
+        wait_until(lambda: web_answers(api), 60, interval=0.2, what="the web UI to be up")
         csrf = {"X-CSRF-Token": login_csrf(api, token)}
-        wait_until(lambda: _search_finds(api, csrf, 2), 60, interval=0.5, what="the pacs node to answer searches")
+        wait_until(lambda: studies_found(api, csrf, "MESHDCM", 5) >= 2, 60, interval=0.5, what="the pacs node to answer searches")
 
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -153,19 +154,3 @@ def test_the_whole_story_in_a_browser(mesh, tmp_path):
     texts = find_sr_text(pacs_host, int(pacs_port), study_uid, tmp_path / "sr")
     assert any(impression in t and "Akute Hemiparese links" in t and "CBF mean" in t for t in texts), texts
     assert up.stop(signal.SIGINT, timeout=30) == 0
-
-
-def _answered(api: httpx.Client) -> bool:
-    try:
-        return api.get("/login").status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-def _search_finds(api: httpx.Client, csrf: dict, count: int) -> bool:
-    sid = api.post("/api/search", json={"patient": "MESHDCM"}, headers=csrf).json()["id"]
-    try:
-        state = wait_until(lambda: (s := api.get(f"/api/search/{sid}").json())["ends"] and s, 5, interval=0.1)
-    except AssertionError:
-        return False
-    return len(state["studies"]) >= count

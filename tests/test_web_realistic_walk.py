@@ -34,7 +34,8 @@ from pydicom import dcmread
 
 from conftest import wait_until
 from ports import free_port
-from web_fixtures import CHROMIUM_ARGS, SIGNER, Screenshots, chromium_or_skip, login_csrf, users_file
+from web_fixtures import (CHROMIUM_ARGS, SIGNER, Screenshots, chromium_or_skip, login_csrf, studies_found, users_file,
+                          web_answers)
 
 pytestmark = pytest.mark.slow  # headless Chromium and every node kind (make test-fast leaves it out)
 
@@ -64,28 +65,16 @@ def up(mesh, tmp_path, realistic_studies):
     assert "embedded one, with the realistic stroke studies" in out
     url, token = re.search(r"web UI: (\S+)\s+\(login token: (\S+)\)", out).groups()
     with httpx.Client(base_url=url, timeout=30) as api:
-        wait_until(lambda: _answers(api), 60, interval=0.2, what="the web UI")
+        wait_until(lambda: web_answers(api), 60, interval=0.2, what="the web UI")
         csrf = {"X-CSRF-Token": login_csrf(api, token)}
-        wait_until(lambda: _finds(api, csrf) >= 2, 120, interval=0.5, what="the pacs node to answer searches")
+        wait_until(lambda: studies_found(api, csrf, "MUSTERMANN^MAX") >= 2, 120, interval=0.5, what="the pacs node to answer searches")
     yield SimpleNamespace(url=url, token=token, web_data=state / "web",
                           studies=realistic_studies, proc=proc)
     assert proc.stop(signal.SIGINT, timeout=30) == 0
 
 
-def _answers(api: httpx.Client) -> bool:
-    try:
-        return api.get("/login").status_code == 200
-    except httpx.TransportError:
-        return False
 
 
-def _finds(api: httpx.Client, csrf: dict) -> int:
-    sid = api.post("/api/search", json={"patient": "MUSTERMANN^MAX"}, headers=csrf).json()["id"]
-    try:
-        state = wait_until(lambda: (s := api.get(f"/api/search/{sid}").json())["ends"] and s, 10, interval=0.2)
-    except AssertionError:
-        return 0
-    return len(state["studies"])
 
 
 def test_the_radiologists_story_on_the_realistic_stroke_study(up):

@@ -12,14 +12,12 @@ import signal
 import time
 
 import httpx
-from pydicom import dcmread
-from pydicom.dataset import Dataset
 
 from conftest import wait_until
-from meshdcm.pacs import Pacs, find, retrieve
 from meshdcm.stroke.rules import ALGORITHM_VERSION
 from ports import free_port
-from web_fixtures import CHROMIUM_ARGS, SIGNER, Screenshots, chromium_or_skip, login_csrf, users_file
+from web_fixtures import (CHROMIUM_ARGS, SIGNER, Screenshots, chromium_or_skip, find_srs, login_csrf, studies_found,
+                          users_file, web_answers)
 
 EDIT = "Befund mit der Neurologie besprochen."  # the radiologist's own words after the accepted text
 
@@ -40,9 +38,9 @@ def test_the_stroke_study_into_the_signed_report(mesh, tmp_path, realistic_studi
     pacs_host, pacs_port = wait_until(lambda: re.search(r"embedded PACS \S+ on ([\d.]+):(\d+)", up.output), 120,
                                       what="the embedded PACS to listen").groups()
     with httpx.Client(base_url=url, timeout=10) as api:
-        wait_until(lambda: _answered(api), 60, interval=0.2, what="the web UI to be up")
+        wait_until(lambda: web_answers(api), 60, interval=0.2, what="the web UI to be up")
         csrf = {"X-CSRF-Token": login_csrf(api, token)}
-        wait_until(lambda: _search_finds(api, csrf, 3), 90, interval=0.5, what="the pacs node to answer searches")
+        wait_until(lambda: studies_found(api, csrf, "MUSTERMANN", 5) >= 3, 90, interval=0.5, what="the pacs node to answer searches")
 
     shot = Screenshots("test_the_stroke_study_into_the_signed_report")
     with sync_playwright() as p:
@@ -151,7 +149,7 @@ def test_the_stroke_study_into_the_signed_report(mesh, tmp_path, realistic_studi
             context.close()
 
     # the signed SR in the PACS references the AI SR, which is there too
-    srs = _srs_in_pacs(pacs_host, int(pacs_port), study_uid, tmp_path / "sr")
+    srs = find_srs(pacs_host, int(pacs_port), study_uid, tmp_path / "sr")
     assert ai_sop in srs, "the AI measurement SR is not in the PACS"
     signed = [ds for ds in srs.values() if "VerifyingObserverSequence" in ds]
     assert len(signed) == 1
@@ -168,37 +166,3 @@ def test_the_stroke_study_into_the_signed_report(mesh, tmp_path, realistic_studi
     print(f"\nstroke report walk: AI result shown after {waited:.0f} s, ADC core {core_ml} ml, superseded "
           f"{len(srs) - 2} rCBF SR(s), whole test {time.monotonic() - started:.0f} s")
     assert up.stop(signal.SIGINT, timeout=30) == 0
-
-
-def _srs_in_pacs(host: str, port: int, study_uid: str, dest) -> dict[str, Dataset]:
-    """Every SR instance of the study in the PACS (C-FIND its SR series, C-GET them), by SOP Instance UID."""
-    pacs = Pacs("check", ae_title="MESHPACS", host=host, port=port, retrieve="get", calling_ae="WEBTEST")
-    q = Dataset()
-    q.StudyInstanceUID = study_uid
-    q.SeriesInstanceUID = ""
-    q.Modality = "SR"
-    out = {}
-    for series in find(pacs, "SERIES", q):
-        if str(series.get("Modality", "")) != "SR":
-            continue
-        retrieve(pacs, study_uid, dest, series_uid=str(series.SeriesInstanceUID))
-        for path in sorted((dest / study_uid / str(series.SeriesInstanceUID)).glob("*.dcm")):
-            ds = dcmread(path)
-            out[str(ds.SOPInstanceUID)] = ds
-    return out
-
-
-def _answered(api: httpx.Client) -> bool:
-    try:
-        return api.get("/login").status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-def _search_finds(api: httpx.Client, csrf: dict, count: int) -> bool:
-    sid = api.post("/api/search", json={"patient": "MUSTERMANN"}, headers=csrf).json()["id"]
-    try:
-        state = wait_until(lambda: (s := api.get(f"/api/search/{sid}").json())["ends"] and s, 5, interval=0.1)
-    except AssertionError:
-        return False
-    return len(state["studies"]) >= count

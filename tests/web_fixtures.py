@@ -28,23 +28,50 @@ def login_csrf(client, secret: str, user: str = "") -> str:
     return client.get("/api/me").json()["csrf"]
 
 
-def find_sr_text(host: str, port: int, study_uid: str, dest: Path, ae_title: str = "MESHPACS") -> list[str]:
-    """C-FIND the study's SR series in the PACS, C-GET them and return the text of every report found."""
+def find_srs(host: str, port: int, study_uid: str, dest: Path, ae_title: str = "MESHPACS") -> dict:
+    """Every SR instance of the study in the PACS (C-FIND its SR series, C-GET them), by SOP Instance UID."""
     pacs = Pacs("check", ae_title=ae_title, host=host, port=port, retrieve="get", calling_ae="WEBTEST")
     q = Dataset()
     q.StudyInstanceUID = study_uid
     q.SeriesInstanceUID = ""
     q.Modality = "SR"
-    texts = []
+    out = {}
     for series in find(pacs, "SERIES", q):
         if str(series.get("Modality", "")) != "SR":
             continue
         retrieve(pacs, study_uid, dest, series_uid=str(series.SeriesInstanceUID))
         for path in sorted((dest / study_uid / str(series.SeriesInstanceUID)).glob("*.dcm")):
-            sr = dcmread(path)
-            texts.append("\n".join(str(item.TextValue) for item in sr.ContentSequence
-                                   if getattr(item, "ValueType", "") == "TEXT"))
-    return texts
+            ds = dcmread(path)
+            out[str(ds.SOPInstanceUID)] = ds
+    return out
+
+
+def find_sr_text(host: str, port: int, study_uid: str, dest: Path, ae_title: str = "MESHPACS") -> list[str]:
+    """The text (its TEXT items) of every SR of the study in the PACS."""
+    return ["\n".join(str(item.TextValue) for item in sr.ContentSequence if getattr(item, "ValueType", "") == "TEXT")
+            for sr in find_srs(host, port, study_uid, dest, ae_title).values()]
+
+
+def web_answers(api) -> bool:
+    """Whether the web node at ``api`` (an httpx.Client) serves its login page yet."""
+    import httpx
+
+    try:
+        return api.get("/login").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def studies_found(api, csrf: dict, patient: str, wait: float = 10) -> int:
+    """How many studies a search of ``patient`` in the web node finds (0 when it has not ended within ``wait`` s)."""
+    from conftest import wait_until
+
+    sid = api.post("/api/search", json={"patient": patient}, headers=csrf).json()["id"]
+    try:
+        state = wait_until(lambda: (s := api.get(f"/api/search/{sid}").json())["ends"] and s, wait, interval=0.1)
+    except AssertionError:
+        return 0
+    return len(state["studies"])
 
 
 def chromium_or_skip() -> str:
