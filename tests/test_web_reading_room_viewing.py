@@ -79,6 +79,11 @@ def room(tmp_path_factory):
         wait_until(lambda: {"perfusion", "convert", "register", "web"} <= {p["kind"] for p in archive.peers}, 60,
                    what="the perfusion, convert, register and web nodes")
         assert archive.wait_for_subscribers("stored.series", 30)
+        # and the web node has met the analysis nodes: what a node publishes before a receiver's first contact is
+        # not that receiver's (docs/delivery.md), and the convert node renders within a second of the announcements
+        # (a loaded run lost every rendition to the web node so)
+        wait_until(lambda: {"perfusion", "convert", "register"} <= {p["kind"] for p in node.peers}, 60,
+                   what="the web node to meet the perfusion, convert and register nodes")
         folders = {}
         # the reg study's T2 first: it waits for its reference (the thin T1), which comes next
         for folder in [*sorted((studies / "mr").iterdir()), studies / "ct" / "002", reg / "t2", reg / "t1"]:
