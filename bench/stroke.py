@@ -120,6 +120,7 @@ def sr_in_pacs(pacs, study_uid: str, sr_uid: str) -> bool:
 
 def run_mesh(datasets, runs: int, work: Path, gpu: bool) -> list[dict]:
     from meshdcm.pacs import Pacs
+    from meshdcm.perfusion.deconvolution import DEFAULT_METHOD  # what the perfusion node runs
     from meshdcm.stroke import output_uids
 
     env = {k: v for k, v in os.environ.items() if k != "MESHDCM_CONFIG"}
@@ -139,11 +140,11 @@ def run_mesh(datasets, runs: int, work: Path, gpu: bool) -> list[dict]:
         pacs.wait_for_output("peer joined: perfusion", 60)
         for run in range(-1, runs):  # run -1 warms the nodes up (imports, highdicom's tables): not counted
             study, series, renamed_ds = renamed(datasets, run + (100 if gpu else 0))
-            sr_uid = output_uids(series, "osvd", None)["sr_instance"]
+            sr_uid = output_uids(series, DEFAULT_METHOD, None)["sr_instance"]
             t_sent = send(renamed_ds, scp_port, work / "send")
             wait_for(lambda s=study, u=sr_uid: sr_in_pacs(embedded, s, u), 300, "the stroke SR in the PACS", 0.1)
             seconds = time.perf_counter() - t_sent
-            analysed = re.findall(rf"series {re.escape(series)}: \d+ maps by osvd in ([\d.]+) s \((\w+)\)",
+            analysed = re.findall(rf"series {re.escape(series)}: \d+ maps by {DEFAULT_METHOD} in ([\d.]+) s \((\w+)\)",
                                   perfusion.output())
             record = {"seconds": seconds, "pipeline_s": float(analysed[0][0]) if analysed else None,
                       "array_module": analysed[0][1] if analysed else None, "warm_up": run < 0}
