@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import pytest
 from pydicom import dcmread
 from starlette.testclient import TestClient
 
+from conftest import wait_until
 from meshdcm import Node
 from meshdcm.perfusion.cli import main
 from meshdcm.transfer import TransferError
@@ -163,7 +163,7 @@ def test_an_sr_that_supersedes_another_is_offered_first_whatever_its_time(stroke
         uid = str(first.StudyInstanceUID)
         results.heard(uid, str(later.SeriesInstanceUID), [(tmp_path / "later").as_uri()], "perfusion")
         results.heard(uid, str(first.SeriesInstanceUID), [stroke["sr"].parent.as_uri()], "perfusion")
-        _wait(lambda: len([r for r in results.of(uid) if r["state"] == "ready"]) == 2)
+        wait_until(lambda: len([r for r in results.of(uid) if r["state"] == "ready"]) == 2, 30, 0.05, "the AI results")
         offered = [r["provenance"]["sop_instance_uid"] for r in results.of(uid)]
         assert offered == [later.SOPInstanceUID, first.SOPInstanceUID]
         assert results.of(uid)[0]["provenance"]["supersedes"] == [first.SOPInstanceUID]
@@ -186,28 +186,19 @@ def test_the_ai_results_read_an_announced_sr_series_once_and_say_why_one_failed(
         study = str(ds.StudyInstanceUID)
         results.heard(study, str(ds.SeriesInstanceUID), [folder.as_uri()], "perfusion")
         results.heard(study, str(ds.SeriesInstanceUID), [folder.as_uri()], "perfusion")  # announced twice: once
-        _wait(lambda: [r for r in results.of(study) if r["state"] == "ready"])
+        wait_until(lambda: [r for r in results.of(study) if r["state"] == "ready"], 30, 0.05, "the AI results")
         (ready,) = results.of(study)
         assert ready["provenance"]["node"] == "perfusion" and ready["values"]["core_ml"] > 0
         assert "_dataset" not in ready and results.dataset(study, ds.SOPInstanceUID).SOPInstanceUID == \
             ds.SOPInstanceUID
         results.heard(study, "1.2.3.4", ["file:///nowhere"], "pacs")  # not fetched: the page says so
         results.heard("1.2.3", "1.2.3.5", [stroke["seg"].parent.as_uri()], "pacs")  # no SR in it: nothing offered
-        _wait(lambda: any(r["state"] == "error" for r in results.of(study)))
+        wait_until(lambda: any(r["state"] == "error" for r in results.of(study)), 30, 0.05, "the AI results")
         assert "1.2.3.4" in next(r for r in results.of(study) if r["state"] == "error")["error"]
-        _wait(lambda: results.of("1.2.3") == [])
+        wait_until(lambda: results.of("1.2.3") == [], 30, 0.05, "the AI results")
         assert study in changed
     finally:
         results.close()
-
-
-def _wait(condition, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("not within the deadline")
 
 
 @pytest.fixture
@@ -229,7 +220,7 @@ def test_the_study_offers_the_ai_result_and_a_report_signed_with_it_references_i
     csrf = {"X-CSRF-Token": login_csrf(jane, SIGNER[1], user=SIGNER[0])}
     assert jane.get(f"/api/studies/{study}").json()["ai"] == []
     web.ai.heard(study, str(ds.SeriesInstanceUID), [stroke["sr"].parent.as_uri()], "perfusion")
-    _wait(lambda: [r for r in jane.get(f"/api/studies/{study}").json()["ai"] if r["state"] == "ready"])
+    wait_until(lambda: [r for r in jane.get(f"/api/studies/{study}").json()["ai"] if r["state"] == "ready"], 30, 0.05, "the AI results")
     offered = jane.get(f"/api/studies/{study}").json()["ai"][0]
     assert offered["provenance"]["sop_instance_uid"] == ds.SOPInstanceUID
 
