@@ -13,9 +13,9 @@ Stroke (docs/stroke.md): every analysis also gives core, Tmax > 6 s / > 10 s and
 SEG, SR (TID 1500) and summary image are published as derived ``stored.series`` too (meta ``stroke``: seg, sr or
 summary; ``volumes``). ADC series (:data:`meshdcm.stroke.ADC_FILTER`) are remembered per study (not a meshdcm
 node's derived series, such as the register node's ADC [reg]), and their core (ADC < 620 x10^-6 mm^2/s) replaces
-the rCBF one. An ADC series announced after its study's DSC series was analysed
-with the rCBF core (a study fetched from a PACS comes in any order) runs the stroke part again on the kept maps
-(``work/stroke``, meshdcm.stroke.late_adc) and publishes a second SEG, SR and summary: the SR supersedes the first.
+the rCBF one. An ADC series announced after its study's DSC series was analysed with the rCBF core (a study
+fetched from a PACS comes in any order) runs the stroke part again on the kept maps (``work/stroke``,
+meshdcm.stroke.late_adc) and publishes a second SEG, SR and summary: the SR supersedes the first.
 
 It never reprocesses its own outputs: they are DERIVED (the filter excludes them) and carry ``derived_from``.
 Output UIDs derive from the source series, the map and the software version, so a message delivered twice
@@ -124,9 +124,7 @@ def create(config: NodeConfig) -> Node:
         finally:
             shutil.rmtree(inbox, ignore_errors=True)
             shutil.rmtree(inbox.with_name(f"{series_uid}-adc"), ignore_errors=True)
-        for item in announcements(result.stroke, series_uid):  # the stroke SEG, SR and summary image: first, as
-            node.publish(topics.STORED_SERIES, item.header(), reply_to=msg,  # what a stroke team waits for
-                         uris=[node.uri_for(item.folder), item.folder.resolve().as_uri()], meta=item.meta)
+        _announce_stroke(node, result.stroke, series_uid, msg)  # first: what a stroke team waits for
         for name, output in result.outputs.items():
             if not output.dicom_files:
                 continue
@@ -171,6 +169,13 @@ def _fetch_adc(node: Node, adcs: SessionADCs, msg: Message, dest: Path) -> tuple
         return known[0], None
 
 
+def _announce_stroke(node: Node, stroke: dict | None, series_uid: str, reply_to: Message) -> None:
+    """The stroke SEG, SR and summary image of DSC series ``series_uid``, each as a ``stored.series``."""
+    for item in announcements(stroke, series_uid):
+        node.publish(topics.STORED_SERIES, item.header(), reply_to=reply_to,
+                     uris=[node.uri_for(item.folder), item.folder.resolve().as_uri()], meta=item.meta)
+
+
 def _late_adc(node: Node, adcs: SessionADCs, kept: KeptAnalyses, study: str, work: Path, reply_to: Message) -> None:
     """The study's DSC series analysed with the rCBF core, analysed again with its ADC series (announced since):
     a second SEG, SR (superseding the first) and summary, in ``work/out/<dsc series>/adc-<ADC series>``."""
@@ -197,9 +202,7 @@ def _late_adc(node: Node, adcs: SessionADCs, kept: KeptAnalyses, study: str, wor
         if stroke is None:  # unusable ADC (the warning says why): the rCBF objects stand
             kept.tried(analysis, adc_uid)
             continue
-        for item in announcements(stroke, analysis.series_uid):
-            node.publish(topics.STORED_SERIES, item.header(), reply_to=reply_to,
-                         uris=[node.uri_for(item.folder), item.folder.resolve().as_uri()], meta=item.meta)
+        _announce_stroke(node, stroke, analysis.series_uid, reply_to)
         kept.done(analysis)
         log.info("series %s: stroke core by the ADC series %s that came after it (%.1f ml, was by rCBF); new SEG, "
                  "SR and summary published", analysis.series_uid, adc_uid, stroke.get("core_ml") or 0.0)
