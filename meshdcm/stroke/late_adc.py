@@ -144,8 +144,8 @@ class KeptAnalyses:
 def rerun_with_adc(kept: KeptAnalysis, adc: str | Path, out_dir: str | Path) -> dict | None:
     """The stroke analysis of a kept DSC series with the ADC series in the folder ``adc``: its SEG, SR (superseding
     the first run's) and summary written under ``out_dir/stroke``, and perfusion.json's ``"stroke"`` object
-    written to ``out_dir/stroke.json`` (perfusion.json stays the first run's) and returned; None when the ADC gives no core (it cannot be used: the warning says why, and the rCBF objects
-    stand)."""
+    written to ``out_dir/stroke.json`` (perfusion.json stays the first run's) and returned; None when the ADC gives
+    no core (it cannot be used: the warning says why, and the rCBF objects stand)."""
     from pydicom import dcmread
 
     from .analysis import analyse_dsc, write_outputs

@@ -24,6 +24,8 @@ from pydicom.errors import InvalidDicomError
 
 from meshdcm.transfer import TransferError
 
+from .signing import predecessors_of
+
 log = logging.getLogger("meshdcm.web")
 
 MAX_STUDIES = 500  # studies whose AI results are kept (the oldest heard of forgotten first; reopening reads again)
@@ -64,9 +66,7 @@ def read_ai_sr(ds: Dataset) -> dict:
               "sop_class_uid": str(ds.SOPClassUID), "sop_instance_uid": str(ds.SOPInstanceUID), "time": _dt(ds),
               "series_description": str(ds.get("SeriesDescription", "") or ""),
               "seg_series_uid": _evidence_series(ds, p.get("seg_sop_instance_uid")),
-              "supersedes": [str(i.ReferencedSOPInstanceUID) for study in ds.get("PredecessorDocumentsSequence", [])
-                             for series in study.get("ReferencedSeriesSequence", [])
-                             for i in series.get("ReferencedSOPSequence", [])]})
+              "supersedes": predecessors_of(ds)})
     return {"findings": text.findings, "impression": text.impression, "values": text.values, "provenance": p}
 
 
