@@ -41,6 +41,7 @@ module given (NumPy or CuPy).
 from __future__ import annotations
 
 import numpy as np
+from scipy.signal import fftconvolve
 from scipy.special import gammaincc
 
 from ._xp import get_xp
@@ -67,13 +68,12 @@ def _residues(tau: np.ndarray, shapes) -> np.ndarray:
     """(S, L) effective residues on the uniform grid ``tau`` (starting at 0) for (alpha, dispersion, mtt) triples."""
     step = tau[1] - tau[0]
     out = np.empty((len(shapes), tau.size))
-    nfft = 1 << int(np.ceil(np.log2(2 * tau.size)))
     for i, (alpha, s, mtt) in enumerate(shapes):
         r = (tau < mtt).astype(float) if np.isinf(alpha) else gammaincc(alpha, tau * alpha / mtt)
         if s > 0:
             h = np.exp(-tau / s) * (step / s)
             h /= h.sum()  # unit area on the grid: the dispersion moves tracer, never adds or loses it
-            r = np.fft.irfft(np.fft.rfft(r, nfft) * np.fft.rfft(h, nfft), nfft)[:tau.size]
+            r = fftconvolve(r, h)[:tau.size]
         out[i] = r
     return out
 
@@ -105,9 +105,7 @@ class ResidueDictionary:
         self.peak_value = res.max(axis=1)
         # the AIF between its samples (linear), held at its last value after the end (the steady state)
         af = np.interp(tau, t, aif)
-        nfft = 1 << int(np.ceil(np.log2(2 * length)))
-        curves = np.fft.irfft(np.fft.rfft(res, nfft, axis=1) * np.fft.rfft(af, nfft)[None], nfft, axis=1)[:, :length]
-        curves *= fine
+        curves = fftconvolve(res, af[None], axes=1)[:, :length] * fine
         idx = np.rint((t[None, :] - self.delays[:, None]) / fine).astype(int)  # (D, T): C(t - d)
         atoms = np.where(idx >= 0, curves[:, np.clip(idx, 0, length - 1)], 0.0)  # (S, D, T)
         atoms = atoms.reshape(-1, n)
