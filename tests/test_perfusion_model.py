@@ -13,7 +13,7 @@ import pytest
 
 from meshdcm.perfusion import BrainPhantomSpec, compute_maps, deconvolve, make_brain_phantom
 from meshdcm.perfusion.concentration import signal_to_concentration
-from meshdcm.perfusion.model import ResidueDictionary, residue_function
+from meshdcm.perfusion.model import DISPERSIONS, ResidueDictionary, residue_function
 from meshdcm.perfusion.phantom import gamma_variate, tissue_residue
 
 
@@ -27,16 +27,19 @@ def _curves(shape, delays, mtts, tr=1.5, n=60):
     return aif[samp], np.array(cols).T
 
 
-@pytest.mark.parametrize("shape", [1, 2])
-def test_flow_and_delay_are_recovered_without_the_svd_offset(shape):
+@pytest.mark.parametrize("shape, tmax_tolerance", [(1, 0.2), (2, 1.2)])
+def test_flow_and_delay_are_recovered_without_the_svd_offset(shape, tmax_tolerance):
     """Noise-free, residues of the model's family (exponential, gamma 2), delays off the grid, TR 1.5 s.  (Shapes
-    outside the family and MTT <= 3 s are not resolved so well at this TR: docs/perfusion.md.)"""
+    outside the family and MTT <= 3 s are not resolved so well at this TR: docs/perfusion.md.)  A gamma-2 residue
+    (flat at t = 0) and an exponential one dispersed over 0.7 s fit alike within the dictionary's own error (the AIF
+    is known only at its samples: the exact class misfits by ~3e-4 of the curve's energy); at delay 4.7 s, MTT 4.5 s
+    the dispersed one wins and Tmax reads 1.1 s late, its residue's peak."""
     delays, mtts = (0.0, 1.3, 4.7), (4.5, 8.0, 12.0)
     aif, c = _curves(shape, delays, mtts)
     dec = deconvolve(c, aif, 1.5, method="model", xp=np)
     true_delay = np.repeat(delays, len(mtts))
     np.testing.assert_allclose(dec.flow, 1.0, rtol=0.06)  # oSVD: 0.75-0.85 of it for the exponential
-    np.testing.assert_allclose(dec.tmax, true_delay, atol=0.2)  # oSVD: +1-2 s at every delay
+    np.testing.assert_allclose(dec.tmax, true_delay, atol=tmax_tolerance)  # oSVD: +1-2 s at every delay
     assert np.all(dec.parameters["fit"] > 0.999)
 
 
@@ -94,3 +97,30 @@ def test_plug_flow_is_the_model_s_weak_case(tables):
     rows = tables["box"]
     for label in ("GM", "WM"):
         assert rows["model", label]["CBF"] > 1.2 and rows["osvd", label]["CBF"] < 1.25, rows
+
+
+def _dispersed_curves(dispersions, delay=5.0, mtt=5.0, tr=1.0, n=80):
+    """Noise-free tissue curves (flow 1/s) of an exponential residue whose input arrives ``delay`` s late and spread
+    by an exponential of each time constant in ``dispersions`` (the stroke phantom's tissue), and their true Tmax."""
+    tf = np.arange(0, n * tr + 10, 0.01)
+    samp = np.rint(np.arange(n) * tr / 0.01).astype(int)
+    cols, tmax = [], []
+    for s in dispersions:
+        h = np.exp(-tf / s) * 0.01 / s
+        r_eff = np.convolve(h, np.exp(-tf / mtt))[:tf.size]
+        cols.append((np.convolve(gamma_variate(tf, 10 + delay, 3, 1.5), r_eff)[:tf.size] * 0.01)[samp])
+        tmax.append(delay + tf[r_eff.argmax()])
+    return gamma_variate(tf, 10, 3, 1.5)[samp], np.array(cols).T, np.array(tmax)
+
+
+def test_tmax_of_dispersed_tissue_between_the_grid_s_dispersions():
+    """Tmax is the delay plus the peak of the *dispersed* residue, which moves fast with small dispersions (1 s over
+    a 5 s MTT: +2.0 s).  Time constants that are not grid points (``model.DISPERSIONS``) read within 0.5 s (below
+    the first step, 0.7 s, up to 0.8 s early: a 0.5 s dispersion reads 5.5 for 6.3 s).
+    With the grid 0, 1.5, 3 s a 1 s dispersion was fitted best by the undispersed class a second later: Tmax 5.9
+    for 7.0 s, which put the stroke phantom's Tmax > 6 s shell (true 7.3 s) partly under 6 s."""
+    dispersions = (1.0, 2.0, 3.0)
+    assert not set(dispersions) & set(DISPERSIONS)
+    aif, c, true_tmax = _dispersed_curves(dispersions)
+    dec = deconvolve(c, aif, 1.0, method="model", xp=np)
+    np.testing.assert_allclose(dec.tmax, true_tmax, atol=0.5)

@@ -123,13 +123,12 @@ def test_adc_units_are_told_by_their_values():
         adc_units_factor(np.zeros(10))
 
 
-@pytest.mark.xfail(strict=True, reason="the model deconvolution (the default) reads Tmax ~1.3-1.6 s low in delayed, "
-                                       "dispersed tissue: part of the phantom's Tmax > 6 s shell (true 7.3 s) falls "
-                                       "under 6 s (docs/perfusion.md, Limits); oSVD meets it, above")
-@pytest.mark.parametrize("lesion", ["small", "medium", "large"])
+@pytest.mark.parametrize("lesion", ["small", "medium", "large", "none"])
 def test_the_default_deconvolution_meets_the_phantom_volumes(lesion):
     """The stroke volumes with the product's default (the model deconvolution; the rCBF core on oSVD's flow, as
-    analyse_series does): measured 88.2/108.9, 195.4/230.4, 252.4/302.1 ml Tmax > 6 s; core and Tmax > 10 s met."""
+    analyse_series does).  Measured, ml: Tmax > 6 s 104.0/108.9, 225.0/230.4, 286.0/302.1; core 12.9/11.6,
+    44.7/44.5, 119.9/120.3; Tmax > 10 s exact.  With the dispersion grid 0, 1.5, 3 s the shell (1 s dispersion, true
+    Tmax 7.3 s) read 5.9 s and Tmax > 6 s was 15-19 % low (docs/perfusion.md)."""
     from meshdcm.perfusion.deconvolution import DEFAULT_METHOD
 
     sp = make_stroke_phantom(StrokePhantomSpec(lesion=lesion))
@@ -137,5 +136,9 @@ def test_the_default_deconvolution_meets_the_phantom_volumes(lesion):
     pm, _, baseline = analyse_loaded(series, DEFAULT_METHOD, xp="numpy", svd_core_cbf=True)
     r = analyse_dsc(series, pm, baseline, None, method=DEFAULT_METHOD, write_dicom=False)
     t = sp.truth_ml
+    ROWS.append((lesion, "rCBF, model", r, t))
+    if lesion == "none":
+        assert r.core_ml < 5.0 and r.tmax6_ml < 5.0
+        return
     for key in ("core_ml", "tmax10_ml", "tmax6_ml"):
         assert abs(getattr(r, key) - t[key]) <= tolerance(t[key]), (key, getattr(r, key), t)

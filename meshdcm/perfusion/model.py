@@ -11,7 +11,10 @@ Model (indicator dilution): ``C_t(t) = F (C_a (*) R_eff)(t - d)`` with
   the end of the series, and in normal tissue the noise chose it often, with CBF up to 1.2x the truth.)
 - ``R_eff = h_s (*) R``, ``h_s(t) = exp(-t/s)/s``: dispersion of the bolus on its way from the AIF's artery to the
   tissue (the exponential vascular transport function of Calamante et al. 2000, MRM 44:466; ``s = 0``: none).  Its
-  area is 1, so CBV and MTT keep their meaning; ``R_eff`` rises from 0 and peaks after ``t = 0``;
+  area is 1, so CBV and MTT keep their meaning; ``R_eff`` rises from 0 and peaks after ``t = 0``, and that peak
+  moves fastest at small ``s`` (MTT 5 s: 1.6 s at s = 0.7, 2.5 at 1.4, 3.7 at 2.8), so :data:`DISPERSIONS` is none
+  and then a doubling series: with 0, 1.5 and 3 s a 1 s dispersion fitted best as no dispersion a second later, and
+  its Tmax read 5.9 for 7.0 s;
 - ``d``: the bolus delay between the AIF and the tissue (also negative: tissue leading the AIF's voxels).
 
 Fit.  With a global AIF the candidate curves ``k_j = (C_a (*) R_eff,j)(t - d_j)`` are the same for every voxel: they
@@ -33,7 +36,7 @@ al. 1999, Stat Sci 14:382) rather than the values of the single best class, whic
 the wrong one.  MTT = CBV/CBF follows in :mod:`.maps` (central volume theorem), as for the SVD methods.  There is no
 SVD offset: zero delay reads Tmax ~0 (docs/perfusion.md, "Tmax").
 
-Cost: about ``2 T J`` flops per voxel (T time points; J candidates: 12 classes x 16 MTT x 27 delays = 5,184 at
+Cost: about ``2 T J`` flops per voxel (T time points; J candidates: 16 classes x 16 MTT x 27 delays = 6,912 at
 TR 1.5 s) and no per-voxel Python; the candidates are built once with NumPy/SciPy, the products run on the array
 module given (NumPy or CuPy).
 """
@@ -49,7 +52,7 @@ from ._xp import get_xp
 __all__ = ["ALPHAS", "DISPERSIONS", "MTT_RANGE", "DELAY_RANGE", "ResidueDictionary", "residue_function", "fit_model"]
 
 ALPHAS = (1.0, 2.0, 4.0, np.inf)  # transit-time shape: exponential .. narrower .. plug flow (a box)
-DISPERSIONS = (0.0, 1.5, 3.0)  # s, exponential dispersion time constant
+DISPERSIONS = (0.0, 0.7, 1.4, 2.8)  # s, exponential dispersion time constant: none, then doubling (see above)
 MTT_RANGE = (1.5, 24.0, 16)  # s: first, last, number (log-spaced, 20 % apart)
 DELAY_RANGE = (-4.0, 16.0)  # s; step: half a frame
 FRAMES_PER_DELAY = 0.5  # the delay grid's step, in frames
