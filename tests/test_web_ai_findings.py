@@ -167,6 +167,7 @@ def test_an_sr_that_supersedes_another_is_offered_first_whatever_its_time(stroke
         offered = [r["provenance"]["sop_instance_uid"] for r in results.of(uid)]
         assert offered == [later.SOPInstanceUID, first.SOPInstanceUID]
         assert results.of(uid)[0]["provenance"]["supersedes"] == [first.SOPInstanceUID]
+        assert [r["superseded"] for r in results.of(uid)] == [False, True]  # the page tags the older SR's card
     finally:
         results.close()
 

@@ -47,8 +47,7 @@ MAP_WINDOWS = {"CBF": (50.0, 100.0), "CBV": (4.0, 8.0), "MTT": (7.5, 15.0), "Tma
 #: normal grey matter CBF 40-80 and CBV 4-5, white matter about half; these medians include the stroke territory.
 PLAUSIBLE = {"CBF GM median": (20, 100), "CBF WM median": (8, 50), "CBV GM median": (2, 6.5),
              "CBV WM median": (1, 4), "MTT GM median": (3, 10), "MTT WM median": (3, 10),
-             "Tmax GM median": (0, 4), "Tmax hypoperfused median": (6, 15),
-             "hypoperfused volume (Tmax > 6 s)": (60, 300)}
+             "Tmax GM median": (0, 4), "Tmax hypoperfused median": (6, 15)}
 
 
 # --- the mesh ------------------------------------------------------------------------------------------------------
@@ -267,6 +266,10 @@ def walk(browser, up, shot) -> None:  # noqa: PLR0915 - one story, told in order
     for card in maps.values():
         expect(card).to_have_count(1, timeout=180_000)
         expect(card).to_contain_text("by perfusion")
+    # the scanner's ADC is derived, but by the modality: its card does not name the pacs node as its maker
+    adc_card = page.locator(f".series-card[data-series='{study.uid['adc']}']")
+    expect(adc_card).to_contain_text("from PACS, derived at the modality")
+    expect(adc_card).not_to_contain_text("by pacs")
     registered = page.locator(".series-card[data-kind=registration]")
     expect(registered).to_have_count(4, timeout=240_000)  # T2, FLAIR, DWI and DSC onto the 3D T1
     shot(page, "mr-study-with-derived-series", full_page=True)
@@ -449,8 +452,12 @@ def walk(browser, up, shot) -> None:  # noqa: PLR0915 - one story, told in order
 
     # the stroke analysis' SR is a document: its card says so, and where its text is, rather than failing to load
     # (one, or two when the DSC came before the ADC: the rCBF-core SR and the ADC-core SR that supersedes it)
-    sr_card = page.locator(".series-card[data-kind=document]", has_text="Stroke perfusion measurements").first
+    sr_cards = page.locator(".series-card[data-kind=document]", has_text="Stroke perfusion measurements")
+    sr_card = sr_cards.first
     expect(sr_card).to_contain_text("document by perfusion")
+    # the older of two is tagged as superseded, so that two alike cards do not read as two results
+    superseded = page.locator(".series-card[data-kind=document][data-superseded=true]")
+    expect(superseded).to_have_count(sr_cards.count() - 1, timeout=30_000)
     sr_card.click()
     expect(page.locator("#viewer-title")).to_contain_text("a report (SR), not images")
 
@@ -475,20 +482,26 @@ def walk(browser, up, shot) -> None:  # noqa: PLR0915 - one story, told in order
     expect(page.locator("#draft-status")).to_have_text("new report")
     assert draft_puts == [], draft_puts  # no autosave before typing
     measures = page.locator("#measurements .measure")
-    expect(measures.filter(has_text="hypoperfused volume (Tmax > 6 s)")).to_have_count(1)
+    expect(measures.filter(has_text=re.compile(r"^Insert\s+CBF GM median:"))).to_have_count(1)
+    # one figure for the hypoperfused volume: the stroke analysis' (AI findings), not also the map summary's region
+    expect(page.locator("#ai-result")).to_contain_text("Hypoperfusion Tmax > 6 s", timeout=60_000)
+    expect(measures.filter(has_text="hypoperfused volume")).to_have_count(0)
+    tmax6 = page.locator("#ai-result tr", has_text="Hypoperfusion Tmax > 6 s").locator("td.num").inner_text()
+    assert 0.9 * 138.1 <= float(tmax6) <= 1.1 * 138.1, tmax6  # core + penumbra of the truth, ml
     shown = {}
     for text in measures.all_inner_texts():
-        found = re.match(r"Insert\s+(.+?): (-?[\d.]+) ", text)
-        if found:
-            shown[found.group(1)] = float(found.group(2))
+        # as a reader quotes them: one or two decimals; a ratio without the unit "1"
+        found = re.match(r"Insert\s+(.+?): (-?\d+\.\d\d?)(?: (\S+))?\n", text)
+        assert found and found.group(3) != "1", text
+        shown[found.group(1)] = float(found.group(2))
     for label, (lo, hi) in PLAUSIBLE.items():
         assert lo <= shown[label] <= hi, (label, shown[label])
     assert shown["CBF GM median"] > shown["CBF WM median"] and shown["CBV GM median"] > shown["CBV WM median"]
     page.locator("#measurements").scroll_into_view_if_needed()
     shot(page, "perfusion-summary-offered-for-the-report", element=page.locator("#report"))
-    for label in ("hypoperfused volume (Tmax > 6 s)", "CBV GM median", "CBF GM median"):
+    for label in ("Tmax hypoperfused median", "CBV GM median", "CBF GM median"):
         page.locator(".measure", has_text=f"{label}:").first.locator(".insert-measurement").click()
-    expect(page.locator("#report-findings")).to_have_value(re.compile(r"hypoperfused volume \(Tmax > 6 s\): [\d.]+ ml"))
+    expect(page.locator("#report-findings")).to_have_value(re.compile(r"Tmax hypoperfused median: [\d.]+ s \("))
     page.fill("#report-clinical", "Akute Hemiparese rechts, Aphasie")
     impression = f"Akuter Infarkt im linken Mediastromgebiet mit Penumbra (Mismatch) {uuid.uuid4().hex[:6]}"
     page.locator("#report-impression").press_sequentially(impression, delay=2)

@@ -77,6 +77,9 @@ def test_the_stroke_study_into_the_signed_report(mesh, tmp_path, realistic_studi
             for label in ("Ischaemic core", "Hypoperfusion Tmax > 6 s", "Severe hypoperfusion Tmax > 10 s",
                           "Hypoperfusion intensity ratio", "Mismatch volume", "Mismatch ratio", "DEFUSE-3 imaging"):
                 expect(volumes).to_contain_text(label)
+            sr_cards = page.locator(".series-card[data-kind=document]", has_text="Stroke perfusion measurements")
+            expect(page.locator(".series-card[data-kind=document][data-superseded=true]")).to_have_count(
+                sr_cards.count() - 1, timeout=30_000)  # the rCBF core's SR, when the ADC core's replaced it
             core_ml = float(volumes.locator("tr", has_text="Ischaemic core").locator("td.num").inner_text())
             assert core_ml > 0
             ai_sop = ai.get_attribute("data-sop")

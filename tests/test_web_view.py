@@ -63,6 +63,14 @@ def test_perfusion_measurements_are_offered_per_tissue_with_units():
     assert got["hypoperfused volume (Tmax > 6 s)"] == (22.3, "ml")
     assert got["CBF mean (parenchyma)"] == (40.0, "ml/100g/min")
     assert not any("brain mask" in label for label in got)
+    # once the stroke analysis reported on the DSC series its cleaned Tmax > 6 s volume is the one figure offered
+    # (in the AI findings); the map summary's region volume, a few ml apart, is no longer offered beside it
+    sr = Dataset()
+    sr.StudyInstanceUID, sr.SeriesInstanceUID = STUDY, "1.2.826.0.1.3680043.8.498.20"
+    sr.SeriesDescription, sr.Modality = "Stroke perfusion measurements", "SR"
+    view.on_message(Message("stored.series", sr, meta={"derived_from": SERIES[0], "stroke": "sr", "instances": 1}))
+    got = {m["label"]: (m["value"], m["unit"]) for m in view.measurements(STUDY)}
+    assert "hypoperfused volume (Tmax > 6 s)" not in got and got["Tmax GM median"] == (2.0, "s")
 
 
 def _series(topic: str, uid: str, description: str, **meta) -> Message:

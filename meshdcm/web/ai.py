@@ -141,14 +141,14 @@ class AIResults:
 
     def of(self, study: str) -> list[dict]:
         """The study's AI results as the page gets them: ready ones first, one that a later SR supersedes (the rCBF
-        core's once the ADC core's is here) after those that are current, newest first; those still being read, or
-        failed, last."""
+        core's once the ADC core's is here; ``superseded`` True) after those that are current, newest first; those
+        still being read, or failed, last."""
         with self._lock:
             results = [{k: v for k, v in r.items() if k != "_dataset"} for r in self._studies.get(study, {}).values()]
-        superseded = {sop for r in results for sop in (r.get("provenance") or {}).get("supersedes", [])}
-        return sorted(results, key=lambda r: (r["state"] != "ready",
-                                              (r.get("provenance") or {}).get("sop_instance_uid") in superseded,
-                                              -_order(r)))
+        replaced = {sop for r in results for sop in (r.get("provenance") or {}).get("supersedes", [])}
+        for r in results:
+            r["superseded"] = (r.get("provenance") or {}).get("sop_instance_uid") in replaced
+        return sorted(results, key=lambda r: (r["state"] != "ready", r["superseded"], -_order(r)))
 
     def dataset(self, study: str, sop: str) -> Dataset | None:
         """The SR ``sop`` of ``study`` as read (for the signed report's references), None when not known here."""

@@ -441,10 +441,15 @@ class MeshView:
     def measurements(self, uid: str) -> list[dict]:
         """Values analysis nodes published for the study's derived series, with their provenance: for a perfusion
         map its median per tissue (GM, WM, hypoperfused region; the Tmax map also gives that region's volume), then
-        its mean and median over the region the summary names (the parenchyma; an older node: the brain mask)."""
+        its mean and median over the region the summary names (the parenchyma; an older node: the brain mask).
+
+        The hypoperfused region's volume is left out once the stroke analysis reported on the same DSC series: the
+        AI findings give its Tmax > 6 s volume, cleaned as docs/stroke.md says (CSF and small clusters out), and the
+        map summary's region (the medians' region) differs from it by a few ml.  One finding, one figure."""
         out = []
         with self.lock:
             study = self.study(uid)
+            stroke_analysed = {s["derived_from"] for s in study.series.values() if s["stroke"] == "sr"}
             for s in study.series.values():
                 if not s["map"] or not s["summary"]:
                     continue
@@ -457,7 +462,8 @@ class MeshView:
                         continue
                     if entry.get(name) is not None:
                         values.append((f"{name} {tissue} median", entry[name], s["unit"]))
-                    if tissue == "hypoperfused" and name == "Tmax" and entry.get("volume_ml") is not None:
+                    if (tissue == "hypoperfused" and name == "Tmax" and entry.get("volume_ml") is not None
+                            and s["derived_from"] not in stroke_analysed):
                         values.append(("hypoperfused volume (Tmax > 6 s)", entry["volume_ml"], "ml"))
                 for stat in ("mean", "median"):
                     if summary.get(f"{stat}_{name}") is not None:

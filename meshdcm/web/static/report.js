@@ -66,12 +66,17 @@ const refreshMeasurements = later(async () => {  // this study's only: another s
   $("#measurements").classList.toggle("dim", !m.measurements.length);
   if (!m.measurements.length) { $("#measurements").textContent = "none yet"; return; }
   $("#measurements").replaceChildren(...m.measurements.map(x => {
-    const value = `${x.label}: ${x.value} ${x.unit || ""}`.trim();
+    const value = measureText(x);
     return el("div", {class: "measure"}, el("button", {class: "small insert-measurement", onclick: () => insertFinding(
       `${value} (${x.series_description}; ${x.method || ""} by ${x.node}, from ${x.source_series})`)}, "Insert"), " ", value,
       el("div", {class: "dim"}, `${x.series_description} · ${x.node} · ${x.method || ""} · from ${x.source_series}`));
   }));
 }, 500);
+function measureText(x) {  // rounded as a reader quotes it (33.2 ml/100g/min, 3.40 ml/100g); a ratio (UCUM "1") has no unit
+  const v = Number(x.value), unit = x.unit && x.unit !== "1" ? ` ${x.unit}` : "";
+  const shown = x.value === null || x.value === "" || !Number.isFinite(v) ? x.value : v.toFixed(Math.abs(v) >= 10 ? 1 : 2);
+  return `${x.label}: ${shown}${unit}`;
+}
 function insertFinding(text) {
   const t = $("#report-findings");
   if (t.readOnly) return;

@@ -35,6 +35,8 @@ const refreshStudy = later(async () => {
 }, 250);
 function renderSeries(list, renditions) {
   const grid = $("#series");
+  const superseded = new Set(((state.studyData && state.studyData.ai) || [])  // an SR a later one replaces (late ADC)
+    .filter(r => r.superseded && r.provenance).map(r => r.provenance.series_uid));
   const cards = new Map([...grid.children].map(c => [c.dataset.series || c.dataset.rendition, c]));
   for (const s of list) {
     let card = cards.get(s.uid);
@@ -47,12 +49,15 @@ function renderSeries(list, renditions) {
     card.dataset.derived = s.derived ? "true" : "false";
     card.dataset.complete = s.complete ? "true" : "false";
     card.dataset.kind = seriesKind(s);
+    card.dataset.superseded = superseded.has(s.uid) ? "true" : "false";
     if (s.thumbnail && !card.querySelector("img")) {
       const img = el("img", {src: `/api/series/${s.uid}/thumbnail`, alt: s.description, loading: "lazy"});
       card.firstChild.replaceWith(img);
     }
     card.querySelector(".desc").replaceChildren(`${s.modality} #${s.number} ${s.description}`,
-      s.derived ? el("div", {}, el("span", {class: "badge"}, s.map ? `${s.map} map` : card.dataset.kind), ` by ${s.node || "?"}`) : "",
+      superseded.has(s.uid) ? el("div", {}, el("span", {class: "tag superseded"}, "superseded by a later analysis")) : "",
+      s.derived ? el("div", {}, el("span", {class: "badge"}, s.map ? `${s.map} map` : card.dataset.kind),
+        s.derived_from ? ` by ${s.node || "?"}` : " · from PACS, derived at the modality") : "",
       s.provenance ? el("div", {class: "provenance"}, s.provenance) : "");
     const expected = s.expected || s.arrived || 1;
     const pct = s.complete ? 100 : Math.min(100, Math.round(100 * s.arrived / expected));
