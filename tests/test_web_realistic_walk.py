@@ -500,8 +500,10 @@ def walk(browser, up, shot) -> None:  # noqa: PLR0915 - one story, told in order
     page.locator("#measurements").scroll_into_view_if_needed()
     shot(page, "perfusion-summary-offered-for-the-report", element=page.locator("#report"))
     for label in ("Tmax hypoperfused median", "CBV GM median", "CBF GM median"):
-        page.locator(".measure", has_text=f"{label}:").first.locator(".insert-measurement").click()
+        page.locator(".measure", has_text=re.compile(rf"^Insert\s+{re.escape(label)}:")).locator(".insert-measurement").click()
     expect(page.locator("#report-findings")).to_have_value(re.compile(r"Tmax hypoperfused median: [\d.]+ s \("))
+    expect(page.locator("#report-findings")).to_have_value(re.compile(r"(^|\n)CBF GM median: [\d.]+ ml/100g/min"))
+    expect(page.locator("#report-findings")).not_to_have_value(re.compile("rCBF"))  # the label, not one containing it
     page.fill("#report-clinical", "Akute Hemiparese rechts, Aphasie")
     impression = f"Akuter Infarkt im linken Mediastromgebiet mit Penumbra (Mismatch) {uuid.uuid4().hex[:6]}"
     page.locator("#report-impression").press_sequentially(impression, delay=2)
