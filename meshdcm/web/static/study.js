@@ -56,8 +56,7 @@ function renderSeries(list, renditions) {
     }
     card.querySelector(".desc").replaceChildren(`${s.modality} #${s.number} ${s.description}`,
       superseded.has(s.uid) ? el("div", {}, el("span", {class: "tag superseded"}, "superseded by a later analysis")) : "",
-      s.derived ? el("div", {}, el("span", {class: "badge"}, s.map ? `${s.map} map` : card.dataset.kind),
-        s.derived_from ? ` by ${s.node || "?"}` : " · from PACS, derived at the modality") : "",
+      s.derived ? el("div", {}, el("span", {class: "badge"}, s.map ? `${s.map} map` : card.dataset.kind), " ", madeBy(s)) : "",
       s.provenance ? el("div", {class: "provenance"}, s.provenance) : "");
     const expected = s.expected || s.arrived || 1;
     const pct = s.complete ? 100 : Math.min(100, Math.round(100 * s.arrived / expected));
@@ -84,6 +83,9 @@ function seriesKind(s) {
   if (/reformat/.test(s.derivation || "")) return "reformat";
   return "derived";
 }
+// Who made a derived series: the analysis node that published it, or, without `derived_from`, the modality (the
+// scanner's ADC: the pacs node only announced it).
+function madeBy(s) { return s.derived_from ? `by ${s.node || "?"}` : "from PACS, derived at the modality"; }
 function showDocument(uid) {  // an SR has no images to view: say where its text is instead of failing to load them
   const s = seriesRow(uid);
   $("#viewer-title").textContent = `${s.modality} #${s.number} ${s.description}: a report (SR), not images; its ` +

@@ -119,8 +119,8 @@ function seriesTitle(uid) { const s = seriesRow(uid);
 function syncTools() {
   const pane = activePane(), info = pane.info;
   const s = info ? seriesRow(pane.uid) : null;
-  $("#viewer-title").textContent = info ? seriesTitle(pane.uid) + (!s.derived ? "" : s.derived_from ?
-    ` (${s.provenance || "derived"}, by ${s.node})` : " (derived at the modality, from PACS)")
+  $("#viewer-title").textContent = info ? seriesTitle(pane.uid) +
+    (s.derived ? ` (${s.derived_from ? `${s.provenance || "derived"}, ` : ""}${madeBy(s)})` : "")
                                         : "Click a series to view it.";
   $("#presets").replaceChildren(...Object.entries(info ? info.presets : {}).map(([name, [c, w]]) =>
     el("button", {class: "small preset", dataset: {preset: name}, title: `C ${c} W ${w}`, onclick: () => setWindow(pane, c, w)}, name)));
